@@ -1,0 +1,135 @@
+//! A port-I/O bus that routes address ranges to devices, in the manner of
+//! Firecracker's `Bus`: each range has a base and a length, and a device
+//! sees the base of the range that matched plus the offset into it.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use thiserror::Error;
+
+pub trait BusDevice: Send {
+    /// Fill `data` (1, 2 or 4 bytes, little endian) for a read at
+    /// `base + offset`. Unhandled reads should leave all-ones.
+    fn read(&mut self, base: u64, offset: u64, data: &mut [u8]);
+    fn write(&mut self, base: u64, offset: u64, data: &[u8]);
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum BusError {
+    #[error("range {base:#x}+{len:#x} overlaps an existing range")]
+    Overlap { base: u64, len: u64 },
+    #[error("empty range at {0:#x}")]
+    Empty(u64),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BusRange {
+    pub base: u64,
+    pub len: u64,
+}
+
+impl BusRange {
+    pub fn last(&self) -> u64 {
+        self.base + self.len - 1
+    }
+    fn contains(&self, addr: u64) -> bool {
+        addr >= self.base && addr - self.base < self.len
+    }
+}
+
+#[derive(Default, Clone)]
+pub struct Bus {
+    ranges: BTreeMap<u64, (BusRange, Arc<Mutex<dyn BusDevice>>)>,
+}
+
+impl Bus {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn insert(&mut self, device: Arc<Mutex<dyn BusDevice>>, base: u64, len: u64) -> Result<(), BusError> {
+        if len == 0 {
+            return Err(BusError::Empty(base));
+        }
+        let new = BusRange { base, len };
+        let overlaps = self
+            .ranges
+            .values()
+            .any(|(r, _)| r.base <= new.last() && new.base <= r.last());
+        if overlaps {
+            return Err(BusError::Overlap { base, len });
+        }
+        self.ranges.insert(base, (new, device));
+        Ok(())
+    }
+
+    pub fn remove(&mut self, base: u64) -> bool {
+        self.ranges.remove(&base).is_some()
+    }
+
+    pub fn ranges(&self) -> impl Iterator<Item = BusRange> + '_ {
+        self.ranges.values().map(|(r, _)| *r)
+    }
+
+    fn find(&self, addr: u64) -> Option<(BusRange, &Arc<Mutex<dyn BusDevice>>)> {
+        let (_, (range, dev)) = self.ranges.range(..=addr).next_back()?;
+        range.contains(addr).then_some((*range, dev))
+    }
+
+    /// Returns false when no device claims `addr` (data is then all-ones,
+    /// as the PC bus floats high).
+    pub fn read(&self, addr: u64, data: &mut [u8]) -> bool {
+        match self.find(addr) {
+            Some((range, dev)) => {
+                dev.lock().unwrap_or_else(|e| e.into_inner()).read(range.base, addr - range.base, data);
+                true
+            }
+            None => {
+                data.fill(0xff);
+                false
+            }
+        }
+    }
+
+    pub fn write(&self, addr: u64, data: &[u8]) -> bool {
+        match self.find(addr) {
+            Some((range, dev)) => {
+                dev.lock().unwrap_or_else(|e| e.into_inner()).write(range.base, addr - range.base, data);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Echo(Vec<(u64, u64)>);
+    impl BusDevice for Echo {
+        fn read(&mut self, base: u64, offset: u64, data: &mut [u8]) {
+            data.fill(offset as u8);
+            self.0.push((base, offset));
+        }
+        fn write(&mut self, base: u64, offset: u64, _data: &[u8]) {
+            self.0.push((base, offset));
+        }
+    }
+
+    #[test]
+    fn routes_by_range_and_floats_high_elsewhere() {
+        let dev = Arc::new(Mutex::new(Echo(vec![])));
+        let mut bus = Bus::new();
+        bus.insert(dev.clone(), 0x1f0, 8).unwrap();
+        bus.insert(dev.clone(), 0x3f6, 1).unwrap();
+        assert_eq!(bus.insert(dev.clone(), 0x1f7, 2), Err(BusError::Overlap { base: 0x1f7, len: 2 }));
+        let mut b = [0u8; 1];
+        assert!(bus.read(0x1f7, &mut b));
+        assert_eq!(b[0], 7);
+        assert!(!bus.read(0x1f8, &mut b));
+        assert_eq!(b[0], 0xff);
+        assert!(bus.write(0x3f6, &[4]));
+        assert!(!bus.write(0x3f7, &[4]));
+        assert_eq!(dev.lock().unwrap().0, vec![(0x1f0, 7), (0x3f6, 0)]);
+    }
+}

@@ -1,0 +1,1 @@
+//! PIIX3 IDE: ATA disks, ATAPI CD-ROM, bus-master DMA.

@@ -1,0 +1,1 @@
+//! The qtest front: QEMU's qtest line protocol driving the pc machine.

@@ -1,0 +1,1 @@
+//! The Xen front: ioreq server, guest memory, IRQs, xenstore.
