@@ -7,6 +7,7 @@
 
 pub mod block;
 pub mod control;
+pub mod launch;
 pub mod devices;
 pub mod logging;
 pub mod machine;

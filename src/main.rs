@@ -1,4 +1,4 @@
 fn main() {
     xen_ioemu::logging::init();
-    std::process::exit(xen_ioemu::control::run(std::env::args().skip(1).collect()));
+    std::process::exit(xen_ioemu::launch::run(std::env::args().skip(1).collect()));
 }

@@ -2,6 +2,7 @@
 //! devices with QEMU's cache modes, and a fault-injection layer that reads
 //! QEMU's blkdebug rules so one fault scenario runs against both.
 
+pub mod mem;
 pub mod policy;
 
 pub use policy::{ErrorAction, ErrorPolicy};

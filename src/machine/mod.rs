@@ -31,3 +31,61 @@ pub trait GuestMemory: Send + Sync {
 pub trait IrqLine: Send + Sync {
     fn set_level(&self, high: bool);
 }
+
+/// Counters behind QMP query-blockstats (QEMU's BlockDeviceStats names).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BlockStats {
+    pub rd_bytes: u64,
+    pub wr_bytes: u64,
+    pub rd_operations: u64,
+    pub wr_operations: u64,
+    pub flush_operations: u64,
+    pub unmap_operations: u64,
+    pub unmap_bytes: u64,
+    pub failed_rd_operations: u64,
+    pub failed_wr_operations: u64,
+    pub failed_flush_operations: u64,
+    pub failed_unmap_operations: u64,
+    pub rd_total_time_ns: u64,
+    pub wr_total_time_ns: u64,
+    pub flush_total_time_ns: u64,
+}
+
+/// A medium in a drive, as QMP query-block shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InsertedMedium {
+    pub file: String,
+    pub read_only: bool,
+    /// Bytes.
+    pub size: u64,
+    pub cache: crate::block::CacheMode,
+}
+
+/// One drive as QMP query-block / query-blockstats show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriveInfo {
+    /// Drive id ("ide0-hd0", or the -drive id=).
+    pub id: String,
+    /// qdev path of the device ("/machine/unattached/device[N]" in QEMU; we
+    /// use the -device id or the drive id).
+    pub qdev: String,
+    pub cdrom: bool,
+    pub removable: bool,
+    pub tray_open: bool,
+    pub locked: bool,
+    /// "ok", "failed" or "nospace".
+    pub io_status: &'static str,
+    pub inserted: Option<InsertedMedium>,
+    pub stats: BlockStats,
+}
+
+/// Guest-initiated power transitions (PIIX4 PM S5, 0xcf9, i8042 reset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerRequest {
+    Poweroff,
+    Reboot,
+}
+
+pub trait PowerControl: Send + Sync {
+    fn request(&self, what: PowerRequest);
+}
