@@ -3,6 +3,7 @@
 //! stream that QMP clients and the audit log read.
 
 pub mod events;
+pub mod pc;
 pub mod runstate;
 
 pub use events::{Event, EventSink, IoOperation};
