@@ -558,7 +558,7 @@ fn random_packets_match_qemu() {
         }
         packet[0] = opcodes[usize::from(random.byte()) % opcodes.len()];
         // Aim most reads at and just past the end of the 40-block medium.
-        if matches!(packet[0], 0x28 | 0xa8 | 0xbe | 0x2b) && random.byte() % 4 != 0 {
+        if matches!(packet[0], 0x28 | 0xa8 | 0xbe | 0x2b) && !random.byte().is_multiple_of(4) {
             packet[2..6].copy_from_slice(&u32::from(random.byte() % 48).to_be_bytes());
             let count = random.byte() % 5;
             match packet[0] {
@@ -589,7 +589,7 @@ fn random_packets_match_qemu() {
             compared += 1;
         }
         // Reload the tray now and then so eject does not end the run.
-        if model.atapi.tray_open() && random.byte() % 4 == 0 {
+        if model.atapi.tray_open() && random.byte().is_multiple_of(4) {
             compare(&mut qemu, &mut model, cdb(&[0x1b, 0, 0, 0, 3]), 0xfffe);
         }
     }
