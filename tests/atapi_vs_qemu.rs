@@ -10,7 +10,9 @@
 //! QEMU (qemu-system-x86_64) must be installed; it is on every machine this
 //! project supports for development.
 
+use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::FileExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -207,20 +209,29 @@ impl Drop for Qemu {
 /// reads, as the IDE core is specified to do them.
 struct Model {
     atapi: AtapiState,
-    image: Vec<u8>,
+    /// None once the medium is gone (QMP eject removes it).
+    medium: Option<File>,
 }
 
 impl Model {
-    /// None once the medium is gone (QMP eject removes it).
+    fn new(image: &Path) -> Model {
+        Model {
+            atapi: AtapiState::new(),
+            medium: Some(File::open(image).unwrap()),
+        }
+    }
+
     fn blocks(&self) -> Option<u64> {
-        (!self.image.is_empty()).then_some((self.image.len() / CD_SECTOR_SIZE) as u64)
+        let file = self.medium.as_ref()?;
+        Some(file.metadata().unwrap().len() / CD_SECTOR_SIZE as u64)
     }
 
     fn block(&self, lba: u32) -> [u8; CD_SECTOR_SIZE] {
-        let start = lba as usize * CD_SECTOR_SIZE;
-        self.image[start..start + CD_SECTOR_SIZE]
-            .try_into()
-            .unwrap()
+        let mut block = [0u8; CD_SECTOR_SIZE];
+        let file = self.medium.as_ref().expect("reads need a medium");
+        file.read_exact_at(&mut block, u64::from(lba) * CD_SECTOR_SIZE as u64)
+            .unwrap();
+        block
     }
 
     fn packet(&mut self, cdb: &[u8; 12], byte_count_limit: u16) -> Completion {
@@ -266,8 +277,10 @@ impl Model {
     }
 }
 
-fn image(blocks: usize) -> (tempfile::NamedTempFile, Vec<u8>) {
-    let mut contents = vec![0u8; blocks * CD_SECTOR_SIZE];
+/// An image of `blocks` blocks whose first `filled` blocks hold
+/// pseudo-random bytes; the rest is a hole.
+fn image(blocks: u64, filled: usize) -> tempfile::NamedTempFile {
+    let mut contents = vec![0u8; filled * CD_SECTOR_SIZE];
     let mut seed = 0x1234_5678_u32;
     for byte in contents.iter_mut() {
         seed ^= seed << 13;
@@ -277,8 +290,11 @@ fn image(blocks: usize) -> (tempfile::NamedTempFile, Vec<u8>) {
     }
     let mut file = tempfile::NamedTempFile::new().unwrap();
     file.write_all(&contents).unwrap();
+    file.as_file()
+        .set_len(blocks * CD_SECTOR_SIZE as u64)
+        .unwrap();
     file.flush().unwrap();
-    (file, contents)
+    file
 }
 
 /// Compare one packet, unless its reply has an odd length: QEMU's 16-bit
@@ -290,14 +306,9 @@ fn try_compare(
     cdb: [u8; 12],
     byte_count_limit: u16,
 ) -> Option<Completion> {
-    let mut dry_run = Model {
-        atapi: model.atapi.clone(),
-        image: Vec::new(),
-    };
+    let mut dry_run = model.atapi.clone();
     if let PacketOutcome::Atapi(PacketResult::DataIn(data)) =
-        dry_run
-            .atapi
-            .execute_packet(&cdb, model.blocks(), byte_count_limit != 0)
+        dry_run.execute_packet(&cdb, model.blocks(), byte_count_limit != 0)
     {
         if data.len() % 2 == 1 {
             return None;
@@ -349,12 +360,9 @@ fn cdb(bytes: &[u8]) -> [u8; 12] {
 
 #[test]
 fn every_command_matches_qemu() {
-    let (file, contents) = image(300);
+    let file = image(300, 300);
     let mut qemu = Qemu::start(file.path());
-    let mut model = Model {
-        atapi: AtapiState::new(),
-        image: contents,
-    };
+    let mut model = Model::new(file.path());
     let packets: &[&[u8]] = &[
         &[0x00],
         &[0x03, 0, 0, 0, 18],
@@ -413,13 +421,10 @@ fn every_command_matches_qemu() {
 
 #[test]
 fn host_medium_events_match_qemu() {
-    let (file, contents) = image(64);
-    let (second, second_contents) = image(500);
+    let file = image(64, 64);
+    let second = image(500, 500);
     let mut qemu = Qemu::start(file.path());
-    let mut model = Model {
-        atapi: AtapiState::new(),
-        image: contents,
-    };
+    let mut model = Model::new(file.path());
     let probe = |qemu: &mut Qemu, model: &mut Model| {
         for packet in [
             &[0x4a, 1, 0, 0, 0x10, 0, 0, 0, 8][..],
@@ -451,7 +456,7 @@ fn host_medium_events_match_qemu() {
     assert!(reply.get("return").is_some(), "{reply}");
     // QEMU opens the tray, swaps the medium and closes it again.
     model.atapi.medium_changed();
-    model.image = second_contents;
+    model.medium = Some(File::open(second.path()).unwrap());
     // Without REQUEST SENSE in between, the pending unit attention blocks.
     for packet in [
         &[0x25][..],
@@ -484,7 +489,7 @@ fn host_medium_events_match_qemu() {
     model.atapi.eject_requested(true);
     model.atapi.set_tray_open(true);
     model.atapi.medium_changed();
-    model.image.clear();
+    model.medium = None;
     probe(&mut qemu, &mut model);
     qemu.qmp_command(r#"{"execute":"blockdev-close-tray","arguments":{"id":"cd0"}}"#);
     model.atapi.set_tray_open(false);
@@ -516,12 +521,9 @@ impl XorShift {
 
 #[test]
 fn random_packets_match_qemu() {
-    let (file, contents) = image(40);
+    let file = image(40, 40);
     let mut qemu = Qemu::start(file.path());
-    let mut model = Model {
-        atapi: AtapiState::new(),
-        image: contents,
-    };
+    let mut model = Model::new(file.path());
     let opcodes = [
         0x00, 0x03, 0x12, 0x1b, 0x1e, 0x25, 0x28, 0x2b, 0x43, 0x46, 0x4a, 0x51, 0x5a, 0xa8, 0xad,
         0xbb, 0xbd, 0xbe, 0x1a, 0x55, 0xff,
@@ -602,4 +604,43 @@ fn random_packets_match_qemu() {
         tally.check_condition > 100 && tally.aborted > 20 && tally.unit_attention_pending > 0,
         "{tally:?}"
     );
+}
+
+#[test]
+fn dvd_sized_medium_matches_qemu() {
+    // One block more than an 80-minute CD makes QEMU call it a DVD; the
+    // image is sparse apart from its first blocks.
+    let blocks = 80 * 60 * 75 + 1;
+    let file = image(blocks, 4);
+    let mut qemu = Qemu::start(file.path());
+    let mut model = Model::new(file.path());
+    let last = (blocks - 1) as u32;
+    let [_, b1, b2, b3] = last.to_be_bytes();
+    let packets: &[&[u8]] = &[
+        &[0x00],
+        &[0x25],
+        &[0x46, 0, 0, 0, 0, 0, 0, 0, 100],
+        &[0x43, 0, 0, 0, 0, 0, 0, 0, 100],
+        &[0x43, 2, 0, 0, 0, 0, 0, 0, 100],
+        &[0x43, 2, 0, 0, 0, 0, 0, 0, 100, 0x80],
+        &[0xad, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x04],
+        &[0xad, 0, 0, 0, 0, 0, 1, 0, 0, 100],
+        &[0xad, 0, 0, 0, 0, 0, 1, 0, 0, 6],
+        &[0xad, 0, 0, 0, 0, 0, 0, 1, 0, 100],
+        &[0xad, 0, 0, 0, 0, 0, 0, 3, 0, 100],
+        &[0xad, 0, 0, 0, 0, 0, 0, 4, 0x10, 0],
+        &[0xad, 0, 0, 0, 0, 0, 0, 0xff, 0, 100],
+        &[0xad, 0, 0, 0, 0, 0, 0, 0x80, 0, 100],
+        &[0xad, 1, 0, 0, 0, 0, 0, 0, 0, 100],
+        &[0x28, 0, 0, b1, b2, b3, 0, 0, 1],
+        &[0x28, 0, 0, b1, b2, b3, 0, 0, 2],
+        &[0xbe, 0, 0, b1, b2, b3, 0, 0, 1, 0xf8],
+        &[0xa8, 0, 0, 0, 0, 0, 0, 0, 0, 3],
+        &[0x2b, 0, 0, b1, b2, b3],
+        &[0x51, 0, 0, 0, 0, 0, 0, 0, 34],
+        &[0x03, 0, 0, 0, 18],
+    ];
+    for packet in packets {
+        compare(&mut qemu, &mut model, cdb(packet), 0xfffe);
+    }
 }
