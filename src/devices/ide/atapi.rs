@@ -58,8 +58,8 @@ pub const CHECK_CONDITION_STATUS: u8 = 0x41;
 pub const INTERRUPT_REASON_COMPLETE: u8 = 0x03;
 /// ATA status while a unit attention blocks a command: ERR only, without DRDY.
 pub const UNIT_ATTENTION_PENDING_STATUS: u8 = 0x01;
-/// ATA error register then: sense key UNIT ATTENTION in the high nibble, with
-/// MC (media changed, 0x20) which that nibble already contains.
+/// ATA error register then: 0x60. QEMU ORs MC (media changed, 0x20) into
+/// the UNIT ATTENTION key nibble, which already holds that bit.
 pub const UNIT_ATTENTION_PENDING_ERROR: u8 = (sense_key::UNIT_ATTENTION << 4) | 0x20;
 
 /// SCSI sense keys the drive reports.
@@ -328,6 +328,7 @@ impl AtapiState {
                 self.read_sector_size = CD_RAW_SECTOR_SIZE;
                 PacketResult::Read { lba, count }
             }
+            // The abort cannot happen with a usable byte-count limit.
             PacketOutcome::UnitAttentionPending | PacketOutcome::AbortByteCountLimit => {
                 PacketResult::Error(self.sense)
             }
@@ -422,10 +423,13 @@ impl AtapiState {
         }
     }
 
-    /// After the host inserted, changed or removed the medium, or moved the
-    /// tray (QEMU's change-media callback): the guest's next commands see
-    /// NOT READY/0x3A, then UNIT ATTENTION/0x28, and GET EVENT STATUS
-    /// NOTIFICATION reports new media.
+    /// After the host inserted, changed or removed the medium, or opened or
+    /// closed the tray (QEMU calls its change-media callback for each; for
+    /// a tray move call [`Self::set_tray_open`] first): once the tray is
+    /// closed on a medium, the guest's next commands see NOT READY/0x3A,
+    /// then UNIT ATTENTION/0x28, and GET EVENT STATUS NOTIFICATION reports
+    /// new media. Commands the guest itself uses to move the tray do not
+    /// count as a change, as in QEMU.
     pub fn medium_changed(&mut self) {
         self.medium_change = MediumChange::ReportNotReady;
         self.events.new_media = true;
