@@ -1,1 +1,3 @@
 //! PIIX3 IDE: ATA disks, ATAPI CD-ROM, bus-master DMA.
+
+pub mod atapi;
