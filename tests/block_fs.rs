@@ -373,3 +373,97 @@ fn window_past_the_file_end_is_cut_to_what_the_host_holds() {
     let img = RawImage::open_window(&path, CacheMode::Writeback, false, Some(w)).unwrap();
     assert_eq!(img.size(), 512 * 1024);
 }
+
+#[test]
+fn loop_backing_path_that_names_another_file_falls_back_to_the_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let attached = dir.path().join("guest.img");
+    let impostor = dir.path().join("other.img");
+    std::fs::write(&attached, vec![1u8; 1 << 20]).unwrap();
+    std::fs::write(&impostor, vec![2u8; 1 << 20]).unwrap();
+    let dev = LoopDevice::attach(&attached, &[]);
+    // The path still reads the same in sysfs, but now opens another file,
+    // as it would for a device model in another mount namespace.
+    run("mount", &["--bind", impostor.to_str().unwrap(), attached.to_str().unwrap()]);
+    struct Unbind<'a>(&'a Path);
+    impl Drop for Unbind<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unbind = Unbind(&attached);
+    let spec = ImageSpec {
+        file: dev.dev.to_str().unwrap().to_string(),
+        format: "raw".into(),
+        cache: CacheMode::Writeback,
+        read_only: false,
+    };
+    let mut img = open_image(&spec).unwrap();
+    let mut buf = [0; 512];
+    img.read_at(0, &mut buf).unwrap();
+    assert_eq!(buf, [1; 512], "must read the loop's own file");
+    img.write_at(0, &[9; 512]).unwrap();
+    img.flush().unwrap();
+    assert_eq!(std::fs::read(&impostor).unwrap()[0], 2, "the other file must stay untouched");
+}
+
+/// An ext4 whose loop device sits on a tmpfs too small for it: ext4
+/// accepts writes into its page cache and loses them at writeback, the
+/// failure QEMU's cache=writeback acknowledged.
+struct OvercommittedExt4 {
+    ext4: Mount,
+    _loop: LoopDevice,
+    _tmpfs: Mount,
+}
+
+impl OvercommittedExt4 {
+    fn new() -> OvercommittedExt4 {
+        let tmpfs = Mount::tmpfs("6m");
+        let backing = tmpfs.path().join("ext4.img");
+        sparse_file(&backing, 64 << 20);
+        let dev = LoopDevice::attach(&backing, &[]);
+        run(
+            "mkfs.ext4",
+            &["-q", "-F", "-m", "0", "-E", "lazy_itable_init=1,lazy_journal_init=1", "-J", "size=1", dev.dev.to_str().unwrap()],
+        );
+        let ext4 = Mount::device(&dev.dev);
+        OvercommittedExt4 { ext4, _loop: dev, _tmpfs: tmpfs }
+    }
+}
+
+#[test]
+fn lost_writeback_fails_the_flush_and_every_later_flush() {
+    let fs = OvercommittedExt4::new();
+    let path = fs.ext4.path().join("disk.img");
+    sparse_file(&path, 32 << 20);
+    let mut img = RawImage::open(&path, CacheMode::Writeback, false).unwrap();
+    for n in 0..256u64 {
+        img.write_at(n * 65536, &pattern(n, 65536)).expect("ext4 takes the write into its page cache");
+    }
+    let first = img.flush().unwrap_err();
+    assert!(matches!(first, BlockError::Io { op: BlockOp::Flush, .. }), "{first}");
+    // Linux reports a writeback error once; the image must not look
+    // consistent again afterwards.
+    let second = img.flush().unwrap_err();
+    assert_eq!(second.errno(), first.errno());
+    assert_eq!(img.sync_count(), 1, "the second flush must not trust a new fdatasync");
+}
+
+#[test]
+fn lost_writeback_fails_the_write_itself_when_the_guest_cache_is_off() {
+    let fs = OvercommittedExt4::new();
+    let path = fs.ext4.path().join("disk.img");
+    sparse_file(&path, 32 << 20);
+    let mut img = RawImage::open(&path, CacheMode::Writeback, false).unwrap();
+    img.set_guest_write_cache(false);
+    let mut failed_at = None;
+    for n in 0..256u64 {
+        if let Err(e) = img.write_at(n * 65536, &pattern(n, 65536)) {
+            assert!(matches!(e, BlockError::Io { op: BlockOp::Write, .. }), "{e}");
+            failed_at = Some(n);
+            break;
+        }
+    }
+    let n = failed_at.expect("a write whose data was lost must fail");
+    assert!(img.write_at(0, &[0; 512]).is_err(), "after chunk {n}, every later write must fail too");
+}

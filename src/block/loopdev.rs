@@ -8,6 +8,8 @@
 //! them. The loop driver (without direct I/O) reads through the backing
 //! file's page cache, so a PV path using the same loop device stays coherent.
 
+use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -92,6 +94,65 @@ pub fn loop_backing_in(
         device_size: sectors.saturating_mul(512),
         read_only,
     }))
+}
+
+/// The kernel's `struct loop_info64` (linux/loop.h).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct LoopInfo64 {
+    lo_device: u64,
+    lo_inode: u64,
+    lo_rdevice: u64,
+    lo_offset: u64,
+    lo_sizelimit: u64,
+    lo_number: u32,
+    lo_encrypt_type: u32,
+    lo_encrypt_key_size: u32,
+    lo_flags: u32,
+    lo_file_name: [u8; 64],
+    lo_crypt_name: [u8; 64],
+    lo_encrypt_key: [u8; 32],
+    lo_init: [u64; 2],
+}
+
+mod ioctl {
+    // LOOP_GET_STATUS64 = 0x4C05, fills a struct loop_info64
+    nix::ioctl_read_bad!(loop_get_status64, 0x4C05, super::LoopInfo64);
+}
+
+/// The (st_dev, st_ino) of the file the loop device really reads, from
+/// the driver itself rather than from a path.
+pub fn loop_backing_identity(device: &Path) -> Result<(u64, u64), std::io::Error> {
+    let file = File::open(device)?;
+    let mut info = LoopInfo64 {
+        lo_device: 0,
+        lo_inode: 0,
+        lo_rdevice: 0,
+        lo_offset: 0,
+        lo_sizelimit: 0,
+        lo_number: 0,
+        lo_encrypt_type: 0,
+        lo_encrypt_key_size: 0,
+        lo_flags: 0,
+        lo_file_name: [0; 64],
+        lo_crypt_name: [0; 64],
+        lo_encrypt_key: [0; 32],
+        lo_init: [0; 2],
+    };
+    // SAFETY: LOOP_GET_STATUS64 writes one struct loop_info64 through the
+    // pointer, which points at a live local of that exact layout; the
+    // descriptor is open for the call's duration.
+    unsafe { ioctl::loop_get_status64(file.as_raw_fd(), &mut info) }.map_err(std::io::Error::from)?;
+    Ok((info.lo_device, info.lo_inode))
+}
+
+/// Whether `file` is the loop device's backing file. A path can name
+/// another file than the one the driver holds (a device model in a chroot
+/// or another mount namespace, a file replaced since attach).
+pub fn is_backing_file(device: &Path, file: &File) -> Result<bool, std::io::Error> {
+    let (dev, ino) = loop_backing_identity(device)?;
+    let meta = file.metadata()?;
+    Ok(meta.dev() == dev && meta.ino() == ino)
 }
 
 impl LoopBacking {

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::blkdebug::{Blkdebug, BlkdebugRules};
-use super::loopdev::{loop_backing, LoopBacking};
+use super::loopdev::{is_backing_file, loop_backing, LoopBacking};
 use super::raw::{ImageWindow, RawImage};
 use super::{BlockBackend, BlockError, CacheMode};
 
@@ -55,7 +55,16 @@ fn open_loop(spec: &ImageSpec, backing: LoopBacking) -> Result<Box<dyn BlockBack
     let via_file = if backing.deleted {
         Err(format!("its backing file {} was deleted", backing.backing_file.display()))
     } else {
-        RawImage::open_window(&backing.backing_file, spec.cache, read_only, Some(window)).map_err(|e| e.to_string())
+        RawImage::open_window(&backing.backing_file, spec.cache, read_only, Some(window))
+            .map_err(|e| e.to_string())
+            .and_then(|image| match is_backing_file(&backing.device, image.host_file()) {
+                Ok(true) => Ok(image),
+                Ok(false) => Err(format!(
+                    "{} is not the file the loop driver holds (another mount namespace or a replaced file)",
+                    backing.backing_file.display()
+                )),
+                Err(e) => Err(format!("cannot ask the loop driver for its backing file: {e}")),
+            })
     };
     match via_file {
         Ok(image) => {

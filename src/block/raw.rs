@@ -162,6 +162,11 @@ impl RawImage {
         })
     }
 
+    /// The open host file, e.g. to check its identity.
+    pub fn host_file(&self) -> &File {
+        &self.file
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
