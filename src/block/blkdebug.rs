@@ -13,10 +13,13 @@
 //!
 //! The events this model fires, as QEMU's raw format over blkdebug does:
 //! read: `read_aio`; write: `write_aio`, `pwritev`, then after the write
-//! `pwritev_done`; flush: `flush_to_os`, `flush_to_disk`; `none` once at
+//! `pwritev_done`; flush: `flush_to_os`, then `flush_to_disk` only if
+//! something was written since the last successful flush; `none` once at
 //! creation. A write that must be durable at once (guest write cache off,
 //! cache=writethrough/directsync) is followed by a flush, as QEMU emulates
-//! FUA. With cache=unsafe QEMU never flushes, so flush rules never fire.
+//! FUA. With cache=unsafe a flush fires only `flush_to_os` and never checks
+//! the rules. Requests past the end or writes to a read-only image are
+//! refused before any event, as QEMU's block layer does.
 
 use std::path::Path;
 
@@ -297,6 +300,18 @@ impl BlkdebugRules {
     }
 }
 
+/// QEMU's write generations (write_gen/flushed_gen) of the raw format node
+/// and of the blkdebug node below it. A flush that finds nothing written
+/// since the last successful one skips its flush_to_disk event and the
+/// blkdebug rule check, so whether a flush rule fires depends on them.
+#[derive(Debug, Default, Clone, Copy)]
+struct Generations {
+    raw_written: u64,
+    raw_flushed: u64,
+    debug_written: u64,
+    debug_flushed: u64,
+}
+
 /// Wraps a backend and fails its requests as the rules say.
 pub struct Blkdebug {
     inner: Box<dyn BlockBackend>,
@@ -306,6 +321,7 @@ pub struct Blkdebug {
     active: Vec<usize>,
     state: u64,
     cache: CacheMode,
+    generations: Generations,
     fired: u64,
 }
 
@@ -318,6 +334,7 @@ impl Blkdebug {
             active: Vec::new(),
             state: 1,
             cache: CacheMode::Writeback,
+            generations: Generations::default(),
             fired: 0,
         };
         debug.event("none");
@@ -388,7 +405,43 @@ impl Blkdebug {
     }
 
     fn flushes_after_write(&self) -> bool {
-        self.cache != CacheMode::Unsafe && (self.cache.syncs_every_write() || !self.inner.guest_write_cache())
+        self.cache.syncs_every_write() || !self.inner.guest_write_cache()
+    }
+
+    /// QEMU's bdrv_co_flush on the raw node (whose generation is
+    /// `raw_generation`) and then on the blkdebug node. `sync_inner` is
+    /// false for the flush that emulates FUA after a write, whose data the
+    /// inner backend already made durable.
+    fn flush_as_qemu(&mut self, raw_generation: u64, sync_inner: bool) -> Result<(), BlockError> {
+        self.event("flush_to_os");
+        if self.cache == CacheMode::Unsafe {
+            return Ok(());
+        }
+        if self.generations.raw_flushed != raw_generation {
+            self.event("flush_to_disk");
+        }
+        let debug_generation = self.generations.debug_written;
+        if self.generations.debug_flushed != debug_generation {
+            self.check(IoType::Flush, BlockOp::Flush, 0, 0)?;
+            if sync_inner {
+                self.inner.flush()?;
+            }
+            self.generations.debug_flushed = debug_generation;
+        }
+        self.generations.raw_flushed = raw_generation;
+        Ok(())
+    }
+
+    /// Requests the block layer refuses before any driver sees them.
+    fn precheck(&self, op: BlockOp, offset: u64, len: u64) -> Result<(), BlockError> {
+        if op != BlockOp::Read && self.inner.read_only() {
+            return Err(BlockError::ReadOnly);
+        }
+        let size = self.inner.size();
+        match offset.checked_add(len) {
+            Some(end) if end <= size => Ok(()),
+            _ => Err(BlockError::OutOfRange { op, offset, len, size }),
+        }
     }
 }
 
@@ -402,6 +455,7 @@ impl BlockBackend for Blkdebug {
     }
 
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        self.precheck(BlockOp::Read, offset, buf.len() as u64)?;
         self.event("read_aio");
         self.check(IoType::Read, BlockOp::Read, offset, buf.len() as u64)?;
         self.inner.read_at(offset, buf)
@@ -409,35 +463,36 @@ impl BlockBackend for Blkdebug {
 
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), BlockError> {
         let len = data.len() as u64;
+        self.precheck(BlockOp::Write, offset, len)?;
         self.event("write_aio");
         self.event("pwritev");
-        let result = self.check(IoType::Write, BlockOp::Write, offset, len).and_then(|()| self.inner.write_at(offset, data));
+        let written = self.check(IoType::Write, BlockOp::Write, offset, len).and_then(|()| self.inner.write_at(offset, data));
         self.event("pwritev_done");
-        result?;
-        if self.flushes_after_write() {
-            // The inner backend already made the write durable; only the
-            // flush's fault injection remains, reported against the write.
-            self.event("flush_to_os");
-            self.event("flush_to_disk");
-            self.check(IoType::Flush, BlockOp::Flush, 0, 0)
-                .map_err(|e| BlockError::Io { op: BlockOp::Write, offset, len, errno: e.errno() })?;
-        }
-        Ok(())
+        self.generations.debug_written += 1;
+        let result = written.and_then(|()| {
+            if !self.flushes_after_write() {
+                return Ok(());
+            }
+            // QEMU emulates FUA with a flush before it counts the write on
+            // the raw node; its failure fails the write.
+            self.flush_as_qemu(self.generations.raw_written, false)
+                .map_err(|e| BlockError::Io { op: BlockOp::Write, offset, len, errno: e.errno() })
+        });
+        self.generations.raw_written += 1;
+        result
     }
 
     fn flush(&mut self) -> Result<(), BlockError> {
-        if self.cache != CacheMode::Unsafe {
-            self.event("flush_to_os");
-            self.event("flush_to_disk");
-            self.check(IoType::Flush, BlockOp::Flush, 0, 0)?;
-        }
-        self.inner.flush()
+        self.flush_as_qemu(self.generations.raw_written, true)
     }
 
     fn discard(&mut self, offset: u64, len: u64) -> Result<(), BlockError> {
+        self.precheck(BlockOp::Discard, offset, len)?;
         // QEMU fires no event for a discard; the rules still active decide.
-        self.check(IoType::Discard, BlockOp::Discard, offset, len)?;
-        self.inner.discard(offset, len)
+        let result = self.check(IoType::Discard, BlockOp::Discard, offset, len).and_then(|()| self.inner.discard(offset, len));
+        self.generations.debug_written += 1;
+        self.generations.raw_written += 1;
+        result
     }
 
     fn set_guest_write_cache(&mut self, enabled: bool) {
@@ -550,6 +605,26 @@ mod tests {
 
         let mut unsafe_mode = debug("[inject-error]\nevent = \"flush_to_disk\"\n").with_cache_mode(CacheMode::Unsafe);
         assert!(unsafe_mode.flush().is_ok(), "cache=unsafe never flushes");
+    }
+
+    #[test]
+    fn flush_with_nothing_written_since_the_last_flush_checks_no_rule() {
+        let mut d = debug("[inject-error]\nevent = \"flush_to_os\"\nerrno = \"5\"\niotype = \"flush\"\nonce = \"on\"\n");
+        assert!(d.flush().is_ok(), "nothing written yet");
+        d.write_at(0, &[1; 512]).unwrap();
+        assert!(d.flush().is_err());
+        assert!(d.flush().is_ok(), "the once rule is gone and the retry succeeds");
+        assert!(d.flush().is_ok());
+        assert_eq!(d.injected_count(), 1);
+    }
+
+    #[test]
+    fn out_of_range_and_read_only_requests_fire_no_event() {
+        let mut d = debug("[inject-error]\nevent = \"read_aio\"\nonce = \"on\"\n");
+        assert!(matches!(d.read_at(1 << 20, &mut [0; 512]), Err(BlockError::OutOfRange { .. })));
+        assert_eq!(d.read_at(0, &mut [0; 512]).unwrap_err().errno(), libc::EIO, "the rule was not used up");
+        let mut ro = Blkdebug::new(Box::new(MemBackend::with_data(vec![0; 4096], true)), BlkdebugRules::default());
+        assert_eq!(ro.write_at(0, &[0; 512]), Err(BlockError::ReadOnly));
     }
 
     #[test]
