@@ -467,3 +467,38 @@ fn lost_writeback_fails_the_write_itself_when_the_guest_cache_is_off() {
     let n = failed_at.expect("a write whose data was lost must fail");
     assert!(img.write_at(0, &[0; 512]).is_err(), "after chunk {n}, every later write must fail too");
 }
+
+#[test]
+fn o_direct_random_512_byte_requests_match_a_shadow_copy() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let fs = Ext4::new(32);
+    // An odd sector count leaves a partial last 4 KiB block.
+    let sectors = 1001u64;
+    let path = fs.mount.path().join("disk.img");
+    std::fs::write(&path, vec![0u8; (sectors * 512) as usize]).unwrap();
+    let request = (0..sectors, 1u64..64, any::<u8>(), any::<bool>())
+        .prop_map(move |(start, count, fill, is_write)| (start, count.min(sectors - start), fill, is_write));
+    let mut runner = TestRunner::new(Config { cases: 48, ..Config::default() });
+    runner
+        .run(&proptest::collection::vec(request, 1..24), |requests| {
+            let mut img = RawImage::open(&path, CacheMode::None, false).unwrap();
+            let mut shadow = std::fs::read(&path).unwrap();
+            for (start, count, fill, is_write) in requests {
+                let (offset, len) = (start * 512, (count * 512) as usize);
+                if is_write {
+                    img.write_at(offset, &vec![fill; len]).unwrap();
+                    shadow[offset as usize..offset as usize + len].fill(fill);
+                } else {
+                    let mut buf = vec![0; len];
+                    img.read_at(offset, &mut buf).unwrap();
+                    prop_assert!(buf[..] == shadow[offset as usize..offset as usize + len]);
+                }
+            }
+            img.flush().unwrap();
+            prop_assert!(std::fs::read(&path).unwrap() == shadow);
+            Ok(())
+        })
+        .unwrap();
+}
