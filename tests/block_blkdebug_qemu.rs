@@ -196,7 +196,8 @@ const SCENARIOS: &[Scenario] = &[
 fn blkdebug_model_matches_qemu_7_2_request_by_request() {
     let dir = tempfile::tempdir().unwrap();
     let mut mismatches = Vec::new();
-    let caches = [("writeback", CacheMode::Writeback), ("writethrough", CacheMode::Writethrough), ("unsafe", CacheMode::Unsafe)];
+    let caches =
+        [("writeback", CacheMode::Writeback), ("writethrough", CacheMode::Writethrough), ("unsafe", CacheMode::Unsafe)];
     for (qemu_cache, cache) in caches {
         for (i, scenario) in SCENARIOS.iter().enumerate() {
             let rules = dir.path().join(format!("rules{i}.ini"));

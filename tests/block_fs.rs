@@ -424,7 +424,17 @@ impl OvercommittedExt4 {
         let dev = LoopDevice::attach(&backing, &[]);
         run(
             "mkfs.ext4",
-            &["-q", "-F", "-m", "0", "-E", "lazy_itable_init=1,lazy_journal_init=1", "-J", "size=1", dev.dev.to_str().unwrap()],
+            &[
+                "-q",
+                "-F",
+                "-m",
+                "0",
+                "-E",
+                "lazy_itable_init=1,lazy_journal_init=1",
+                "-J",
+                "size=1",
+                dev.dev.to_str().unwrap(),
+            ],
         );
         let ext4 = Mount::device(&dev.dev);
         OvercommittedExt4 { ext4, _loop: dev, _tmpfs: tmpfs }

@@ -29,17 +29,54 @@ use super::{BlockBackend, BlockError, BlockOp, CacheMode};
 
 /// QEMU 7.2's BlkdebugEvent names.
 const EVENTS: &[&str] = &[
-    "l1_update", "l1_grow_alloc_table", "l1_grow_write_table", "l1_grow_activate_table",
-    "l2_load", "l2_update", "l2_update_compressed", "l2_alloc_cow_read", "l2_alloc_write",
-    "read_aio", "read_backing_aio", "read_compressed", "write_aio", "write_compressed",
-    "vmstate_load", "vmstate_save", "cow_read", "cow_write", "reftable_load", "reftable_grow",
-    "reftable_update", "refblock_load", "refblock_update", "refblock_update_part",
-    "refblock_alloc", "refblock_alloc_hookup", "refblock_alloc_write",
-    "refblock_alloc_write_blocks", "refblock_alloc_write_table", "refblock_alloc_switch_table",
-    "cluster_alloc", "cluster_alloc_bytes", "cluster_free", "flush_to_os", "flush_to_disk",
-    "pwritev_rmw_head", "pwritev_rmw_after_head", "pwritev_rmw_tail", "pwritev_rmw_after_tail",
-    "pwritev", "pwritev_zero", "pwritev_done", "empty_image_prepare", "l1_shrink_write_table",
-    "l1_shrink_free_l2_clusters", "cor_write", "cluster_alloc_space", "none",
+    "l1_update",
+    "l1_grow_alloc_table",
+    "l1_grow_write_table",
+    "l1_grow_activate_table",
+    "l2_load",
+    "l2_update",
+    "l2_update_compressed",
+    "l2_alloc_cow_read",
+    "l2_alloc_write",
+    "read_aio",
+    "read_backing_aio",
+    "read_compressed",
+    "write_aio",
+    "write_compressed",
+    "vmstate_load",
+    "vmstate_save",
+    "cow_read",
+    "cow_write",
+    "reftable_load",
+    "reftable_grow",
+    "reftable_update",
+    "refblock_load",
+    "refblock_update",
+    "refblock_update_part",
+    "refblock_alloc",
+    "refblock_alloc_hookup",
+    "refblock_alloc_write",
+    "refblock_alloc_write_blocks",
+    "refblock_alloc_write_table",
+    "refblock_alloc_switch_table",
+    "cluster_alloc",
+    "cluster_alloc_bytes",
+    "cluster_free",
+    "flush_to_os",
+    "flush_to_disk",
+    "pwritev_rmw_head",
+    "pwritev_rmw_after_head",
+    "pwritev_rmw_tail",
+    "pwritev_rmw_after_tail",
+    "pwritev",
+    "pwritev_zero",
+    "pwritev_done",
+    "empty_image_prepare",
+    "l1_shrink_write_table",
+    "l1_shrink_free_l2_clusters",
+    "cor_write",
+    "cluster_alloc_space",
+    "none",
 ];
 
 /// Events a raw image fires here; rules on any other event never fire.
@@ -221,13 +258,18 @@ impl BlkdebugRules {
             }
             let syntax = |reason: String| BlkdebugParseError::Syntax { line: line_no, reason };
             if let Some(header) = line.strip_prefix('[') {
-                let header = header.strip_suffix(']').ok_or_else(|| syntax(format!("unterminated section header {line:?}")))?;
+                let header =
+                    header.strip_suffix(']').ok_or_else(|| syntax(format!("unterminated section header {line:?}")))?;
                 // `[group "id"]` names a QemuOpts instance; the id is irrelevant here.
                 let group = header.split_whitespace().next().unwrap_or("");
                 let kind = match group {
                     "inject-error" => Section::InjectError,
                     "set-state" => Section::SetState,
-                    other => return Err(syntax(format!("there is no blkdebug section [{other}] (only [inject-error] and [set-state])"))),
+                    other => {
+                        return Err(syntax(format!(
+                            "there is no blkdebug section [{other}] (only [inject-error] and [set-state])"
+                        )))
+                    }
                 };
                 if let Some(done) = current.take() {
                     rules.add(done)?;
@@ -236,11 +278,14 @@ impl BlkdebugRules {
                 continue;
             }
             let section = current.as_mut().ok_or_else(|| syntax("option before any [section]".into()))?;
-            let (key, value) = line.split_once('=').ok_or_else(|| syntax(format!("expected key = \"value\", got {line:?}")))?;
+            let (key, value) =
+                line.split_once('=').ok_or_else(|| syntax(format!("expected key = \"value\", got {line:?}")))?;
             let key = key.trim();
             let value = value.trim();
             let value = match value.strip_prefix('"') {
-                Some(rest) => rest.strip_suffix('"').ok_or_else(|| syntax(format!("unterminated quote in {line:?}")))?,
+                Some(rest) => {
+                    rest.strip_suffix('"').ok_or_else(|| syntax(format!("unterminated quote in {line:?}")))?
+                }
                 None => value,
             };
             if !section.kind.keys().contains(&key) {
@@ -261,7 +306,8 @@ impl BlkdebugRules {
 
     pub fn from_file(path: &Path) -> Result<BlkdebugRules, BlockError> {
         let open_error = |reason: String| BlockError::Open { path: path.display().to_string(), reason };
-        let text = std::fs::read_to_string(path).map_err(|e| open_error(format!("cannot read blkdebug config: {e}")))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| open_error(format!("cannot read blkdebug config: {e}")))?;
         BlkdebugRules::parse(&text).map_err(|e| open_error(format!("blkdebug config: {e}")))
     }
 
@@ -361,7 +407,8 @@ impl Blkdebug {
 
     fn event(&mut self, name: &str) {
         let current = self.state;
-        let applies = |rule_event: &str, rule_state: u64| rule_event == name && (rule_state == 0 || rule_state == current);
+        let applies =
+            |rule_event: &str, rule_state: u64| rule_event == name && (rule_state == 0 || rule_state == current);
         let newly_active: Vec<usize> = self
             .inject
             .iter()
@@ -384,9 +431,9 @@ impl Blkdebug {
             let Some(rule) = &self.inject[i] else { return false };
             let covers = match rule.sector {
                 None => true,
-                Some(sector) => sector
-                    .checked_mul(512)
-                    .is_some_and(|byte| len != 0 && byte >= offset && byte - offset < len),
+                Some(sector) => {
+                    sector.checked_mul(512).is_some_and(|byte| len != 0 && byte >= offset && byte - offset < len)
+                }
             };
             covers && rule.iotype_mask & iotype.bit() != 0
         });
@@ -468,7 +515,8 @@ impl BlockBackend for Blkdebug {
         self.precheck(BlockOp::Write, offset, len)?;
         self.event("write_aio");
         self.event("pwritev");
-        let written = self.check(IoType::Write, BlockOp::Write, offset, len).and_then(|()| self.inner.write_at(offset, data));
+        let written =
+            self.check(IoType::Write, BlockOp::Write, offset, len).and_then(|()| self.inner.write_at(offset, data));
         self.event("pwritev_done");
         self.generations.debug_written += 1;
         let result = written.and_then(|()| {
@@ -477,8 +525,12 @@ impl BlockBackend for Blkdebug {
             }
             // QEMU emulates FUA with a flush before it counts the write on
             // the raw node; its failure fails the write.
-            self.flush_as_qemu(self.generations.raw_written, false)
-                .map_err(|e| BlockError::Io { op: BlockOp::Write, offset, len, errno: e.errno() })
+            self.flush_as_qemu(self.generations.raw_written, false).map_err(|e| BlockError::Io {
+                op: BlockOp::Write,
+                offset,
+                len,
+                errno: e.errno(),
+            })
         });
         self.generations.raw_written += 1;
         result
@@ -566,7 +618,8 @@ mod tests {
 
     #[test]
     fn write_rule_with_iotype_fails_only_writes_covering_the_sector() {
-        let mut d = debug("[inject-error]\nevent = \"write_aio\"\nerrno = \"28\"\niotype = \"write\"\nsector = \"500\"\n");
+        let mut d =
+            debug("[inject-error]\nevent = \"write_aio\"\nerrno = \"28\"\niotype = \"write\"\nsector = \"500\"\n");
         assert!(d.write_at(499 * 512, &[1; 512]).is_ok());
         assert!(d.write_at(501 * 512, &[1; 512]).is_ok());
         let err = d.write_at(498 * 512, &[1; 2048]).unwrap_err();
@@ -615,7 +668,8 @@ mod tests {
 
     #[test]
     fn flush_with_nothing_written_since_the_last_flush_checks_no_rule() {
-        let mut d = debug("[inject-error]\nevent = \"flush_to_os\"\nerrno = \"5\"\niotype = \"flush\"\nonce = \"on\"\n");
+        let mut d =
+            debug("[inject-error]\nevent = \"flush_to_os\"\nerrno = \"5\"\niotype = \"flush\"\nonce = \"on\"\n");
         assert!(d.flush().is_ok(), "nothing written yet");
         d.write_at(0, &[1; 512]).unwrap();
         assert!(d.flush().is_err());
@@ -653,7 +707,8 @@ mod tests {
 
     #[test]
     fn errno_zero_shadows_later_rules() {
-        let mut d = debug("[inject-error]\nevent = \"write_aio\"\nerrno = \"0\"\n[inject-error]\nevent = \"write_aio\"\n");
+        let mut d =
+            debug("[inject-error]\nevent = \"write_aio\"\nerrno = \"0\"\n[inject-error]\nevent = \"write_aio\"\n");
         assert!(d.write_at(0, &[1; 512]).is_ok());
     }
 

@@ -65,9 +65,10 @@ pub fn loop_backing_in(
         return Ok(None);
     }
     let read = |p: PathBuf| -> Result<String, BlockError> {
-        std::fs::read_to_string(&p)
-            .map(|s| s.trim_end_matches('\n').to_string())
-            .map_err(|e| BlockError::Open { path: device.display().to_string(), reason: format!("{}: {e}", p.display()) })
+        std::fs::read_to_string(&p).map(|s| s.trim_end_matches('\n').to_string()).map_err(|e| BlockError::Open {
+            path: device.display().to_string(),
+            reason: format!("{}: {e}", p.display()),
+        })
     };
     let number = |p: PathBuf| -> Result<u64, BlockError> {
         let text = read(p.clone())?;

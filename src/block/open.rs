@@ -32,7 +32,8 @@ pub fn open_image(spec: &ImageSpec) -> Result<Box<dyn BlockBackend>, BlockError>
             path: spec.file.clone(),
             reason: "blkdebug requires both config file and image path (blkdebug:RULES:IMAGE)".into(),
         })?;
-        let rules = if config.is_empty() { BlkdebugRules::default() } else { BlkdebugRules::from_file(Path::new(config))? };
+        let rules =
+            if config.is_empty() { BlkdebugRules::default() } else { BlkdebugRules::from_file(Path::new(config))? };
         let inner = open_image(&ImageSpec { file: image.to_string(), ..spec.clone() })?;
         return Ok(Box::new(Blkdebug::new(inner, rules).with_cache_mode(spec.cache)));
     }
@@ -120,7 +121,11 @@ mod tests {
         let img = dir.path().join("disk.img");
         std::fs::write(&img, vec![0u8; 64 * 1024]).unwrap();
         let ini = dir.path().join("rules.ini");
-        std::fs::write(&ini, "[inject-error]\nevent = \"read_aio\"\nerrno = \"5\"\nsector = \"3\"\niotype = \"read\"\n").unwrap();
+        std::fs::write(
+            &ini,
+            "[inject-error]\nevent = \"read_aio\"\nerrno = \"5\"\nsector = \"3\"\niotype = \"read\"\n",
+        )
+        .unwrap();
         let mut b = open_image(&spec(&format!("blkdebug:{}:{}", ini.display(), img.display()))).unwrap();
         assert_eq!(b.size(), 64 * 1024);
         assert!(b.read_at(0, &mut [0; 1024]).is_ok());
