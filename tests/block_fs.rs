@@ -512,3 +512,33 @@ fn o_direct_random_512_byte_requests_match_a_shadow_copy() {
         })
         .unwrap();
 }
+
+#[test]
+fn deleted_backing_file_on_a_full_filesystem_still_fails_the_write_itself() {
+    let fs = Mount::tmpfs("1m");
+    let backing = fs.path().join("guest.img");
+    sparse_file(&backing, 4 << 20);
+    let dev = LoopDevice::attach(&backing, &[]);
+    std::fs::remove_file(&backing).unwrap();
+    let spec = ImageSpec {
+        file: dev.dev.to_str().unwrap().to_string(),
+        format: "raw".into(),
+        cache: CacheMode::Writeback,
+        read_only: false,
+    };
+    // The fallback writes through the loop device with O_DIRECT, so the
+    // loop driver's failure comes back on the write instead of being
+    // absorbed by the page cache.
+    let mut img = open_image(&spec).unwrap();
+    let chunk = 64 * 1024;
+    let (written, err) = fill_until_error(img.as_mut(), chunk);
+    assert!(written <= 16, "{written} chunks acknowledged on a 1 MiB filesystem");
+    match err {
+        BlockError::Io { op: BlockOp::Write, offset, errno, .. } => {
+            assert_eq!(offset, written * chunk as u64);
+            assert!(errno == libc::ENOSPC || errno == libc::EIO, "errno {errno}");
+        }
+        other => panic!("expected a write error, got {other}"),
+    }
+    assert_reads_back(img.as_mut(), written, chunk);
+}

@@ -209,8 +209,9 @@ impl RawImage {
             Ok(()) => Ok(()),
             Err(e) => {
                 // With O_DIRECT no dirty pages were dropped, so a retry
-                // means something; with the page cache it does not.
-                if !self.cache.is_direct() {
+                // means something; with the page cache (also for an O_DIRECT
+                // file's partial tail block) it does not.
+                if !self.cache.is_direct() || self.buffered_tail.is_some() {
                     self.page_cache_inconsistent = Some(e as i32);
                 }
                 Err(e as i32)
