@@ -307,6 +307,17 @@ fn o_direct_on_a_4k_sector_block_device_does_read_modify_write_for_512_byte_requ
     assert_eq!(&buf[3584..4608], &[0x33; 1024][..]);
     assert_eq!(&buf[4608..], &[0x11; 3584][..]);
     img.flush().unwrap();
+
+    // TRIM of 512-byte sectors on a 4K-sector device discards the whole
+    // 4K blocks inside the range and keeps the partial ones.
+    img.write_at(65536, &[0x44; 16384]).unwrap();
+    img.discard(65536 + 512, 12288).unwrap();
+    let mut after = vec![0; 16384];
+    img.read_at(65536, &mut after).unwrap();
+    assert_eq!(&after[..4096], &[0x44; 4096][..], "partial head block kept");
+    assert_eq!(&after[4096..12288], &[0; 8192][..], "whole blocks discarded");
+    assert_eq!(&after[12288..], &[0x44; 4096][..], "partial tail block kept");
+    img.discard(512, 1024).unwrap();
 }
 
 #[test]

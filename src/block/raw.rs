@@ -402,7 +402,15 @@ impl BlockBackend for RawImage {
             return Ok(());
         }
         let result = if self.block_device {
-            let range = [host, len];
+            // A device discards whole logical blocks only (EINVAL
+            // otherwise); the partial blocks at either end keep their data.
+            let align = self.direct_align as u64;
+            let start = host.div_ceil(align) * align;
+            let end = (host + len) / align * align;
+            if end <= start {
+                return Ok(());
+            }
+            let range = [start, end - start];
             // SAFETY: BLKDISCARD reads two u64 through the pointer, which
             // points at a live local; the descriptor is open.
             unsafe { ioctl::blkdiscard(self.file.as_raw_fd(), &range) }.map(drop)
