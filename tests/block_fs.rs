@@ -553,3 +553,30 @@ fn deleted_backing_file_on_a_full_filesystem_still_fails_the_write_itself() {
     }
     assert_reads_back(img.as_mut(), written, chunk);
 }
+
+#[test]
+fn loop_device_without_sysfs_is_used_with_o_direct() {
+    let fs = Mount::tmpfs("1m");
+    let backing = fs.path().join("guest.img");
+    sparse_file(&backing, 4 << 20);
+    let dev = LoopDevice::attach(&backing, &["-r"]);
+    let no_sysfs = tempfile::tempdir().unwrap();
+    let spec = ImageSpec {
+        file: dev.dev.to_str().unwrap().to_string(),
+        format: "raw".into(),
+        cache: CacheMode::Writeback,
+        read_only: false,
+    };
+    let img = xen_ioemu::block::open_image_with_sysfs(&spec, no_sysfs.path()).unwrap();
+    assert!(img.read_only(), "the loop driver's read-only flag is honoured without sysfs");
+    drop(img);
+    drop(dev);
+
+    let dev = LoopDevice::attach(&backing, &[]);
+    let spec = ImageSpec { file: dev.dev.to_str().unwrap().to_string(), ..spec };
+    let mut img = xen_ioemu::block::open_image_with_sysfs(&spec, no_sysfs.path()).unwrap();
+    let chunk = 64 * 1024;
+    let (written, err) = fill_until_error(img.as_mut(), chunk);
+    assert!(written <= 16, "{written} chunks acknowledged on a 1 MiB filesystem: the page cache absorbed errors");
+    assert!(matches!(err, BlockError::Io { op: BlockOp::Write, .. }), "{err}");
+}

@@ -38,6 +38,11 @@ const DELETED_SUFFIX: &str = " (deleted)";
 /// If `path` is an attached loop device, what it is backed by; None for
 /// anything else (regular files, other block devices, detached loops).
 pub fn loop_backing(path: &Path) -> Result<Option<LoopBacking>, BlockError> {
+    loop_backing_with_sysfs(path, Path::new(SYSFS_DEV_BLOCK))
+}
+
+/// As `loop_backing`, with sysfs's /sys/dev/block at `sysfs_dev_block`.
+pub fn loop_backing_with_sysfs(path: &Path, sysfs_dev_block: &Path) -> Result<Option<LoopBacking>, BlockError> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         // open_image reports a missing image with the open error.
@@ -48,7 +53,7 @@ pub fn loop_backing(path: &Path) -> Result<Option<LoopBacking>, BlockError> {
     }
     let rdev = meta.rdev();
     let (major, minor) = (libc::major(rdev), libc::minor(rdev));
-    loop_backing_in(Path::new(SYSFS_DEV_BLOCK), path, major, minor)
+    loop_backing_in(sysfs_dev_block, path, major, minor)
 }
 
 /// As `loop_backing`, reading sysfs under `sysfs_dev_block` (a stand-in
@@ -121,9 +126,21 @@ mod ioctl {
     nix::ioctl_read_bad!(loop_get_status64, 0x4C05, super::LoopInfo64);
 }
 
-/// The (st_dev, st_ino) of the file the loop device really reads, from
-/// the driver itself rather than from a path.
-pub fn loop_backing_identity(device: &Path) -> Result<(u64, u64), std::io::Error> {
+/// What the loop driver itself says about an attached loop device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoopStatus {
+    /// st_dev and st_ino of the file the driver really reads.
+    pub backing_dev: u64,
+    pub backing_inode: u64,
+    pub read_only: bool,
+}
+
+const LO_FLAGS_READ_ONLY: u32 = 1;
+const LOOP_MAJOR: u32 = 7;
+
+/// LOOP_GET_STATUS64 on `device`; fails (ENXIO) for a detached loop and
+/// (ENOTTY/EINVAL) for anything that is not a loop device.
+pub fn loop_status(device: &Path) -> Result<LoopStatus, std::io::Error> {
     let file = File::open(device)?;
     let mut info = LoopInfo64 {
         lo_device: 0,
@@ -144,16 +161,30 @@ pub fn loop_backing_identity(device: &Path) -> Result<(u64, u64), std::io::Error
     // pointer, which points at a live local of that exact layout; the
     // descriptor is open for the call's duration.
     unsafe { ioctl::loop_get_status64(file.as_raw_fd(), &mut info) }.map_err(std::io::Error::from)?;
-    Ok((info.lo_device, info.lo_inode))
+    Ok(LoopStatus {
+        backing_dev: info.lo_device,
+        backing_inode: info.lo_inode,
+        read_only: info.lo_flags & LO_FLAGS_READ_ONLY != 0,
+    })
+}
+
+/// An attached loop device that sysfs did not describe (no /sys in a
+/// chroot, say): the driver still answers for it.
+pub fn attached_loop_without_sysfs(path: &Path) -> Option<LoopStatus> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.file_type().is_block_device() || libc::major(meta.rdev()) != LOOP_MAJOR {
+        return None;
+    }
+    loop_status(path).ok()
 }
 
 /// Whether `file` is the loop device's backing file. A path can name
 /// another file than the one the driver holds (a device model in a chroot
 /// or another mount namespace, a file replaced since attach).
 pub fn is_backing_file(device: &Path, file: &File) -> Result<bool, std::io::Error> {
-    let (dev, ino) = loop_backing_identity(device)?;
+    let status = loop_status(device)?;
     let meta = file.metadata()?;
-    Ok(meta.dev() == dev && meta.ino() == ino)
+    Ok(meta.dev() == status.backing_dev && meta.ino() == status.backing_inode)
 }
 
 impl LoopBacking {

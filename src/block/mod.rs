@@ -10,7 +10,7 @@ pub mod policy;
 pub mod raw;
 
 pub use blkdebug::{Blkdebug, BlkdebugRules};
-pub use open::{open_image, ImageSpec};
+pub use open::{open_image, open_image_with_sysfs, ImageSpec};
 pub use policy::{ErrorAction, ErrorPolicy};
 pub use raw::RawImage;
 

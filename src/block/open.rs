@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::blkdebug::{Blkdebug, BlkdebugRules};
-use super::loopdev::{is_backing_file, loop_backing, LoopBacking};
+use super::loopdev::{attached_loop_without_sysfs, is_backing_file, loop_backing_with_sysfs, LoopBacking};
 use super::raw::{ImageWindow, RawImage};
 use super::{BlockBackend, BlockError, CacheMode};
 
@@ -19,7 +19,15 @@ pub struct ImageSpec {
 
 const BLKDEBUG_PREFIX: &str = "blkdebug:";
 
+const SYSFS_DEV_BLOCK: &str = "/sys/dev/block";
+
 pub fn open_image(spec: &ImageSpec) -> Result<Box<dyn BlockBackend>, BlockError> {
+    open_image_with_sysfs(spec, Path::new(SYSFS_DEV_BLOCK))
+}
+
+/// As `open_image`, reading loop devices' sysfs attributes from
+/// `sysfs_dev_block` instead of /sys/dev/block.
+pub fn open_image_with_sysfs(spec: &ImageSpec, sysfs_dev_block: &Path) -> Result<Box<dyn BlockBackend>, BlockError> {
     if spec.format != "raw" {
         return Err(BlockError::Open {
             path: spec.file.clone(),
@@ -34,17 +42,37 @@ pub fn open_image(spec: &ImageSpec) -> Result<Box<dyn BlockBackend>, BlockError>
         })?;
         let rules =
             if config.is_empty() { BlkdebugRules::default() } else { BlkdebugRules::from_file(Path::new(config))? };
-        let inner = open_image(&ImageSpec { file: image.to_string(), ..spec.clone() })?;
+        let inner = open_image_with_sysfs(&ImageSpec { file: image.to_string(), ..spec.clone() }, sysfs_dev_block)?;
         return Ok(Box::new(Blkdebug::new(inner, rules).with_cache_mode(spec.cache)));
     }
     if spec.file.is_empty() {
         return Err(BlockError::Open { path: String::new(), reason: "file= is empty".into() });
     }
     let path = Path::new(&spec.file);
-    match loop_backing(path)? {
-        Some(backing) => open_loop(spec, backing),
-        None => Ok(Box::new(RawImage::open(path, spec.cache, spec.read_only)?)),
+    if let Some(backing) = loop_backing_with_sysfs(path, sysfs_dev_block)? {
+        return open_loop(spec, backing);
     }
+    if let Some(status) = attached_loop_without_sysfs(path) {
+        let reason = format!("{} has no loop attributes", sysfs_dev_block.display());
+        return open_loop_device_direct(spec, path, spec.read_only || status.read_only, &reason);
+    }
+    Ok(Box::new(RawImage::open(path, spec.cache, spec.read_only)?))
+}
+
+/// The loop device itself with O_DIRECT: without the page cache the loop
+/// driver's write errors come back on the write instead of being absorbed.
+fn open_loop_device_direct(
+    spec: &ImageSpec,
+    device: &Path,
+    read_only: bool,
+    reason: &str,
+) -> Result<Box<dyn BlockBackend>, BlockError> {
+    let cache = if spec.cache.syncs_every_write() { CacheMode::Directsync } else { CacheMode::None };
+    log::warn!(
+        "{}: cannot use the backing file ({reason}); using the loop device itself with O_DIRECT",
+        device.display()
+    );
+    Ok(Box::new(RawImage::open(device, cache, read_only)?))
 }
 
 fn open_loop(spec: &ImageSpec, backing: LoopBacking) -> Result<Box<dyn BlockBackend>, BlockError> {
@@ -78,16 +106,7 @@ fn open_loop(spec: &ImageSpec, backing: LoopBacking) -> Result<Box<dyn BlockBack
             );
             Ok(Box::new(image))
         }
-        Err(reason) => {
-            // Without O_DIRECT the loop driver would absorb write errors in
-            // its page cache; with it they come back on the write.
-            let cache = if spec.cache.syncs_every_write() { CacheMode::Directsync } else { CacheMode::None };
-            log::warn!(
-                "{}: cannot use the backing file ({reason}); using the loop device itself with O_DIRECT",
-                backing.device.display()
-            );
-            Ok(Box::new(RawImage::open(&backing.device, cache, read_only)?))
-        }
+        Err(reason) => open_loop_device_direct(spec, &backing.device, read_only, &reason),
     }
 }
 
