@@ -530,6 +530,17 @@ mod tests {
     }
 
     #[test]
+    fn bytes_the_host_file_lost_after_open_read_as_zeros() {
+        let f = image(8192, 0x77);
+        let mut img = RawImage::open(f.path(), CacheMode::Writeback, false).unwrap();
+        f.as_file().set_len(4096).unwrap();
+        let mut buf = [0xffu8; 1024];
+        img.read_at(3584, &mut buf).unwrap();
+        assert_eq!(&buf[..512], &[0x77; 512][..]);
+        assert_eq!(&buf[512..], &[0; 512][..]);
+    }
+
+    #[test]
     fn character_devices_are_refused() {
         let err = RawImage::open(Path::new("/dev/null"), CacheMode::Writeback, false).err().unwrap();
         assert!(matches!(err, BlockError::Open { .. }), "{err}");
