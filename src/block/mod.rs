@@ -2,10 +2,17 @@
 //! devices with QEMU's cache modes, and a fault-injection layer that reads
 //! QEMU's blkdebug rules so one fault scenario runs against both.
 
+pub mod blkdebug;
+pub mod loopdev;
 pub mod mem;
+pub mod open;
 pub mod policy;
+pub mod raw;
 
+pub use blkdebug::{Blkdebug, BlkdebugRules};
+pub use open::{open_image, open_image_with_sysfs, ImageSpec};
 pub use policy::{ErrorAction, ErrorPolicy};
+pub use raw::RawImage;
 
 use thiserror::Error;
 
@@ -77,6 +84,38 @@ pub enum CacheMode {
     Directsync,
     /// Host page cache, flushes are ignored.
     Unsafe,
+}
+
+/// A `cache=` value that is not one of QEMU's five modes.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("cache={0:?} is not one of writeback, writethrough, none, directsync, unsafe")]
+pub struct UnknownCacheMode(pub String);
+
+impl std::str::FromStr for CacheMode {
+    type Err = UnknownCacheMode;
+    fn from_str(s: &str) -> Result<Self, UnknownCacheMode> {
+        match s {
+            "writeback" => Ok(CacheMode::Writeback),
+            "writethrough" => Ok(CacheMode::Writethrough),
+            "none" => Ok(CacheMode::None),
+            "directsync" => Ok(CacheMode::Directsync),
+            "unsafe" => Ok(CacheMode::Unsafe),
+            other => Err(UnknownCacheMode(other.to_string())),
+        }
+    }
+}
+
+impl CacheMode {
+    /// Whether the mode bypasses the host page cache (O_DIRECT).
+    pub fn is_direct(self) -> bool {
+        matches!(self, CacheMode::None | CacheMode::Directsync)
+    }
+
+    /// Whether every write must be durable before it completes,
+    /// regardless of the guest's write-cache setting.
+    pub fn syncs_every_write(self) -> bool {
+        matches!(self, CacheMode::Writethrough | CacheMode::Directsync)
+    }
 }
 
 /// The host side of a drive. Offsets and lengths are in bytes; callers

@@ -1,0 +1,164 @@
+//! From a drive's `file=`/`format=`/`cache=`/read-only settings to a backend.
+
+use std::path::Path;
+
+use super::blkdebug::{Blkdebug, BlkdebugRules};
+use super::loopdev::{attached_loop_without_sysfs, is_backing_file, loop_backing_with_sysfs, LoopBacking};
+use super::raw::{ImageWindow, RawImage};
+use super::{BlockBackend, BlockError, CacheMode};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSpec {
+    /// A path, or QEMU's `blkdebug:RULES:IMAGE`.
+    pub file: String,
+    /// Only "raw".
+    pub format: String,
+    pub cache: CacheMode,
+    pub read_only: bool,
+}
+
+const BLKDEBUG_PREFIX: &str = "blkdebug:";
+
+const SYSFS_DEV_BLOCK: &str = "/sys/dev/block";
+
+pub fn open_image(spec: &ImageSpec) -> Result<Box<dyn BlockBackend>, BlockError> {
+    open_image_with_sysfs(spec, Path::new(SYSFS_DEV_BLOCK))
+}
+
+/// As `open_image`, reading loop devices' sysfs attributes from
+/// `sysfs_dev_block` instead of /sys/dev/block.
+pub fn open_image_with_sysfs(spec: &ImageSpec, sysfs_dev_block: &Path) -> Result<Box<dyn BlockBackend>, BlockError> {
+    if spec.format != "raw" {
+        return Err(BlockError::Open {
+            path: spec.file.clone(),
+            reason: format!("format={} is not supported (only format=raw)", spec.format),
+        });
+    }
+    if let Some(rest) = spec.file.strip_prefix(BLKDEBUG_PREFIX) {
+        // QEMU splits at the first ':'; an empty RULES part means no rules.
+        let (config, image) = rest.split_once(':').ok_or_else(|| BlockError::Open {
+            path: spec.file.clone(),
+            reason: "blkdebug requires both config file and image path (blkdebug:RULES:IMAGE)".into(),
+        })?;
+        let rules =
+            if config.is_empty() { BlkdebugRules::default() } else { BlkdebugRules::from_file(Path::new(config))? };
+        let inner = open_image_with_sysfs(&ImageSpec { file: image.to_string(), ..spec.clone() }, sysfs_dev_block)?;
+        return Ok(Box::new(Blkdebug::new(inner, rules).with_cache_mode(spec.cache)));
+    }
+    if spec.file.is_empty() {
+        return Err(BlockError::Open { path: String::new(), reason: "file= is empty".into() });
+    }
+    let path = Path::new(&spec.file);
+    if let Some(backing) = loop_backing_with_sysfs(path, sysfs_dev_block)? {
+        return open_loop(spec, backing);
+    }
+    if let Some(status) = attached_loop_without_sysfs(path) {
+        let reason = format!("{} has no loop attributes", sysfs_dev_block.display());
+        return open_loop_device_direct(spec, path, spec.read_only || status.read_only, &reason);
+    }
+    Ok(Box::new(RawImage::open(path, spec.cache, spec.read_only)?))
+}
+
+/// The loop device itself with O_DIRECT: without the page cache the loop
+/// driver's write errors come back on the write instead of being absorbed.
+fn open_loop_device_direct(
+    spec: &ImageSpec,
+    device: &Path,
+    read_only: bool,
+    reason: &str,
+) -> Result<Box<dyn BlockBackend>, BlockError> {
+    let cache = if spec.cache.syncs_every_write() { CacheMode::Directsync } else { CacheMode::None };
+    log::warn!(
+        "{}: cannot use the backing file ({reason}); using the loop device itself with O_DIRECT",
+        device.display()
+    );
+    Ok(Box::new(RawImage::open(device, cache, read_only)?))
+}
+
+fn open_loop(spec: &ImageSpec, backing: LoopBacking) -> Result<Box<dyn BlockBackend>, BlockError> {
+    let read_only = spec.read_only || backing.read_only;
+    if backing.read_only && !spec.read_only {
+        log::info!("{}: the loop device is read-only, so the drive is too", backing.device.display());
+    }
+    let window = ImageWindow { base: backing.offset, size: backing.image_size() };
+    let via_file = if backing.deleted {
+        Err(format!("its backing file {} was deleted", backing.backing_file.display()))
+    } else {
+        RawImage::open_window(&backing.backing_file, spec.cache, read_only, Some(window))
+            .map_err(|e| e.to_string())
+            .and_then(|image| match is_backing_file(&backing.device, image.host_file()) {
+                Ok(true) => Ok(image),
+                Ok(false) => Err(format!(
+                    "{} is not the file the loop driver holds (another mount namespace or a replaced file)",
+                    backing.backing_file.display()
+                )),
+                Err(e) => Err(format!("cannot ask the loop driver for its backing file: {e}")),
+            })
+    };
+    match via_file {
+        Ok(image) => {
+            log::info!(
+                "{}: doing I/O on its backing file {} (offset {}, size {} bytes) so host errors reach the guest's request",
+                backing.device.display(),
+                backing.backing_file.display(),
+                window.base,
+                image.size()
+            );
+            Ok(Box::new(image))
+        }
+        Err(reason) => open_loop_device_direct(spec, &backing.device, read_only, &reason),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(file: &str) -> ImageSpec {
+        ImageSpec { file: file.into(), format: "raw".into(), cache: CacheMode::Writeback, read_only: false }
+    }
+
+    #[test]
+    fn other_formats_are_refused_naming_format() {
+        let err = open_image(&ImageSpec { format: "qcow2".into(), ..spec("/x") }).err().unwrap();
+        assert!(err.to_string().contains("format=qcow2"), "{err}");
+    }
+
+    #[test]
+    fn missing_images_and_bad_blkdebug_forms_are_open_errors() {
+        assert!(matches!(open_image(&spec("/nonexistent/disk.img")), Err(BlockError::Open { .. })));
+        assert!(matches!(open_image(&spec("")), Err(BlockError::Open { .. })));
+        let err = open_image(&spec("blkdebug:/only-one-part")).err().unwrap();
+        assert!(err.to_string().contains("both config file and image"), "{err}");
+        let err = open_image(&spec("blkdebug:/nonexistent.ini:/etc/hostname")).err().unwrap();
+        assert!(err.to_string().contains("blkdebug config"), "{err}");
+    }
+
+    #[test]
+    fn blkdebug_prefix_wraps_the_image_and_injects() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("disk.img");
+        std::fs::write(&img, vec![0u8; 64 * 1024]).unwrap();
+        let ini = dir.path().join("rules.ini");
+        std::fs::write(
+            &ini,
+            "[inject-error]\nevent = \"read_aio\"\nerrno = \"5\"\nsector = \"3\"\niotype = \"read\"\n",
+        )
+        .unwrap();
+        let mut b = open_image(&spec(&format!("blkdebug:{}:{}", ini.display(), img.display()))).unwrap();
+        assert_eq!(b.size(), 64 * 1024);
+        assert!(b.read_at(0, &mut [0; 1024]).is_ok());
+        assert_eq!(b.read_at(1024, &mut [0; 1024]).unwrap_err().errno(), libc::EIO);
+        // Empty RULES: no faults.
+        let mut plain = open_image(&spec(&format!("blkdebug::{}", img.display()))).unwrap();
+        assert!(plain.read_at(1024, &mut [0; 1024]).is_ok());
+    }
+
+    #[test]
+    fn cache_mode_parses_and_names_valid_values_on_error() {
+        assert_eq!("directsync".parse::<CacheMode>(), Ok(CacheMode::Directsync));
+        assert_eq!("none".parse::<CacheMode>(), Ok(CacheMode::None));
+        let err = "fast".parse::<CacheMode>().unwrap_err().to_string();
+        assert!(err.contains("cache=\"fast\"") && err.contains("writethrough"), "{err}");
+    }
+}
