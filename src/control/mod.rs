@@ -7,3 +7,6 @@ pub use cmdline::{
     drives_from_xenstore, parse_args, Command, ConfigError, DriveSpec, Flavour, MachineConfig, QmpEndpoint,
     QtestEndpoint, SerialSpec, XenstoreRead,
 };
+pub mod qmp;
+
+pub use qmp::{MachineOps, QmpError, QmpInfo, QmpServer};
