@@ -1,0 +1,488 @@
+//! QMP transcripts over real unix sockets against a fake machine.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::IntoRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use xen_ioemu::block::CacheMode;
+use xen_ioemu::control::qmp::{MachineOps, QmpInfo, QmpServer};
+use xen_ioemu::control::QmpEndpoint;
+use xen_ioemu::machine::{BlockStats, DriveInfo, Event, EventSink, InsertedMedium, IoOperation, RunState};
+
+#[derive(Default)]
+struct FakeMachine {
+    state: Mutex<Option<RunState>>,
+    calls: Mutex<Vec<String>>,
+    cont_error: Mutex<Option<String>>,
+    image: PathBuf,
+}
+
+impl FakeMachine {
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+    fn record(&self, call: String) {
+        self.calls.lock().unwrap().push(call);
+    }
+}
+
+impl MachineOps for FakeMachine {
+    fn run_state(&self) -> RunState {
+        self.state.lock().unwrap().unwrap_or(RunState::Prelaunch)
+    }
+    fn stop(&self) {
+        self.record("stop".into());
+        *self.state.lock().unwrap() = Some(RunState::Paused);
+    }
+    fn cont(&self) -> Result<(), String> {
+        self.record("cont".into());
+        if let Some(e) = self.cont_error.lock().unwrap().clone() {
+            return Err(e);
+        }
+        *self.state.lock().unwrap() = Some(RunState::Running);
+        Ok(())
+    }
+    fn block_info(&self) -> Vec<DriveInfo> {
+        let file = self.image.display().to_string();
+        vec![
+            DriveInfo {
+                id: "ide0-hd0".into(),
+                qdev: "/machine/ide0-hd0".into(),
+                cdrom: false,
+                removable: false,
+                tray_open: false,
+                locked: false,
+                io_status: "nospace",
+                inserted: Some(InsertedMedium { file: file.clone(), read_only: false, size: 4096, cache: CacheMode::Writeback }),
+                stats: BlockStats { rd_bytes: 512, rd_operations: 1, failed_wr_operations: 2, ..Default::default() },
+            },
+            DriveInfo {
+                id: "ide1-cd0".into(),
+                qdev: "cd-dev".into(),
+                cdrom: true,
+                removable: true,
+                tray_open: true,
+                locked: false,
+                io_status: "ok",
+                inserted: None,
+                stats: BlockStats::default(),
+            },
+        ]
+    }
+    fn eject(&self, device: &str, force: bool) -> Result<(), String> {
+        self.record(format!("eject {device} {force}"));
+        if device == "ide0-hd0" {
+            return Err(format!("Device '{device}' is not removable"));
+        }
+        Ok(())
+    }
+    fn change_medium(&self, device: &str, filename: &str, read_only: Option<bool>) -> Result<(), String> {
+        self.record(format!("change {device} {filename} {read_only:?}"));
+        Ok(())
+    }
+    fn chardevs(&self) -> Vec<(String, String)> {
+        vec![("serial0".into(), "pty:/dev/pts/3".into()), ("libxl-cmd".into(), "unix:/x,server=on".into())]
+    }
+    fn quit(&self) {
+        self.record("quit".into());
+    }
+}
+
+struct Client {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Client {
+    fn connect(path: &Path) -> Client {
+        let stream = UnixStream::connect(path).expect("connect");
+        Self::over(stream)
+    }
+    fn over(stream: UnixStream) -> Client {
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Client { reader: BufReader::new(stream.try_clone().unwrap()), writer: stream }
+    }
+    fn recv(&mut self) -> Value {
+        let mut line = String::new();
+        let n = self.reader.read_line(&mut line).expect("read");
+        assert!(n > 0, "connection closed");
+        assert!(line.ends_with("\r\n"), "line not CRLF-terminated: {line:?}");
+        serde_json::from_str(&line).expect("json")
+    }
+    fn send_raw(&mut self, text: &str) {
+        self.writer.write_all(text.as_bytes()).unwrap();
+    }
+    /// Sends a command and returns its reply, skipping events.
+    fn cmd(&mut self, request: Value) -> Value {
+        self.send_raw(&format!("{request}\n"));
+        loop {
+            let message = self.recv();
+            if message.get("event").is_none() {
+                return message;
+            }
+        }
+    }
+    fn negotiated(path: &Path) -> Client {
+        let mut client = Client::connect(path);
+        client.recv();
+        assert_eq!(client.cmd(json!({"execute": "qmp_capabilities"})), json!({"return": {}}));
+        client
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    machine: Arc<FakeMachine>,
+    events: EventSink,
+    server: QmpServer,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qmp.sock");
+    let image = dir.path().join("disk.img");
+    std::fs::write(&image, vec![1u8; 4096]).unwrap();
+    let machine = Arc::new(FakeMachine { image, ..Default::default() });
+    let events = EventSink::new();
+    let server = QmpServer::start(
+        &QmpEndpoint::UnixPath { label: "libxl-cmd".into(), path: path.clone() },
+        machine.clone(),
+        events.clone(),
+        QmpInfo { name: Some("g1".into()) },
+    )
+    .unwrap();
+    Fixture { _dir: dir, path, machine, events, server }
+}
+
+#[test]
+fn greeting_and_capabilities_negotiation() {
+    let f = fixture();
+    let mut c = Client::connect(&f.path);
+    assert_eq!(
+        c.recv(),
+        json!({"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": "xen-ioemu 0.1.0"}, "capabilities": ["oob"]}})
+    );
+    assert_eq!(
+        c.cmd(json!({"execute": "query-status", "id": 1})),
+        json!({"error": {"class": "CommandNotFound", "desc": "Expecting capabilities negotiation with 'qmp_capabilities'"}, "id": 1})
+    );
+    assert_eq!(c.cmd(json!({"execute": "qmp_capabilities", "id": "x"})), json!({"return": {}, "id": "x"}));
+    assert_eq!(
+        c.cmd(json!({"execute": "qmp_capabilities"}))["error"]["desc"],
+        "Capabilities negotiation is already complete, command ignored"
+    );
+    assert!(f.machine.calls().is_empty());
+}
+
+#[test]
+fn run_control_commands() {
+    let f = fixture();
+    let mut c = Client::negotiated(&f.path);
+    assert_eq!(
+        c.cmd(json!({"execute": "query-status", "id": [1, 2]})),
+        json!({"return": {"status": "prelaunch", "singlestep": false, "running": false}, "id": [1, 2]})
+    );
+    assert_eq!(c.cmd(json!({"execute": "cont", "id": 7})), json!({"return": {}, "id": 7}));
+    assert_eq!(c.cmd(json!({"execute": "query-status"}))["return"]["status"], "running");
+    assert_eq!(c.cmd(json!({"execute": "query-status"}))["return"]["running"], true);
+    assert_eq!(c.cmd(json!({"execute": "stop"})), json!({"return": {}}));
+    assert_eq!(c.cmd(json!({"execute": "query-status"}))["return"]["status"], "paused");
+    *f.machine.cont_error.lock().unwrap() = Some("Resetting the Virtual Machine is required".into());
+    assert_eq!(
+        c.cmd(json!({"execute": "cont"})),
+        json!({"error": {"class": "GenericError", "desc": "Resetting the Virtual Machine is required"}})
+    );
+    assert_eq!(f.machine.calls(), vec!["cont", "stop", "cont"]);
+}
+
+#[test]
+fn query_commands_have_qemu_shapes() {
+    let f = fixture();
+    let mut c = Client::negotiated(&f.path);
+    assert_eq!(
+        c.cmd(json!({"execute": "query-version"}))["return"],
+        json!({"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": "xen-ioemu 0.1.0"})
+    );
+    assert_eq!(c.cmd(json!({"execute": "query-name"}))["return"], json!({"name": "g1"}));
+    assert_eq!(
+        c.cmd(json!({"execute": "query-chardev"}))["return"],
+        json!([{"frontend-open": true, "filename": "pty:/dev/pts/3", "label": "serial0"},
+               {"frontend-open": true, "filename": "unix:/x,server=on", "label": "libxl-cmd"}])
+    );
+    let block = c.cmd(json!({"execute": "query-block"}))["return"].clone();
+    let hd = &block[0];
+    assert_eq!(hd["device"], "ide0-hd0");
+    assert_eq!(hd["io-status"], "nospace");
+    assert_eq!(hd["removable"], false);
+    assert!(hd.get("tray_open").is_none());
+    assert_eq!(hd["type"], "unknown");
+    let inserted = &hd["inserted"];
+    assert_eq!(inserted["ro"], false);
+    assert_eq!(inserted["drv"], "raw");
+    assert_eq!(inserted["file"], f.machine.image.display().to_string());
+    assert_eq!(inserted["image"]["virtual-size"], 4096);
+    assert_eq!(inserted["image"]["format"], "raw");
+    assert!(inserted["image"]["actual-size"].as_u64().unwrap() >= 4096);
+    assert_eq!(inserted["cache"], json!({"no-flush": false, "direct": false, "writeback": true}));
+    assert!(inserted["node-name"].as_str().unwrap().starts_with("#block"));
+    let cd = &block[1];
+    assert_eq!((cd["removable"].clone(), cd["tray_open"].clone()), (json!(true), json!(true)));
+    assert!(cd.get("inserted").is_none());
+
+    let stats = c.cmd(json!({"execute": "query-blockstats"}))["return"].clone();
+    assert_eq!(stats[0]["device"], "ide0-hd0");
+    assert_eq!(stats[0]["qdev"], "/machine/ide0-hd0");
+    assert_eq!(stats[0]["stats"]["rd_bytes"], 512);
+    assert_eq!(stats[0]["stats"]["rd_operations"], 1);
+    assert_eq!(stats[0]["stats"]["failed_wr_operations"], 2);
+    assert_eq!(stats[0]["stats"]["timed_stats"], json!([]));
+    assert_eq!(stats[1]["device"], "ide1-cd0");
+    assert!(stats[1].get("node-name").is_none());
+
+    let options = c.cmd(json!({"execute": "query-command-line-options", "arguments": {"option": "machine"}}));
+    assert_eq!(options["return"][0]["option"], "machine");
+    assert_eq!(
+        c.cmd(json!({"execute": "query-command-line-options", "arguments": {"option": "run-with"}})),
+        json!({"error": {"class": "GenericError", "desc": "Invalid parameter 'option'"}})
+    );
+    assert_eq!(
+        c.cmd(json!({"execute": "human-monitor-command", "arguments": {"command-line": "info block"}})),
+        json!({"return": ""})
+    );
+}
+
+#[test]
+fn removable_media_commands() {
+    let f = fixture();
+    let mut c = Client::negotiated(&f.path);
+    assert_eq!(c.cmd(json!({"execute": "eject", "arguments": {"device": "ide1-cd0"}})), json!({"return": {}}));
+    assert_eq!(c.cmd(json!({"execute": "eject", "arguments": {"id": "cd-dev", "force": true}})), json!({"return": {}}));
+    assert_eq!(
+        c.cmd(json!({"execute": "eject", "arguments": {"device": "nope"}})),
+        json!({"error": {"class": "DeviceNotFound", "desc": "Device 'nope' not found"}})
+    );
+    assert_eq!(
+        c.cmd(json!({"execute": "eject", "arguments": {}}))["error"]["desc"],
+        "Need exactly one of 'device' and 'id'"
+    );
+    assert_eq!(
+        c.cmd(json!({"execute": "eject", "arguments": {"device": "ide0-hd0"}})),
+        json!({"error": {"class": "GenericError", "desc": "Device 'ide0-hd0' is not removable"}})
+    );
+    assert_eq!(
+        c.cmd(json!({"execute": "eject", "arguments": {"device": "ide1-cd0", "force": "yes"}}))["error"]["desc"],
+        "Invalid parameter type for 'force', expected: boolean"
+    );
+    let change = json!({"execute": "blockdev-change-medium", "id": 3,
+        "arguments": {"device": "ide1-cd0", "filename": "/iso/new.iso", "format": "raw", "read-only-mode": "read-only"}});
+    assert_eq!(c.cmd(change), json!({"return": {}, "id": 3}));
+    assert_eq!(
+        c.cmd(json!({"execute": "blockdev-change-medium", "arguments": {"device": "ide1-cd0"}}))["error"]["desc"],
+        "Parameter 'filename' is missing"
+    );
+    assert_eq!(
+        c.cmd(json!({"execute": "blockdev-change-medium", "arguments": {"id": "cd-dev", "filename": "/x", "format": "qcow2"}}))["error"]["class"],
+        "GenericError"
+    );
+    assert_eq!(c.cmd(json!({"execute": "change", "arguments": {"device": "ide1-cd0", "target": "/iso/b.iso"}})), json!({"return": {}}));
+    assert_eq!(
+        f.machine.calls(),
+        vec![
+            "eject ide1-cd0 false",
+            "eject ide1-cd0 true",
+            "eject ide0-hd0 false",
+            "change ide1-cd0 /iso/new.iso Some(true)",
+            "change ide1-cd0 /iso/b.iso None",
+        ]
+    );
+}
+
+#[test]
+fn malformed_requests_get_errors_and_the_connection_survives() {
+    let f = fixture();
+    let mut c = Client::negotiated(&f.path);
+    assert_eq!(
+        c.cmd(json!({"execute": "bogus", "id": 9})),
+        json!({"error": {"class": "CommandNotFound", "desc": "The command bogus has not been found"}, "id": 9})
+    );
+    assert_eq!(
+        c.cmd(json!({"execute": "query-status", "arguments": {"x": 1}}))["error"]["desc"],
+        "Parameter 'x' is unexpected"
+    );
+    c.send_raw("{\"execute\": \n");
+    assert_eq!(c.recv()["error"]["class"], "GenericError");
+    c.send_raw("[1, 2]\n");
+    assert_eq!(c.recv()["error"]["desc"], "QMP input must be a JSON object");
+    assert_eq!(c.cmd(json!({"id": 4}))["error"]["desc"], "QMP input lacks member 'execute'");
+    assert_eq!(c.cmd(json!({"execute": "stop", "arguments": [1]}))["error"]["desc"], "QMP input member 'arguments' must be an object");
+    assert_eq!(c.cmd(json!({"execute": "query-version"}))["return"]["qemu"]["major"], 7);
+}
+
+#[test]
+fn oversized_line_is_refused_without_dropping_the_connection() {
+    let f = fixture();
+    let mut c = Client::negotiated(&f.path);
+    let huge = format!("{{\"execute\": \"query-status\", \"id\": \"{}\"}}\n", "a".repeat(200 * 1024));
+    c.send_raw(&huge);
+    assert_eq!(
+        c.recv(),
+        json!({"error": {"class": "GenericError", "desc": "JSON message too long (limit 65536 bytes)"}})
+    );
+    assert_eq!(c.cmd(json!({"execute": "query-status", "id": 2}))["id"], 2);
+}
+
+#[test]
+fn events_reach_negotiated_connections_in_qemu_shape() {
+    let f = fixture();
+    let mut early = Client::connect(&f.path);
+    early.recv();
+    let mut c = Client::negotiated(&f.path);
+    f.events.emit(Event::BlockIoError {
+        device: "ide0-hd0".into(),
+        node_name: "#block001".into(),
+        operation: IoOperation::Write,
+        action: "stop",
+        nospace: true,
+        reason: "No space left on device".into(),
+    });
+    f.events.emit(Event::Stop);
+    f.events.emit(Event::DeviceTrayMoved { device: "ide1-cd0".into(), id: "cd-dev".into(), tray_open: false });
+    f.events.emit(Event::Shutdown { guest: true, reason: "guest-shutdown" });
+    let first = c.recv();
+    assert_eq!(first["event"], "BLOCK_IO_ERROR");
+    assert_eq!(
+        first["data"],
+        json!({"device": "ide0-hd0", "node-name": "#block001", "operation": "write", "action": "stop",
+               "nospace": true, "reason": "No space left on device"})
+    );
+    assert!(first["timestamp"]["seconds"].as_u64().unwrap() > 1_600_000_000);
+    assert!(first["timestamp"]["microseconds"].as_u64().unwrap() < 1_000_000);
+    let stop = c.recv();
+    assert_eq!(stop["event"], "STOP");
+    assert!(stop.get("data").is_none());
+    assert_eq!(c.recv()["data"], json!({"device": "ide1-cd0", "tray-open": false, "id": "cd-dev"}));
+    assert_eq!(c.recv()["data"], json!({"guest": true, "reason": "guest-shutdown"}));
+    // The unnegotiated connection got none of them: its next line is the reply.
+    assert_eq!(early.cmd(json!({"execute": "qmp_capabilities", "id": 1})), json!({"return": {}, "id": 1}));
+    early.send_raw("{\"execute\": \"query-name\"}\n");
+    assert_eq!(early.recv(), json!({"return": {"name": "g1"}}));
+}
+
+#[test]
+fn sequential_and_concurrent_connections() {
+    let f = fixture();
+    for round in 0..3 {
+        let mut c = Client::negotiated(&f.path);
+        assert_eq!(c.cmd(json!({"execute": "query-status", "id": round}))["id"], round);
+    }
+    let mut a = Client::negotiated(&f.path);
+    let mut b = Client::negotiated(&f.path);
+    assert_eq!(b.cmd(json!({"execute": "query-name"}))["return"]["name"], "g1");
+    assert_eq!(a.cmd(json!({"execute": "query-name"}))["return"]["name"], "g1");
+}
+
+#[test]
+fn quit_replies_then_asks_the_machine_to_quit() {
+    let f = fixture();
+    let mut c = Client::negotiated(&f.path);
+    assert_eq!(c.cmd(json!({"execute": "quit", "id": 1})), json!({"return": {}, "id": 1}));
+    let mut rest = String::new();
+    assert_eq!(c.reader.read_line(&mut rest).unwrap(), 0, "connection stays open after quit");
+    for _ in 0..100 {
+        if f.machine.calls().contains(&"quit".to_string()) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("quit never reached the machine: {:?}", f.machine.calls());
+}
+
+#[test]
+fn inherited_listening_fd() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("libxl.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let fd = listener.into_raw_fd();
+    let machine = Arc::new(FakeMachine::default());
+    let _server = QmpServer::start(
+        &QmpEndpoint::Fd { label: "libxl-cmd".into(), fd },
+        machine.clone(),
+        EventSink::new(),
+        QmpInfo::default(),
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let mut c = Client::negotiated(&path);
+        assert_eq!(c.cmd(json!({"execute": "query-status"}))["return"]["status"], "prelaunch");
+        assert_eq!(c.cmd(json!({"execute": "query-name"}))["return"], json!({}));
+    }
+}
+
+#[test]
+fn inherited_fd_must_be_a_listening_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = std::fs::File::create(dir.path().join("plain")).unwrap();
+    let fd = file.into_raw_fd();
+    let err = QmpServer::start(
+        &QmpEndpoint::Fd { label: "libxl-cmd".into(), fd },
+        Arc::new(FakeMachine::default()),
+        EventSink::new(),
+        QmpInfo::default(),
+    )
+    .err()
+    .expect("a regular file was accepted as a listener");
+    assert!(err.to_string().starts_with(&format!("QMP fd={fd}: not a socket")), "{err}");
+}
+
+#[test]
+fn stale_socket_is_replaced_but_other_files_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qmp.sock");
+    drop(UnixListener::bind(&path).unwrap());
+    assert!(path.exists());
+    let server = QmpServer::start(
+        &QmpEndpoint::UnixPath { label: "m".into(), path: path.clone() },
+        Arc::new(FakeMachine::default()),
+        EventSink::new(),
+        QmpInfo::default(),
+    )
+    .unwrap();
+    Client::negotiated(&path);
+    drop(server);
+    assert!(!path.exists(), "socket left behind after shutdown");
+    assert!(UnixStream::connect(&path).is_err());
+
+    let plain = dir.path().join("plain");
+    std::fs::write(&plain, b"keep me").unwrap();
+    let err = QmpServer::start(
+        &QmpEndpoint::UnixPath { label: "m".into(), path: plain.clone() },
+        Arc::new(FakeMachine::default()),
+        EventSink::new(),
+        QmpInfo::default(),
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("a non-socket file is in the way"), "{err}");
+    assert_eq!(std::fs::read(&plain).unwrap(), b"keep me");
+}
+
+#[test]
+fn server_shutdown_stops_accepting() {
+    let mut f = fixture();
+    Client::negotiated(&f.path);
+    f.server.shutdown();
+    // The socket file is still there until drop, but nobody accepts.
+    let refused = match UnixStream::connect(&f.path) {
+        Err(_) => true,
+        Ok(s) => {
+            s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+            let mut line = String::new();
+            BufReader::new(s).read_line(&mut line).map(|n| n == 0).unwrap_or(true)
+        }
+    };
+    assert!(refused, "a greeting arrived after shutdown");
+}
