@@ -94,6 +94,8 @@ pub enum SerialSpec {
     None,
 }
 
+// Parsed once at start-up; boxing the config would only complicate callers.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Run(MachineConfig),
@@ -384,32 +386,22 @@ impl Parser {
             }
             "snapshot" => return Err(invalid(option, "temporary snapshots are not supported")),
             "xen-attach" => return Err(invalid(option, "attaching to a running domain is not supported")),
-            "vnc" => {
-                if opts.get("vnc") != Some("none") {
+            "vnc" if opts.get("vnc") != Some("none") => {
                     self.warnings.push(format!("-vnc {raw}: no display is emulated; ignored"));
-                }
             }
-            "display" => {
-                if opts.get("type") != Some("none") {
+            "display" if opts.get("type") != Some("none") => {
                     self.warnings.push(format!("-display {raw}: no display is emulated; ignored"));
-                }
             }
-            "vga" | "std-vga" => {
-                if name == "std-vga" || opts.get("type") != Some("none") {
+            "vga" | "std-vga" if name == "std-vga" || opts.get("type") != Some("none") => {
                     self.warnings.push(format!("{option} {raw}: no graphics card is emulated; ignored"));
-                }
             }
-            "net" | "netdev" => {
-                if opts.get("driver") != Some("none") {
+            "net" | "netdev" if opts.get("driver") != Some("none") => {
                     self.warnings.push(format!("{option} {raw}: no network card is emulated; ignored"));
-                }
             }
             "usb" | "usbdevice" => self.warnings.push(format!("{option}: no USB controller is emulated; ignored")),
             "soundhw" | "audiodev" => self.warnings.push(format!("{option} {raw}: no sound card is emulated; ignored")),
-            "parallel" => {
-                if opts.get("path") != Some("none") {
+            "parallel" if opts.get("path") != Some("none") => {
                     self.warnings.push(format!("-parallel {raw}: no parallel port is emulated; ignored"));
-                }
             }
             // Needed by a CPU or by graphics, neither of which is emulated here.
             _ => {}
@@ -488,7 +480,7 @@ impl Parser {
             return Err(ConfigError::Conflict("-qtest: cannot be combined with -xen-domid/-d".into()));
         }
         let probe = self.machine.as_deref() == Some("none");
-        let flavour = if let Some(_) = self.qtest {
+        let flavour = if self.qtest.is_some() {
             if accel.is_some() && !accel_list.iter().any(|a| *a == "qtest" || *a == "tcg") {
                 return Err(invalid("-qtest", "needs -accel qtest (or tcg)"));
             }
@@ -526,10 +518,7 @@ impl Parser {
         if max_vcpus < vcpus {
             return Err(invalid("-smp", format!("maxcpus={max_vcpus} is less than cpus={vcpus}")));
         }
-        let xen_platform_device = match self.machine.as_deref() {
-            Some("xenfv") => true,
-            _ => false,
-        };
+        let xen_platform_device = self.machine.as_deref() == Some("xenfv");
         Ok(MachineConfig {
             flavour,
             domid,
