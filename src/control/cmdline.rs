@@ -456,7 +456,7 @@ impl Parser {
         let label = format!("-global {driver}.{property}");
         match property.as_str() {
             "werror" => entry.werror = Some(parse_policy(&label, &value, false)?),
-            "rerror" => entry.rerror = Some(parse_policy(&label, &value, true)?),
+            "rerror" => entry.rerror = Some(parse_policy(&label, &value, false)?),
             "retry-interval" => entry.retry_interval = Some(parse_interval(&label, &value)?),
             _ => self.warnings.push(format!("-global {raw}: property {property} is ignored")),
         }
@@ -702,7 +702,7 @@ impl Parser {
             drive_overrides[slot as usize] = over;
             device_overrides[slot as usize] = PolicyOverride {
                 werror: o.get("werror").map(|v| parse_policy(&format!("{option} werror"), v, false)).transpose()?,
-                rerror: o.get("rerror").map(|v| parse_policy(&format!("{option} rerror"), v, true)).transpose()?,
+                rerror: o.get("rerror").map(|v| parse_policy(&format!("{option} rerror"), v, false)).transpose()?,
                 retry_interval: o
                     .get("retry-interval")
                     .map(|v| parse_interval(&format!("{option} retry-interval"), v))
@@ -821,11 +821,12 @@ fn parse_cache(option: &str, value: &str) -> Result<CacheMode, ConfigError> {
     })
 }
 
-fn parse_policy(label: &str, value: &str, is_read: bool) -> Result<ErrorPolicy, ConfigError> {
+/// `drive_rerror`: QEMU refuses enospc in -drive rerror= but takes it as a
+/// device property (-device/-global), where a read failing with ENOSPC stops.
+fn parse_policy(label: &str, value: &str, drive_rerror: bool) -> Result<ErrorPolicy, ConfigError> {
     let policy: ErrorPolicy = value.parse().map_err(|reason: String| invalid(label, reason))?;
-    if is_read && policy == ErrorPolicy::Enospc {
-        // As QEMU: a read cannot run out of space.
-        return Err(invalid(label, "'enospc' is not a read error action"));
+    if drive_rerror && policy == ErrorPolicy::Enospc {
+        return Err(invalid(label, "'enospc' invalid read error action"));
     }
     Ok(policy)
 }

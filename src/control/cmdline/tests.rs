@@ -167,6 +167,8 @@ fn globals_and_retry_interval_precedence() {
     assert_eq!(c.drives[0].retry_interval, Duration::ZERO);
     assert_eq!(c.drives[1].retry_interval, Duration::ZERO);
     assert_eq!(c.drives[2].rerror, ErrorPolicy::Ignore);
+    let c = run("-xen-domid 3 -global ide-cd.rerror=enospc -drive if=none,id=d,file=/a -device ide-hd,drive=d,rerror=enospc -cdrom /c");
+    assert_eq!((c.drives[0].rerror, c.drives[1].rerror), (ErrorPolicy::Enospc, ErrorPolicy::Enospc));
     let c = run("-xen-domid 3 -drive file=/b,if=ide,index=1,retry-interval=30");
     assert_eq!(c.drives[0].retry_interval, Duration::from_secs(30));
 }
@@ -197,7 +199,7 @@ fn every_error_is_one_line_naming_the_option() {
         ("-xen-domid 1 -drive if=none,id=d,file=/a -device ide-hd,drive=d,bus=ide.2", "-device ide-hd: bus=ide.2: only ide.0 and ide.1 exist"),
         ("-xen-domid 1 -drive file=/a,readonly=on", "-drive: ide0-hd0: qemu-xen doesn't support read-only IDE disks"),
         ("-xen-domid 1 -drive file=/a,werror=halt", "-drive werror: 'halt' is not one of report, ignore, stop, enospc"),
-        ("-xen-domid 1 -drive file=/a,rerror=enospc", "-drive rerror: 'enospc' is not a read error action"),
+        ("-xen-domid 1 -drive file=/a,rerror=enospc", "-drive rerror: 'enospc' invalid read error action"),
         ("-xen-domid 1 -drive file=/a,cache=fast", "-drive: cache=fast: not one of writeback, writethrough, none, directsync, unsafe"),
         ("-xen-domid 1 -drive file=/a,retry-interval=soon", "-drive retry-interval: 'soon' is not a number of seconds (0..86400)"),
         ("-xen-domid 1 -global ide-hd.werror=maybe", "-global ide-hd.werror: 'maybe' is not one of report, ignore, stop, enospc"),
@@ -310,4 +312,15 @@ fn xenstore_errors() {
     assert!(drives_from_xenstore(&store, 4).unwrap_err().to_string().contains("is not a vbd/tap/qdisk backend"));
     let store = FakeStore::default();
     assert_eq!(drives_from_xenstore(&store, 4), Ok(vec![]));
+}
+
+#[test]
+fn libxl_empty_cdrom_drive() {
+    let c = run("-xen-domid 2 -drive if=none,readonly=on,id=ide-5632 -device ide-cd,id=ide-5632,drive=ide-5632,bus=ide.1,unit=0");
+    assert_eq!(c.drives.len(), 1);
+    assert_eq!((c.drives[0].slot, c.drives[0].cdrom, c.drives[0].file.as_deref()), (2, true, None));
+    assert_eq!(
+        error("-xen-domid 2 -drive if=none,id=h -device ide-hd,drive=h"),
+        "-device ide-hd: drive=h: a hard disk needs file="
+    );
 }
