@@ -313,8 +313,14 @@ fn malformed_requests_get_errors_and_the_connection_survives() {
         c.cmd(json!({"execute": "query-status", "arguments": {"x": 1}}))["error"]["desc"],
         "Parameter 'x' is unexpected"
     );
-    c.send_raw("{\"execute\": \n");
+    c.send_raw("{\"execute\": }\n");
     assert_eq!(c.recv()["error"]["class"], "GenericError");
+    // One object over several lines, then two on one line.
+    c.send_raw("{\"execute\":\n \"query-name\",\r\n \"id\": 5}\n");
+    assert_eq!(c.recv(), json!({"return": {"name": "g1"}, "id": 5}));
+    c.send_raw("{\"execute\": \"query-name\", \"id\": 6} {\"execute\": \"query-name\", \"id\": 7}\n");
+    assert_eq!(c.recv()["id"], 6);
+    assert_eq!(c.recv()["id"], 7);
     c.send_raw("[1, 2]\n");
     assert_eq!(c.recv()["error"]["desc"], "QMP input must be a JSON object");
     assert_eq!(c.cmd(json!({"id": 4}))["error"]["desc"], "QMP input lacks member 'execute'");
@@ -333,6 +339,14 @@ fn oversized_line_is_refused_without_dropping_the_connection() {
         json!({"error": {"class": "GenericError", "desc": "JSON message too long (limit 65536 bytes)"}})
     );
     assert_eq!(c.cmd(json!({"execute": "query-status", "id": 2}))["id"], 2);
+    // An unfinished object growing line by line hits the same bound.
+    c.send_raw("{\"execute\": \"query-status\", \"id\": [\n");
+    for _ in 0..20 {
+        c.send_raw(&format!("{}\n", "1,".repeat(2048)));
+    }
+    assert_eq!(c.recv()["error"]["desc"], "JSON message too long (limit 65536 bytes)");
+    c.send_raw("1]}\n");
+    assert_eq!(c.cmd(json!({"execute": "query-status", "id": 3}))["id"], 3);
 }
 
 #[test]
@@ -406,6 +420,8 @@ fn inherited_listening_fd() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("libxl.sock");
     let listener = UnixListener::bind(&path).unwrap();
+    // libxl may hand the socket over with O_NONBLOCK still set.
+    listener.set_nonblocking(true).unwrap();
     let fd = listener.into_raw_fd();
     let machine = Arc::new(FakeMachine::default());
     let _server = QmpServer::start(

@@ -174,7 +174,10 @@ fn adopt_listening_fd(fd: i32) -> Result<UnixListener, QmpError> {
     // Keep the descriptor from leaking into anything we might exec.
     nix::fcntl::fcntl(owned.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
         .map_err(|e| bad(e.to_string()))?;
-    Ok(UnixListener::from(owned))
+    let listener = UnixListener::from(owned);
+    // The accept thread blocks; the creator may have left O_NONBLOCK set.
+    listener.set_nonblocking(false).map_err(|e| bad(e.to_string()))?;
+    Ok(listener)
 }
 
 fn accept_loop(listener: &UnixListener, shared: Arc<Shared>) {
@@ -190,14 +193,26 @@ fn accept_loop(listener: &UnixListener, shared: Arc<Shared>) {
         }
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                if !shared.stopping.load(Ordering::SeqCst) {
-                    log::error!("QMP {}: accept failed, monitor closed: {e}", shared.label);
+            Err(_) if shared.stopping.load(Ordering::SeqCst) => return,
+            Err(e) => match e.raw_os_error() {
+                Some(libc::EINTR | libc::ECONNABORTED | libc::EPROTO) => continue,
+                // Out of descriptors or memory: transient, and libxl retries.
+                Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EAGAIN) => {
+                    log::warn!("QMP {}: accept failed, retrying: {e}", shared.label);
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
                 }
-                return;
-            }
+                _ => {
+                    log::error!("QMP {}: accept failed, monitor closed: {e}", shared.label);
+                    return;
+                }
+            },
         };
+        // The reader relies on blocking reads.
+        if let Err(e) = stream.set_nonblocking(false) {
+            log::warn!("QMP {}: dropping a connection: {e}", shared.label);
+            continue;
+        }
         *shared.active.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         let conn_shared = shared.clone();
         let spawned = std::thread::Builder::new()
@@ -266,30 +281,71 @@ fn serve_connection(stream: UnixStream, shared: &Arc<Shared>) -> std::io::Result
     result
 }
 
+/// Requests are JSON objects, normally one per line as libxl sends them;
+/// an object may also span lines or share one with the next, as QEMU's
+/// streaming parser allows. Unfinished input is bounded by MAX_LINE.
 fn read_commands(stream: UnixStream, writer: &Writer, session: &mut Session) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream);
+    let mut pending = String::new();
+    // After an overflow the rest of that message is skipped up to the next
+    // line that starts a new object, instead of answering each fragment.
+    let mut discarding = false;
+    let too_long = || {
+        error_reply("GenericError", &format!("JSON message too long (limit {MAX_LINE} bytes)"), None)
+    };
     loop {
         let line = match read_bounded_line(&mut reader, MAX_LINE)? {
             Line::Eof => return Ok(()),
             Line::TooLong => {
-                writer.send(&error_reply(
-                    "GenericError",
-                    &format!("JSON message too long (limit {MAX_LINE} bytes)"),
-                    None,
-                ))?;
+                pending.clear();
+                if !discarding {
+                    writer.send(&too_long())?;
+                }
+                discarding = true;
                 continue;
             }
             Line::Text(text) => text,
         };
-        let text = String::from_utf8_lossy(&line);
-        let text = text.trim();
-        if text.is_empty() {
+        if discarding {
+            if line.trim_ascii_start().first() != Some(&b'{') {
+                continue;
+            }
+            discarding = false;
+        }
+        if pending.len() + line.len() > MAX_LINE {
+            pending.clear();
+            writer.send(&too_long())?;
+            discarding = true;
             continue;
         }
-        let reply = session.handle_line(text);
-        writer.send(&reply)?;
-        if session.quit_requested {
-            return Ok(());
+        pending.push_str(&String::from_utf8_lossy(&line));
+        pending.push('\n');
+        let mut stream = serde_json::Deserializer::from_str(&pending).into_iter::<Value>();
+        let mut consumed = 0;
+        loop {
+            match stream.next() {
+                None => {
+                    consumed = pending.len();
+                    break;
+                }
+                Some(Ok(request)) => {
+                    consumed = stream.byte_offset();
+                    writer.send(&session.handle_request(request))?;
+                    if session.quit_requested {
+                        return Ok(());
+                    }
+                }
+                Some(Err(e)) if e.is_eof() => break,
+                Some(Err(e)) => {
+                    consumed = pending.len();
+                    writer.send(&error_reply("GenericError", &format!("JSON parse error, {e}"), None))?;
+                    break;
+                }
+            }
+        }
+        pending.drain(..consumed);
+        if pending.trim().is_empty() {
+            pending.clear();
         }
     }
 }
@@ -373,11 +429,7 @@ struct Session {
 }
 
 impl Session {
-    fn handle_line(&mut self, text: &str) -> Value {
-        let request: Value = match serde_json::from_str(text) {
-            Ok(v) => v,
-            Err(e) => return error_reply("GenericError", &format!("JSON parse error, {e}"), None),
-        };
+    fn handle_request(&mut self, request: Value) -> Value {
         let Value::Object(request) = request else {
             return error_reply("GenericError", "QMP input must be a JSON object", None);
         };
