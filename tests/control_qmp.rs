@@ -502,3 +502,38 @@ fn server_shutdown_stops_accepting() {
     };
     assert!(refused, "a greeting arrived after shutdown");
 }
+
+#[test]
+fn connections_beyond_the_bound_wait_for_a_free_slot() {
+    let f = fixture();
+    let mut open: Vec<Client> = (0..xen_ioemu::control::qmp::MAX_CONNECTIONS).map(|_| Client::negotiated(&f.path)).collect();
+    let waiting = UnixStream::connect(&f.path).expect("the backlog takes the connection");
+    waiting.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let mut reader = BufReader::new(waiting.try_clone().unwrap());
+    let mut line = String::new();
+    assert!(reader.read_line(&mut line).is_err(), "served beyond the bound: {line:?}");
+    open.pop();
+    waiting.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    line.clear();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("{\"QMP\""), "{line:?}");
+    assert_eq!(open[0].cmd(json!({"execute": "query-name"}))["return"]["name"], "g1");
+}
+
+#[test]
+fn start_all_serves_every_monitor_of_a_libxl_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = format!(
+        "-xen-domid 4 -chardev socket,id=libxl-cmd,path={0}/qmp-libxl-4,server=on,wait=off -mon chardev=libxl-cmd,mode=control \
+         -chardev socket,id=libxenstat-cmd,path={0}/qmp-libxenstat-4,server=on,wait=off -mon chardev=libxenstat-cmd,mode=control",
+        dir.path().display()
+    );
+    let args: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+    let Ok(xen_ioemu::control::Command::Run(config)) = xen_ioemu::control::parse_args(&args) else { panic!() };
+    let servers = QmpServer::start_all(&config.qmp, Arc::new(FakeMachine::default()), &EventSink::new(), &QmpInfo::default()).unwrap();
+    assert_eq!(servers.iter().map(|s| s.label()).collect::<Vec<_>>(), vec!["libxl-cmd", "libxenstat-cmd"]);
+    for name in ["qmp-libxl-4", "qmp-libxenstat-4"] {
+        let mut c = Client::negotiated(&dir.path().join(name));
+        assert_eq!(c.cmd(json!({"execute": "query-status"}))["return"]["status"], "prelaunch");
+    }
+}

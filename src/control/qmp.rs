@@ -108,6 +108,20 @@ impl QmpServer {
         Ok(QmpServer { shared, listener, path, accept_thread: Some(accept_thread) })
     }
 
+    /// One server per endpoint of the command line (libxl gives two:
+    /// libxl-cmd and libxenstat-cmd).
+    pub fn start_all(
+        endpoints: &[QmpEndpoint],
+        ops: Arc<dyn MachineOps>,
+        events: &EventSink,
+        info: &QmpInfo,
+    ) -> Result<Vec<QmpServer>, QmpError> {
+        endpoints
+            .iter()
+            .map(|endpoint| QmpServer::start(endpoint, ops.clone(), events.clone(), info.clone()))
+            .collect()
+    }
+
     pub fn label(&self) -> &str {
         &self.shared.label
     }
