@@ -227,9 +227,9 @@ fn escape(s: &str) -> String {
 
 #[derive(Default)]
 struct Parser {
-    accel: Option<String>,
+    /// Every accelerator named by -accel or -machine accel=, in order.
+    accels: Vec<String>,
     machine: Option<String>,
-    machine_accel: Option<String>,
     xen_domid: Option<u32>,
     trad_domid: Option<u32>,
     name: Option<String>,
@@ -279,12 +279,12 @@ impl Parser {
                 if accel == "help" {
                     return Ok(Some("Accelerators supported in QEMU binary:\nqtest\nxen\n".into()));
                 }
-                self.accel = Some(accel.to_string());
+                self.accels.push(accel.to_string());
             }
             "machine" | "M" => self.machine_option(option, &opts)?,
             "xen-domid" => self.xen_domid = Some(parse_domid(option, raw)?),
-            "d" => match raw.parse::<u32>() {
-                Ok(domid) => self.trad_domid = Some(domid),
+            "d" => match raw.parse::<u64>() {
+                Ok(_) => self.trad_domid = Some(parse_domid(option, raw)?),
                 // Upstream QEMU's -d takes log items; they have no meaning here.
                 Err(_) => self.warnings.push(format!("-d {raw}: QEMU log items are ignored")),
             },
@@ -422,8 +422,8 @@ impl Parser {
                 }
             }
         }
-        if let Some(accel) = opts.get("accel") {
-            self.machine_accel = Some(accel.to_string());
+        if let Some(accels) = opts.get("accel") {
+            self.accels.extend(accels.split(':').map(str::to_string));
         }
         if let Some(limit) = opts.get("max-ram-below-4g") {
             let bytes = parse_size(limit, 1)
@@ -464,13 +464,11 @@ impl Parser {
     }
 
     fn finish(mut self) -> Result<MachineConfig, ConfigError> {
-        let machine_accel = self.machine_accel.clone();
-        let accel = self.accel.clone().or(machine_accel);
         if self.xen_domid.is_some() && self.trad_domid.is_some() {
             return Err(ConfigError::Conflict("-xen-domid and -d: give the domain once".into()));
         }
         let domid = self.xen_domid.or(self.trad_domid);
-        let accel_list: Vec<&str> = accel.as_deref().map(|a| a.split(':').collect()).unwrap_or_default();
+        let accel_list: Vec<&str> = self.accels.iter().map(String::as_str).collect();
         if domid.is_some() && accel_list.contains(&"qtest") {
             return Err(ConfigError::Conflict(
                 "-accel qtest: cannot be combined with -xen-domid/-d (pick Xen or qtest)".into(),
@@ -481,7 +479,7 @@ impl Parser {
         }
         let probe = self.machine.as_deref() == Some("none");
         let flavour = if self.qtest.is_some() {
-            if accel.is_some() && !accel_list.iter().any(|a| *a == "qtest" || *a == "tcg") {
+            if !accel_list.is_empty() && !accel_list.iter().any(|a| *a == "qtest" || *a == "tcg") {
                 return Err(invalid("-qtest", "needs -accel qtest (or tcg)"));
             }
             Flavour::Qtest
@@ -496,7 +494,9 @@ impl Parser {
                 "no -xen-domid N, -d N or -qtest given: nothing to serve".into(),
             ));
         };
-        if let Some(a) = accel_list.iter().find(|a| !matches!(**a, "qtest" | "tcg" | "xen")) {
+        let others: Vec<String> =
+            accel_list.iter().filter(|a| !matches!(**a, "qtest" | "tcg" | "xen")).map(|a| a.to_string()).collect();
+        for a in others {
             self.warnings.push(format!("-accel {a}: ignored, this device model only serves Xen or qtest"));
         }
         if flavour == Flavour::Traditional && !self.drives.is_empty() {

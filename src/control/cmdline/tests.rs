@@ -133,6 +133,10 @@ fn qtest_command_line() {
     assert_eq!((c.drives[0].werror, c.drives[0].rerror), (ErrorPolicy::Stop, ErrorPolicy::Stop));
     assert_eq!((c.drives[1].id.as_str(), c.drives[1].slot, c.drives[1].cdrom), ("ide1-cd0", 2, true));
 
+    let c = run("-accel qtest -accel kvm -qtest stdio -d guest_errors");
+    assert_eq!(c.flavour, Flavour::Qtest);
+    assert!(c.warnings.iter().any(|w| w.starts_with("-accel kvm")), "{:?}", c.warnings);
+    assert!(c.warnings.iter().any(|w| w.starts_with("-d guest_errors")), "{:?}", c.warnings);
     let c = run("--machine pc --accel qtest --qtest stdio -cdrom /tmp/x.iso -hda /tmp/a.img");
     assert_eq!(c.qtest, Some(QtestEndpoint::Stdio));
     let ids: Vec<_> = c.drives.iter().map(|d| (d.id.as_str(), d.slot)).collect();
@@ -208,6 +212,8 @@ fn every_error_is_one_line_naming_the_option() {
         ("-machine pc -m 128", "no -xen-domid N, -d N or -qtest given: nothing to serve"),
         ("-xen-domid 1 -incoming fd:5", "-incoming: restoring a saved device state is not supported"),
         ("-d 1 -loadvm /var/lib/xen/qemu-resume.1", "-loadvm: restoring a saved device state is not supported"),
+        ("-d 0", "-d: '0' is not a guest domain id (1..32751)"),
+        ("-accel qtest -accel kvm -qtest stdio -xen-domid 3", "-accel qtest: cannot be combined with -xen-domid/-d (pick Xen or qtest)"),
         ("-xen-domid 1 -d 2", "-xen-domid and -d: give the domain once"),
         ("-xen-domid 1 -m lots", "-m: 'lots' is not a memory size"),
         ("-xen-domid 1 -mon chardev=nope,mode=control", "-mon: chardev=nope names no -chardev"),
