@@ -330,3 +330,15 @@ fn libxl_empty_cdrom_drive() {
         "-device ide-hd: drive=h: a hard disk needs file="
     );
 }
+
+#[test]
+fn differential_suite_command_line_with_blkdebug() {
+    // The shape the differential suite gives both QEMU and us (ide-behaviour.md §8).
+    let c = run("-machine pc -m 128 -accel tcg -bios /tmp/d/halt.bin -nodefaults -display none -qtest stdio -qmp unix:/tmp/d/qmp.sock,server=on,wait=off -drive if=ide,index=0,media=disk,format=raw,cache=writeback,file=blkdebug:/tmp/d/blkdebug0.ini:/tmp/d/drive0.img,werror=report,rerror=report -drive if=ide,index=3,media=cdrom");
+    assert_eq!(c.flavour, Flavour::Qtest);
+    assert_eq!(c.qtest, Some(QtestEndpoint::Stdio));
+    assert_eq!(c.drives[0].file.as_deref(), Some("blkdebug:/tmp/d/blkdebug0.ini:/tmp/d/drive0.img"));
+    assert_eq!((c.drives[0].werror, c.drives[0].rerror), (ErrorPolicy::Report, ErrorPolicy::Report));
+    assert_eq!((c.drives[1].id.as_str(), c.drives[1].slot, c.drives[1].file.as_deref()), ("ide1-cd1", 3, None));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
