@@ -935,7 +935,9 @@ pub fn drives_from_xenstore(store: &dyn XenstoreRead, domid: u32) -> Result<Vec<
             break;
         }
         let kind = store.read(&format!("{backend}/type")).unwrap_or_default();
-        if kind == "phy" && !params.is_empty() && !params.starts_with('/') {
+        // qemu-dm's rule for bare device names ("loop3"); blkdebug: specs
+        // (host error injection under test) name their files themselves.
+        if kind == "phy" && !params.is_empty() && !params.starts_with('/') && !params.starts_with("blkdebug:") {
             params = format!("/dev/{params}");
         }
         let mode_key = format!("{backend}/mode");

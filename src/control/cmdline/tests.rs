@@ -283,9 +283,12 @@ fn traditional_disks_from_xenstore() {
     store.vbd(768, "hda", "file", "aio:/srv/disk.img", "w", false);
     store.vbd(5632, "hdc:cdrom", "phy", "loop3", "r", true);
     store.vbd(51712, "xvda", "phy", "/dev/vg/x", "w", false);
-    let drives = drives_from_xenstore(&store, 4).unwrap();
-    assert_eq!(drives.len(), 2);
+    store.vbd(832, "hdb", "phy", "blkdebug:/tb/rules.ini:/srv/b.img", "w", false);
+    let mut drives = drives_from_xenstore(&store, 4).unwrap();
+    assert_eq!(drives.len(), 3);
     assert_eq!((drives[0].id.as_str(), drives[0].slot, drives[0].file.as_deref()), ("ide0-hd0", 0, Some("/srv/disk.img")));
+    let b = drives.remove(1);
+    assert_eq!((b.id.as_str(), b.file.as_deref()), ("ide0-hd1", Some("blkdebug:/tb/rules.ini:/srv/b.img")));
     assert!(!drives[0].read_only);
     assert_eq!((drives[0].werror, drives[0].rerror), (ErrorPolicy::Report, ErrorPolicy::Report));
     assert_eq!((drives[1].id.as_str(), drives[1].slot, drives[1].file.as_deref()), ("ide1-cd0", 2, Some("/dev/loop3")));
