@@ -1,7 +1,8 @@
 //! QMP transcripts over real unix sockets against a fake machine.
 
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::fd::IntoRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -88,6 +89,12 @@ impl MachineOps for FakeMachine {
     }
     fn quit(&self) {
         self.record("quit".into());
+    }
+    fn change_medium_fd(&self, device: &str, fd: OwnedFd, read_only: Option<bool>) -> Result<(), String> {
+        let mut content = String::new();
+        std::fs::File::from(fd).read_to_string(&mut content).map_err(|e| e.to_string())?;
+        self.record(format!("change-fd {device} {content:?} {read_only:?}"));
+        Ok(())
     }
 }
 
@@ -536,4 +543,65 @@ fn start_all_serves_every_monitor_of_a_libxl_command_line() {
         let mut c = Client::negotiated(&dir.path().join(name));
         assert_eq!(c.cmd(json!({"execute": "query-status"}))["return"]["status"], "prelaunch");
     }
+}
+
+/// Sends one request with a descriptor attached, as libxl does for add-fd.
+fn send_with_fd(c: &mut Client, request: Value, fd: &impl AsRawFd) {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let text = format!("{request}\r\n");
+    let iov = [std::io::IoSlice::new(text.as_bytes())];
+    let fds = [fd.as_raw_fd()];
+    let sent = sendmsg::<()>(c.writer.as_raw_fd(), &iov, &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None).unwrap();
+    assert_eq!(sent, text.len());
+}
+
+#[test]
+fn cd_insert_the_libxl_way_with_add_fd() {
+    let f = fixture();
+    let iso = f._dir.path().join("new.iso");
+    std::fs::write(&iso, "ISO CONTENT").unwrap();
+    let mut c = Client::negotiated(&f.path);
+    assert_eq!(
+        c.cmd(json!({"execute": "add-fd", "id": 1})),
+        json!({"error": {"class": "GenericError", "desc": "No file descriptor supplied via SCM_RIGHTS"}, "id": 1})
+    );
+    let file = std::fs::File::open(&iso).unwrap();
+    send_with_fd(&mut c, json!({"execute": "add-fd", "id": 2}), &file);
+    drop(file);
+    let reply = c.recv();
+    assert_eq!(reply["id"], 2);
+    assert_eq!(reply["return"]["fdset-id"], 0);
+    let fd_number = reply["return"]["fd"].as_u64().expect("fd number");
+    assert_eq!(
+        c.cmd(json!({"execute": "query-fdsets"}))["return"],
+        json!([{"fdset-id": 0, "fds": [{"fd": fd_number}]}])
+    );
+    let change = json!({"execute": "blockdev-change-medium", "id": 3,
+        "arguments": {"id": "cd-dev", "filename": "/dev/fdset/0", "format": "raw"}});
+    assert_eq!(c.cmd(change), json!({"return": {}, "id": 3}));
+    assert_eq!(
+        c.cmd(json!({"execute": "blockdev-change-medium", "arguments": {"id": "cd-dev", "filename": "/dev/fdset/9"}}))["error"]["desc"],
+        "Could not open '/dev/fdset/9': No such file or directory"
+    );
+    assert_eq!(c.cmd(json!({"execute": "remove-fd", "arguments": {"fdset-id": 0}})), json!({"return": {}}));
+    assert_eq!(c.cmd(json!({"execute": "query-fdsets"}))["return"], json!([]));
+    assert_eq!(f.machine.calls(), vec!["change-fd ide1-cd0 \"ISO CONTENT\" None"]);
+}
+
+#[test]
+fn passed_descriptors_are_bounded() {
+    let f = fixture();
+    let mut c = Client::negotiated(&f.path);
+    let file = std::fs::File::open(&f.machine.image).unwrap();
+    for round in 0..20 {
+        send_with_fd(&mut c, json!({"execute": "add-fd", "arguments": {"fdset-id": 5}}), &file);
+        let reply = c.recv();
+        if round < 8 {
+            assert_eq!(reply["return"]["fdset-id"], 5, "{reply}");
+        } else {
+            assert_eq!(reply["error"]["desc"], "Too many descriptors in fd set 5 (limit 8)");
+        }
+    }
+    let sets = c.cmd(json!({"execute": "query-fdsets"}));
+    assert_eq!(sets["return"][0]["fds"].as_array().unwrap().len(), 8);
 }

@@ -6,6 +6,7 @@ use super::cmdline::QmpEndpoint;
 use crate::block::CacheMode;
 use crate::machine::{DriveInfo, Event, EventSink, RunState};
 use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -21,6 +22,11 @@ use thiserror::Error;
 pub const MAX_CONNECTIONS: usize = 8;
 /// Longest accepted command line; libxl's largest command is well under 4 KiB.
 pub const MAX_LINE: usize = 64 * 1024;
+/// Descriptors received with SCM_RIGHTS and not yet claimed by add-fd,
+/// fd sets, and descriptors per set, per connection.
+const MAX_PENDING_FDS: usize = 8;
+const MAX_FDSETS: usize = 16;
+const MAX_FDS_PER_SET: usize = 8;
 /// How often an idle event forwarder checks whether its connection closed.
 const EVENT_POLL: Duration = Duration::from_millis(200);
 
@@ -35,6 +41,13 @@ pub trait MachineOps: Send + Sync {
     /// (label, filename), e.g. ("serial0", "pty:/dev/pts/3").
     fn chardevs(&self) -> Vec<(String, String)>;
     fn quit(&self);
+    /// A medium libxl opened itself and passed with add-fd (`xl cd-insert`
+    /// names it "/dev/fdset/N"). The default re-opens it through procfs,
+    /// which a chrooted device model (dm_restrict) may not have; override
+    /// to use the descriptor directly.
+    fn change_medium_fd(&self, device: &str, fd: OwnedFd, read_only: Option<bool>) -> Result<(), String> {
+        self.change_medium(device, &format!("/proc/self/fd/{}", fd.as_raw_fd()), read_only)
+    }
 }
 
 #[derive(Debug, Error)]
@@ -285,8 +298,15 @@ fn serve_connection(stream: UnixStream, shared: &Arc<Shared>) -> std::io::Result
             }
         })?
     };
-    let mut session = Session { shared: shared.clone(), negotiated, quit_requested: false };
-    let result = read_commands(stream, &writer, &mut session);
+    let received_fds = Arc::new(Mutex::new(VecDeque::new()));
+    let mut session = Session {
+        shared: shared.clone(),
+        negotiated,
+        quit_requested: false,
+        received_fds: received_fds.clone(),
+        fdsets: BTreeMap::new(),
+    };
+    let result = read_commands(FdStream { stream, received: received_fds }, &writer, &mut session);
     closed.store(true, Ordering::SeqCst);
     let _ = forwarder.join();
     if session.quit_requested {
@@ -298,7 +318,7 @@ fn serve_connection(stream: UnixStream, shared: &Arc<Shared>) -> std::io::Result
 /// Requests are JSON objects, normally one per line as libxl sends them;
 /// an object may also span lines or share one with the next, as QEMU's
 /// streaming parser allows. Unfinished input is bounded by MAX_LINE.
-fn read_commands(stream: UnixStream, writer: &Writer, session: &mut Session) -> std::io::Result<()> {
+fn read_commands(stream: FdStream, writer: &Writer, session: &mut Session) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream);
     let mut pending = String::new();
     // After an overflow the rest of that message is skipped up to the next
@@ -440,6 +460,48 @@ struct Session {
     shared: Arc<Shared>,
     negotiated: Arc<AtomicBool>,
     quit_requested: bool,
+    received_fds: Arc<Mutex<VecDeque<OwnedFd>>>,
+    /// add-fd's fd sets. QEMU keeps them per process; libxl adds and uses
+    /// one within a single connection, so they live as long as it.
+    fdsets: BTreeMap<u64, Vec<PassedFd>>,
+}
+
+struct PassedFd {
+    fd: OwnedFd,
+    opaque: Option<String>,
+}
+
+/// The command stream, read with recvmsg so descriptors passed along with a
+/// command (SCM_RIGHTS, for add-fd) are kept instead of discarded.
+struct FdStream {
+    stream: UnixStream,
+    received: Arc<Mutex<VecDeque<OwnedFd>>>,
+}
+
+impl Read for FdStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+        let mut iov = [std::io::IoSliceMut::new(buf)];
+        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; MAX_PENDING_FDS]);
+        let msg = recvmsg::<()>(self.stream.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
+            .map_err(std::io::Error::from)?;
+        let mut received = self.received.lock().unwrap_or_else(|e| e.into_inner());
+        for message in msg.cmsgs().map_err(std::io::Error::from)? {
+            if let ControlMessageOwned::ScmRights(fds) = message {
+                for raw in fds {
+                    // SAFETY: the kernel has just installed `raw` in our
+                    // descriptor table for this message; nothing else owns it.
+                    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+                    if received.len() < MAX_PENDING_FDS {
+                        received.push_back(fd);
+                    } else {
+                        log::warn!("QMP: closing a passed descriptor, {MAX_PENDING_FDS} are already unclaimed");
+                    }
+                }
+            }
+        }
+        Ok(msg.bytes)
+    }
 }
 
 impl Session {
@@ -560,6 +622,73 @@ impl Session {
                 ops.eject(&device.id, force).map_err(generic)?;
                 Ok(json!({}))
             }
+            "add-fd" => {
+                args.only(&["fdset-id", "opaque"])?;
+                let wanted_set = args.uint("fdset-id")?;
+                let opaque = args.str("opaque")?.map(str::to_string);
+                let fd = self
+                    .received_fds
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .pop_front()
+                    .ok_or_else(|| generic("No file descriptor supplied via SCM_RIGHTS"))?;
+                let set_id = match wanted_set {
+                    Some(id) => id,
+                    None => (0..).find(|id| !self.fdsets.contains_key(id)).unwrap_or(0),
+                };
+                if !self.fdsets.contains_key(&set_id) && self.fdsets.len() >= MAX_FDSETS {
+                    return Err(generic(format!("Too many fd sets (limit {MAX_FDSETS})")));
+                }
+                let set = self.fdsets.entry(set_id).or_default();
+                if set.len() >= MAX_FDS_PER_SET {
+                    return Err(generic(format!("Too many descriptors in fd set {set_id} (limit {MAX_FDS_PER_SET})")));
+                }
+                let number = fd.as_raw_fd();
+                set.push(PassedFd { fd, opaque });
+                Ok(json!({"fdset-id": set_id, "fd": number}))
+            }
+            "remove-fd" => {
+                args.only(&["fdset-id", "fd"])?;
+                let set_id = args.uint("fdset-id")?.ok_or_else(|| generic("Parameter 'fdset-id' is missing"))?;
+                let fd = args.uint("fd")?;
+                let missing = || match fd {
+                    Some(fd) => generic(format!("File descriptor named 'fdset-id:{set_id}, fd:{fd}' not found")),
+                    None => generic(format!("File descriptor named 'fdset-id:{set_id}' not found")),
+                };
+                let set = self.fdsets.get_mut(&set_id).ok_or_else(missing)?;
+                match fd {
+                    None => set.clear(),
+                    Some(number) => {
+                        let at = set.iter().position(|p| p.fd.as_raw_fd() as u64 == number).ok_or_else(missing)?;
+                        set.remove(at);
+                    }
+                }
+                if set.is_empty() {
+                    self.fdsets.remove(&set_id);
+                }
+                Ok(json!({}))
+            }
+            "query-fdsets" => {
+                args.only(&[])?;
+                let sets: Vec<Value> = self
+                    .fdsets
+                    .iter()
+                    .map(|(id, fds)| {
+                        let fds: Vec<Value> = fds
+                            .iter()
+                            .map(|p| {
+                                let mut entry = json!({"fd": p.fd.as_raw_fd()});
+                                if let Some(opaque) = &p.opaque {
+                                    entry["opaque"] = json!(opaque);
+                                }
+                                entry
+                            })
+                            .collect();
+                        json!({"fdset-id": id, "fds": fds})
+                    })
+                    .collect();
+                Ok(Value::Array(sets))
+            }
             "blockdev-change-medium" => {
                 args.only(&["device", "id", "filename", "format", "force", "read-only-mode"])?;
                 let device = self.find_drive(&args)?;
@@ -577,7 +706,7 @@ impl Session {
                         return Err(generic(format!("Parameter 'read-only-mode' does not accept value '{other}'")))
                     }
                 };
-                ops.change_medium(&device.id, filename, read_only).map_err(generic)?;
+                self.change_medium(&device.id, filename, read_only)?;
                 Ok(json!({}))
             }
             // Removed from QEMU in 6.0; libxl only sends it to QEMU < 2.8.
@@ -586,7 +715,7 @@ impl Session {
                 let name = args.required_str("device")?;
                 let target = args.required_str("target")?;
                 let device = lookup(ops.block_info(), Some(name), None)?;
-                ops.change_medium(&device.id, target, None).map_err(generic)?;
+                self.change_medium(&device.id, target, None)?;
                 Ok(json!({}))
             }
             "query-command-line-options" => {
@@ -608,6 +737,23 @@ impl Session {
                 desc: format!("The command {other} has not been found"),
             }),
         }
+    }
+
+    /// A path, or "/dev/fdset/N" for a descriptor passed with add-fd.
+    fn change_medium(&self, device: &str, filename: &str, read_only: Option<bool>) -> Result<(), CommandError> {
+        let ops = &self.shared.ops;
+        let Some(set) = filename.strip_prefix("/dev/fdset/") else {
+            return ops.change_medium(device, filename, read_only).map_err(generic);
+        };
+        let fd = set
+            .parse::<u64>()
+            .ok()
+            .and_then(|id| self.fdsets.get(&id))
+            .and_then(|fds| fds.first())
+            .ok_or_else(|| generic(format!("Could not open '{filename}': No such file or directory")))?;
+        // The set keeps its descriptor, as in QEMU; the medium gets a duplicate.
+        let medium = fd.fd.try_clone().map_err(|e| generic(format!("Could not open '{filename}': {e}")))?;
+        ops.change_medium_fd(device, medium, read_only).map_err(generic)
     }
 
     fn find_drive(&self, args: &Args) -> Result<DriveInfo, CommandError> {
@@ -652,6 +798,16 @@ impl Args<'_> {
 
     fn required_str(&self, key: &str) -> Result<&str, CommandError> {
         self.str(key)?.ok_or_else(|| generic(format!("Parameter '{key}' is missing")))
+    }
+
+    fn uint(&self, key: &str) -> Result<Option<u64>, CommandError> {
+        match self.0.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| generic(format!("Invalid parameter type for '{key}', expected: integer"))),
+        }
     }
 
     fn bool(&self, key: &str) -> Result<Option<bool>, CommandError> {
