@@ -581,7 +581,7 @@ fn cd_insert_the_libxl_way_with_add_fd() {
     assert_eq!(c.cmd(change), json!({"return": {}, "id": 3}));
     assert_eq!(
         c.cmd(json!({"execute": "blockdev-change-medium", "arguments": {"id": "cd-dev", "filename": "/dev/fdset/9"}}))["error"]["desc"],
-        "Could not open '/dev/fdset/9': No such file or directory"
+        "Could not dup FD for /dev/fdset/9 flags 0: No such file or directory"
     );
     assert_eq!(c.cmd(json!({"execute": "remove-fd", "arguments": {"fdset-id": 0}})), json!({"return": {}}));
     assert_eq!(c.cmd(json!({"execute": "query-fdsets"}))["return"], json!([]));

@@ -81,6 +81,20 @@ struct Session {
 }
 
 impl Session {
+    fn cmd_with_fd(&mut self, request: Value, fd: &std::fs::File) -> Value {
+        use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+        use std::os::fd::AsRawFd;
+        let text = format!("{request}\r\n");
+        let iov = [std::io::IoSlice::new(text.as_bytes())];
+        let fds = [fd.as_raw_fd()];
+        sendmsg::<()>(self.writer.as_raw_fd(), &iov, &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None).unwrap();
+        loop {
+            let message = self.recv();
+            if message.get("event").is_none() {
+                return message;
+            }
+        }
+    }
     fn open(path: &Path) -> Session {
         let deadline = Instant::now() + Duration::from_secs(20);
         let stream = loop {
@@ -174,11 +188,13 @@ fn replies_have_the_shapes_qemu_7_2_gives() {
     let mut ours = Session::open(&ours_sock);
     assert_eq!(shape(&qemu.greeting), shape(&ours.greeting));
 
-    let mut both = |request: Value| (qemu.cmd(request.clone()), ours.cmd(request));
+    fn both(qemu: &mut Session, ours: &mut Session, request: Value) -> (Value, Value) {
+        (qemu.cmd(request.clone()), ours.cmd(request))
+    }
 
-    let (q, o) = both(json!({"execute": "query-status", "id": 1}));
+    let (q, o) = both(&mut qemu, &mut ours, json!({"execute": "query-status", "id": 1}));
     assert_eq!(q, o, "before negotiation");
-    let (q, o) = both(json!({"execute": "qmp_capabilities", "id": "neg"}));
+    let (q, o) = both(&mut qemu, &mut ours, json!({"execute": "qmp_capabilities", "id": "neg"}));
     assert_eq!(q, o);
     for request in [
         json!({"execute": "query-status", "id": 2}),
@@ -190,14 +206,27 @@ fn replies_have_the_shapes_qemu_7_2_gives() {
         json!({"execute": "query-status", "arguments": {"x": 1}}),
         json!({"execute": "blockdev-change-medium", "arguments": {"device": "ide1-cd0"}}),
         json!({"execute": "query-name"}),
+        json!({"execute": "add-fd", "id": 4}),
+        json!({"execute": "remove-fd", "arguments": {"fdset-id": 3}}),
+        json!({"execute": "remove-fd", "arguments": {"fdset-id": 3, "fd": 9}}),
+        json!({"execute": "query-fdsets"}),
+        json!({"execute": "blockdev-change-medium", "arguments": {"device": "ide1-cd0", "filename": "/dev/fdset/9"}}),
     ] {
-        let (q, o) = both(request.clone());
+        let (q, o) = both(&mut qemu, &mut ours, request.clone());
         assert_eq!(q, o, "{request}");
     }
-    let (q, o) = both(json!({"execute": "query-version"}));
+    let (q, o) = both(&mut qemu, &mut ours, json!({"execute": "query-version"}));
     assert_eq!(shape(&q), shape(&o));
 
-    let (q, o) = both(json!({"execute": "query-block"}));
+    // add-fd with a descriptor attached, as libxl's cd-insert sends it.
+    let passed = std::fs::File::open(dir.path().join("cd.iso")).unwrap();
+    let (q, o) = (qemu.cmd_with_fd(json!({"execute": "add-fd", "id": 8}), &passed), ours.cmd_with_fd(json!({"execute": "add-fd", "id": 8}), &passed));
+    assert_eq!(shape(&q), shape(&o));
+    assert_eq!(q["return"]["fdset-id"], o["return"]["fdset-id"]);
+    let (q, o) = (qemu.cmd(json!({"execute": "query-fdsets"})), ours.cmd(json!({"execute": "query-fdsets"})));
+    assert_eq!(shape(&q), shape(&o));
+
+    let (q, o) = both(&mut qemu, &mut ours, json!({"execute": "query-block"}));
     let (q, o) = (&q["return"], &o["return"]);
     assert_eq!((q.as_array().map(Vec::len), o.as_array().map(Vec::len)), (Some(2), Some(2)));
     for i in 0..2 {
@@ -211,7 +240,7 @@ fn replies_have_the_shapes_qemu_7_2_gives() {
         }
     }
 
-    let (q, o) = both(json!({"execute": "query-blockstats"}));
+    let (q, o) = both(&mut qemu, &mut ours, json!({"execute": "query-blockstats"}));
     let (q, o) = (&q["return"], &o["return"]);
     assert_eq!((q.as_array().map(Vec::len), o.as_array().map(Vec::len)), (Some(2), Some(2)));
     for i in 0..2 {
@@ -223,7 +252,7 @@ fn replies_have_the_shapes_qemu_7_2_gives() {
         assert_eq!(q[i]["stats"], o[i]["stats"], "idle counters");
     }
 
-    let (q, o) = both(json!({"execute": "query-chardev"}));
+    let (q, o) = both(&mut qemu, &mut ours, json!({"execute": "query-chardev"}));
     let serial = |list: &Value| list["return"].as_array().unwrap().iter().find(|c| c["label"] == "serial0").cloned();
     assert_eq!(serial(&q), serial(&o));
 }

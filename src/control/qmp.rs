@@ -750,7 +750,11 @@ impl Session {
             .ok()
             .and_then(|id| self.fdsets.get(&id))
             .and_then(|fds| fds.first())
-            .ok_or_else(|| generic(format!("Could not open '{filename}': No such file or directory")))?;
+            .ok_or_else(|| {
+                // QEMU's wording, with the open(2) access mode it would have used.
+                let flags = if read_only == Some(false) { libc::O_RDWR } else { libc::O_RDONLY };
+                generic(format!("Could not dup FD for {filename} flags {flags:x}: No such file or directory"))
+            })?;
         // The set keeps its descriptor, as in QEMU; the medium gets a duplicate.
         let medium = fd.fd.try_clone().map_err(|e| generic(format!("Could not open '{filename}': {e}")))?;
         ops.change_medium_fd(device, medium, read_only).map_err(generic)
