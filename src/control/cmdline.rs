@@ -503,6 +503,11 @@ impl Parser {
             return Err(invalid("-drive", "qemu-xen-traditional (-d) takes its disks from xenstore"));
         }
         let mut qmp = std::mem::take(&mut self.qmp);
+        let mut unused: Vec<&String> = self.chardevs.keys().filter(|id| !self.monitors.contains(id)).collect();
+        unused.sort();
+        let unused: Vec<String> =
+            unused.into_iter().map(|id| format!("-chardev id={id}: not used by any -mon; ignored")).collect();
+        self.warnings.extend(unused);
         for chardev in std::mem::take(&mut self.monitors) {
             let opts = self.chardevs.get(&chardev).ok_or_else(|| {
                 invalid("-mon", format!("chardev={chardev} names no -chardev"))

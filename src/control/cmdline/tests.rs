@@ -81,10 +81,13 @@ fn qemu_xen_dm_restrict_with_fd_and_no_platform_device() {
     let c = run("-xen-domid 9 -chardev socket,id=libxl-cmd,fd=17,server=on,wait=off -mon chardev=libxl-cmd,mode=control -S -xen-domid-restrict -chroot /var/run/xen/qemu-root-9 -runas xen-qemuuser-9 -smp 2,maxcpus=4 -no-acpi -machine pc,accel=xen,suppress-vmdesc=on,max-ram-below-4g=3G -m 512");
     assert_eq!(c.qmp, vec![QmpEndpoint::Fd { label: "libxl-cmd".into(), fd: 17 }]);
     assert!(c.start_paused && c.domid_restrict && !c.acpi && !c.xen_platform_device);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     assert_eq!(c.chroot, Some(PathBuf::from("/var/run/xen/qemu-root-9")));
     assert_eq!(c.runas.as_deref(), Some("xen-qemuuser-9"));
     assert_eq!((c.vcpus, c.max_vcpus), (2, 4));
     assert_eq!(c.max_ram_below_4g, Some(3 << 30));
+    let c = run("-xen-domid 9 -chardev pty,id=spare");
+    assert_eq!(c.warnings, vec!["-chardev id=spare: not used by any -mon; ignored".to_string()]);
 }
 
 #[test]
