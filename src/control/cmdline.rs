@@ -188,7 +188,7 @@ struct PolicyOverride {
     retry_interval: Option<Duration>,
 }
 
-/// Parses the device model's arguments (without argv[0]).
+/// Parses the device model's arguments (without `argv[0]`).
 pub fn parse_args(args: &[String]) -> Result<Command, ConfigError> {
     let mut p = Parser::default();
     let mut i = 0;

@@ -1,7 +1,7 @@
 //! The control plane: command line parsing and QMP.
 //!
 //! Wiring (for the launcher):
-//! * [`parse_args`] on argv without argv[0]; `Command::PrintAndExit` prints
+//! * [`parse_args`] on argv without `argv[0]`; `Command::PrintAndExit` prints
 //!   and exits 0, `Err(e)` prints `e` (one line) and exits non-zero before
 //!   anything touches Xen. Log every `MachineConfig::warnings` entry.
 //! * Traditional flavour: the disks come from [`drives_from_xenstore`]
