@@ -256,6 +256,11 @@ fn query_commands_have_qemu_shapes() {
         c.cmd(json!({"execute": "query-command-line-options", "arguments": {"option": "run-with"}})),
         json!({"error": {"class": "GenericError", "desc": "Invalid parameter 'option'"}})
     );
+    assert_eq!(c.cmd(json!({"execute": "query-vnc", "id": 1})), json!({"return": {"enabled": false}, "id": 1}));
+    assert_eq!(
+        c.cmd(json!({"execute": "change-vnc-password", "arguments": {"password": "s3cret"}})),
+        json!({"return": {}})
+    );
     assert_eq!(
         c.cmd(json!({"execute": "human-monitor-command", "arguments": {"command-line": "info block"}})),
         json!({"return": ""})

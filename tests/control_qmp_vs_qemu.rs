@@ -166,7 +166,7 @@ fn replies_have_the_shapes_qemu_7_2_gives() {
     let ours_sock = dir.path().join("ours.sock");
     let _qemu = Qemu(
         Command::new(QEMU)
-            .args(["-machine", "pc", "-accel", "tcg", "-S", "-nodefaults", "-display", "none", "-serial", "null", "-m", "16"])
+            .args(["-machine", "pc", "-accel", "tcg", "-S", "-nodefaults", "-display", "none", "-serial", "null", "-m", "16", "-vnc", "none"])
             .arg("-qmp")
             .arg(format!("unix:{},server=on,wait=off", qemu_sock.display()))
             .arg("-drive")
@@ -210,6 +210,7 @@ fn replies_have_the_shapes_qemu_7_2_gives() {
         json!({"execute": "remove-fd", "arguments": {"fdset-id": 3}}),
         json!({"execute": "remove-fd", "arguments": {"fdset-id": 3, "fd": 9}}),
         json!({"execute": "query-fdsets"}),
+        json!({"execute": "query-vnc"}),
         json!({"execute": "blockdev-change-medium", "arguments": {"device": "ide1-cd0", "filename": "/dev/fdset/9"}}),
     ] {
         let (q, o) = both(&mut qemu, &mut ours, request.clone());

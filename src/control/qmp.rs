@@ -722,6 +722,19 @@ impl Session {
                 args.only(&["option"])?;
                 command_line_options(args.str("option")?)
             }
+            // libxl asks after every start when the config has VNC on (the
+            // xl default); an error there fails domain creation. There is no
+            // VNC server here, which is what QEMU says for -vnc none.
+            "query-vnc" => {
+                args.only(&[])?;
+                Ok(json!({"enabled": false}))
+            }
+            "change-vnc-password" => {
+                args.only(&["password"])?;
+                args.required_str("password")?;
+                log::warn!("QMP {}: change-vnc-password ignored, no VNC server is provided", self.shared.label);
+                Ok(json!({}))
+            }
             "human-monitor-command" => {
                 args.only(&["command-line", "cpu-index"])?;
                 args.required_str("command-line")?;
