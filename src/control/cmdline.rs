@@ -139,7 +139,7 @@ fn option_arity(name: &str) -> Option<Option<Option<&'static str>>> {
         "net" | "netdev" | "device" | "chardev" | "audiodev" | "object" | "numa" => {
             with_value(Some("driver"))
         }
-        "drive" | "mon" | "global" | "rtc" | "icount" | "smbios" | "fw_cfg" | "msg" => {
+        "drive" | "mon" | "global" | "run-with" | "rtc" | "icount" | "smbios" | "fw_cfg" | "msg" => {
             with_value(None)
         }
         "qtest-log" | "cdrom" | "hda" | "hdb" | "hdc" | "hdd" | "bios" | "cpu" | "xen-domid"
@@ -376,6 +376,18 @@ impl Parser {
             "qtest-log" => self.qtest_log = Some(PathBuf::from(raw)),
             "serial" => self.serial.push(parse_serial(option, opts.get("path").unwrap_or(""))?),
             "runas" => self.runas = Some(raw.to_string()),
+            // QEMU 9's spelling of -chroot/-runas; not advertised in
+            // query-command-line-options, accepted all the same.
+            "run-with" => {
+                for (key, value) in opts.pairs() {
+                    match key.as_str() {
+                        "chroot" => self.chroot = Some(PathBuf::from(value)),
+                        "user" => self.runas = Some(value.clone()),
+                        "async-teardown" => {}
+                        other => return Err(invalid(option, format!("{other}=: unknown property"))),
+                    }
+                }
+            }
             "chroot" => self.chroot = Some(PathBuf::from(raw)),
             "xen-domid-restrict" => self.domid_restrict = true,
             "no-shutdown" => self.no_shutdown = true,

@@ -86,6 +86,8 @@ fn qemu_xen_dm_restrict_with_fd_and_no_platform_device() {
     assert_eq!(c.runas.as_deref(), Some("xen-qemuuser-9"));
     assert_eq!((c.vcpus, c.max_vcpus), (2, 4));
     assert_eq!(c.max_ram_below_4g, Some(3 << 30));
+    let c = run("-xen-domid 9 -run-with chroot=/var/run/xen/qemu-root-9,user=xen-qemuuser-9");
+    assert_eq!((c.chroot.as_deref(), c.runas.as_deref()), (Some(std::path::Path::new("/var/run/xen/qemu-root-9")), Some("xen-qemuuser-9")));
     let c = run("-xen-domid 9 -chardev pty,id=spare");
     assert_eq!(c.warnings, vec!["-chardev id=spare: not used by any -mon; ignored".to_string()]);
 }
