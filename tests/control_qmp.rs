@@ -610,3 +610,39 @@ fn passed_descriptors_are_bounded() {
     let sets = c.cmd(json!({"execute": "query-fdsets"}));
     assert_eq!(sets["return"][0]["fds"].as_array().unwrap().len(), 8);
 }
+
+#[test]
+fn libxl_417_sequence_create_unpause_cd_insert() {
+    let f = fixture();
+    // domcreate: post-start configuration on its own connection.
+    let mut c = Client::connect(&f.path);
+    assert!(c.recv()["QMP"]["version"]["qemu"]["major"].as_u64().unwrap() >= 2);
+    c.send_raw("{\"execute\":\"qmp_capabilities\",\"id\":1}\r\n");
+    assert_eq!(c.recv(), json!({"return": {}, "id": 1}));
+    c.send_raw("{\"execute\":\"query-chardev\",\"id\":2}\r\n");
+    let chardevs = c.recv();
+    let serial0 = chardevs["return"].as_array().unwrap().iter().find(|d| d["label"] == "serial0").unwrap();
+    assert!(serial0["filename"].as_str().unwrap().starts_with("pty:"));
+    c.send_raw("{\"execute\":\"query-vnc\",\"id\":3}\r\n");
+    assert_eq!(c.recv()["return"]["enabled"], false);
+    drop(c);
+    // xl unpause / end of xl create.
+    let mut c = Client::negotiated(&f.path);
+    assert_eq!(c.cmd(json!({"execute": "cont", "id": 4})), json!({"return": {}, "id": 4}));
+    drop(c);
+    // xl cd-insert: eject, add-fd with the opened image, change by qdev id.
+    let iso = f._dir.path().join("insert.iso");
+    std::fs::write(&iso, "NEW").unwrap();
+    let mut c = Client::negotiated(&f.path);
+    assert_eq!(c.cmd(json!({"execute": "eject", "arguments": {"id": "cd-dev", "force": true}, "id": 5}))["id"], 5);
+    let file = std::fs::File::open(&iso).unwrap();
+    send_with_fd(&mut c, json!({"execute": "add-fd", "id": 6}), &file);
+    let fdset = c.recv()["return"]["fdset-id"].as_u64().unwrap();
+    let change = json!({"execute": "blockdev-change-medium", "id": 7,
+        "arguments": {"id": "cd-dev", "filename": format!("/dev/fdset/{fdset}"), "format": "raw"}});
+    assert_eq!(c.cmd(change), json!({"return": {}, "id": 7}));
+    assert_eq!(
+        f.machine.calls(),
+        vec!["cont".to_string(), "eject ide1-cd0 true".into(), "change-fd ide1-cd0 \"NEW\" None".into()]
+    );
+}

@@ -27,6 +27,9 @@ pub const MAX_LINE: usize = 64 * 1024;
 const MAX_PENDING_FDS: usize = 8;
 const MAX_FDSETS: usize = 16;
 const MAX_FDS_PER_SET: usize = 8;
+/// A client that stops reading is cut off after this long, so events
+/// queued for it cannot pile up for longer.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often an idle event forwarder checks whether its connection closed.
 const EVENT_POLL: Duration = Duration::from_millis(200);
 
@@ -273,7 +276,7 @@ impl Writer {
 
 fn serve_connection(stream: UnixStream, shared: &Arc<Shared>) -> std::io::Result<()> {
     // A client that stops reading must not block event delivery forever.
-    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
     let writer = Writer(Arc::new(Mutex::new(stream.try_clone()?)));
     // Subscribed before the greeting so nothing emitted after it is lost.
     let events = shared.events.subscribe();
