@@ -146,11 +146,11 @@ fn option_arity(name: &str) -> Option<Option<Option<&'static str>>> {
         | "d" | "domain-name" | "videoram" | "vcpu_avail" | "vcpus" | "k" | "usbdevice"
         | "soundhw" | "loadvm" | "incoming" | "runas" | "chroot" | "L" | "D" | "kernel"
         | "append" | "initrd" | "pidfile" | "trace" | "sandbox" | "xen-attach" | "uuid"
-        | "option-rom" | "overcommit" | "action" => with_value(None),
+        | "option-rom" | "overcommit" | "action" | "acpitable" | "spice" => with_value(None),
         "nodefaults" | "no-user-config" | "nographic" | "no-shutdown" | "no-reboot"
         | "no-acpi" | "acpi" | "S" | "xen-domid-restrict" | "usb" | "vncunused"
         | "no-hpet" | "enable-kvm" | "daemonize" | "version" | "h" | "help" | "snapshot"
-        | "std-vga" | "localtime" | "full-screen" | "no-fd-bootchk" => Some(None),
+        | "std-vga" | "localtime" | "full-screen" | "no-fd-bootchk" | "sdl" => Some(None),
         _ => None,
     }
 }
@@ -410,6 +410,12 @@ impl Parser {
             "net" | "netdev" if opts.get("driver") != Some("none") => {
                     self.warnings.push(format!("{option} {raw}: no network card is emulated; ignored"));
             }
+            "sdl" | "spice" | "full-screen" => {
+                self.warnings.push(format!("{option}: no display is emulated; ignored"))
+            }
+            "acpitable" => self.warnings.push(format!(
+                "-acpitable {raw}: extra ACPI tables come from hvmloader's acpi_firmware, not the device model; ignored"
+            )),
             "usb" | "usbdevice" => self.warnings.push(format!("{option}: no USB controller is emulated; ignored")),
             "soundhw" | "audiodev" => self.warnings.push(format!("{option} {raw}: no sound card is emulated; ignored")),
             "parallel" if opts.get("path") != Some("none") => {

@@ -329,6 +329,14 @@ fn xenstore_errors() {
 }
 
 #[test]
+fn libxl_ahci_disks_are_refused_by_name() {
+    let line = "-xen-domid 2 -device ahci,id=ahci0 -drive if=none,id=ahcidisk-0,file=/a,format=raw -device ide-hd,bus=ahci0.0,unit=0,drive=ahcidisk-0";
+    assert_eq!(error(line), "-device ide-hd: bus=ahci0.0: only ide.0 and ide.1 exist");
+    let c = run("-xen-domid 2 -sdl -spice port=5900 -acpitable file=/x.bin");
+    assert_eq!(c.warnings.len(), 3, "{:?}", c.warnings);
+}
+
+#[test]
 fn libxl_empty_cdrom_drive() {
     let c = run("-xen-domid 2 -drive if=none,readonly=on,id=ide-5632 -device ide-cd,id=ide-5632,drive=ide-5632,bus=ide.1,unit=0");
     assert_eq!(c.drives.len(), 1);
