@@ -646,3 +646,57 @@ fn libxl_417_sequence_create_unpause_cd_insert() {
         vec!["cont".to_string(), "eject ide1-cd0 true".into(), "change-fd ide1-cd0 \"NEW\" None".into()]
     );
 }
+
+mod garbage {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn request() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            Just(json!(null)),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "[a-z_-]{0,12}".prop_map(Value::from),
+            prop::sample::select(vec!["eject", "blockdev-change-medium", "add-fd", "remove-fd", "query-block", "change", "cont"])
+                .prop_map(Value::from),
+        ];
+        let value = leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::btree_map(
+                    prop::sample::select(vec!["execute", "arguments", "id", "device", "id", "filename", "fdset-id", "force", "x"]),
+                    inner,
+                    0..4
+                )
+                .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+            ]
+        });
+        prop_oneof![
+            3 => value.prop_map(|v| v.to_string()),
+            1 => "[ -~]{0,40}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_input_leaves_the_monitor_answering(lines in prop::collection::vec(request(), 1..12)) {
+            let f = fixture();
+            let mut c = Client::negotiated(&f.path);
+            for line in &lines {
+                c.send_raw(&format!("{line}\n"));
+            }
+            // Close any object left open, then ask something with a known id.
+            c.send_raw("]]]]}}}}\n{\"execute\": \"query-status\", \"id\": \"final\"}\n");
+            loop {
+                let message = c.recv();
+                prop_assert!(message.get("return").is_some() || message.get("error").is_some() || message.get("event").is_some(), "{}", message);
+                if message["id"] == "final" {
+                    prop_assert!(message["return"]["status"].is_string());
+                    break;
+                }
+            }
+        }
+    }
+}
