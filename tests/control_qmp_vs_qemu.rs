@@ -153,10 +153,10 @@ impl Drop for Qemu {
 
 #[test]
 fn replies_have_the_shapes_qemu_7_2_gives() {
-    if Command::new(QEMU).arg("-version").stdout(Stdio::null()).status().is_err() {
-        eprintln!("{QEMU} not installed; differential QMP check not run");
-        return;
-    }
+    assert!(
+        Command::new(QEMU).arg("-version").stdout(Stdio::null()).status().is_ok(),
+        "{QEMU} is not installed: run tools/install-deps.sh (the differential QMP check needs QEMU 7.2)"
+    );
     let dir = tempfile::tempdir().unwrap();
     let disk = dir.path().join("disk.img");
     let cd = dir.path().join("cd.iso");

@@ -1,7 +1,11 @@
 //! Asynchronous machine events in the shapes QMP publishes them.
 
 use std::sync::{Arc, Mutex};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+
+/// Events a subscriber may have unread before newer ones are dropped for it:
+/// a QMP client that stops reading can't make us allocate without bound.
+pub const SUBSCRIBER_BACKLOG: usize = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IoOperation {
@@ -43,7 +47,7 @@ pub enum Event {
 /// Cloning shares the subscriber list.
 #[derive(Clone, Default)]
 pub struct EventSink {
-    subscribers: Arc<Mutex<Vec<Sender<Event>>>>,
+    subscribers: Arc<Mutex<Vec<SyncSender<Event>>>>,
 }
 
 impl EventSink {
@@ -52,13 +56,38 @@ impl EventSink {
     }
 
     pub fn subscribe(&self) -> Receiver<Event> {
-        let (tx, rx) = channel();
+        let (tx, rx) = sync_channel(SUBSCRIBER_BACKLOG);
         self.subscribers.lock().unwrap_or_else(|e| e.into_inner()).push(tx);
         rx
     }
 
     pub fn emit(&self, event: Event) {
         let mut subs = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
-        subs.retain(|tx| tx.send(event.clone()).is_ok());
+        subs.retain(|tx| match tx.try_send(event.clone()) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                log::warn!("an event subscriber is {SUBSCRIBER_BACKLOG} events behind; dropping {event:?} for it");
+                true
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subscriber_that_never_reads_has_a_bounded_backlog() {
+        let sink = EventSink::new();
+        let slow = sink.subscribe();
+        for _ in 0..SUBSCRIBER_BACKLOG + 10 {
+            sink.emit(Event::Stop);
+        }
+        assert_eq!(slow.try_iter().count(), SUBSCRIBER_BACKLOG);
+        drop(slow);
+        sink.emit(Event::Resume);
+        assert!(sink.subscribers.lock().unwrap().is_empty());
     }
 }
