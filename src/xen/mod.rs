@@ -1,1 +1,55 @@
-//! The Xen front: ioreq server, guest memory, IRQs, xenstore.
+//! The Xen front: an ioreq server that takes the guest's port I/O, MMIO and
+//! PCI-config requests from Xen, plus guest memory, IRQ lines and xenstore.
+//!
+//! `unsafe` lives only in the thin layers over the kernel devices
+//! (`privcmd`, `evtchn`, `foreign_memory`); everything else is safe code on
+//! top of them, and the request decoder (`ioreq`) is unit-tested without Xen.
+
+pub mod dm;
+pub mod evtchn;
+pub mod foreign_memory;
+pub mod ioreq;
+pub mod irq;
+pub mod privcmd;
+pub mod server;
+pub mod xenstore;
+
+pub use dm::{DeviceModelHandle, IoRangeKind};
+pub use evtchn::EventChannels;
+pub use foreign_memory::XenGuestMemory;
+pub use ioreq::{GuestMappings, IoHandler};
+pub use irq::{IsaIrq, PciIntx, PciLinkRouter};
+pub use server::{IoreqServer, ServerWaker};
+pub use xenstore::{XenStore, XenstoreRead};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum XenError {
+    #[error("cannot open {path}: {source} (is this dom0 with the xen-privcmd/xen-evtchn modules loaded?)")]
+    Open { path: &'static str, source: std::io::Error },
+    #[error("dm_op {op} for domain {domid} failed: {source}")]
+    DmOp { op: &'static str, domid: u16, source: std::io::Error },
+    #[error("{what} failed: {source}")]
+    Ioctl { what: &'static str, source: std::io::Error },
+    #[error("mmap of {pages} page(s) from /dev/xen/privcmd failed: {source}")]
+    Mmap { pages: usize, source: std::io::Error },
+    #[error("mapping ioreq server {id} pages of domain {domid} failed: {source}")]
+    MapIoreqPages { id: u16, domid: u16, source: Box<XenError> },
+    #[error("ioreq page frame {gfn:#x} of domain {domid} could not be mapped (errno {errno})")]
+    IoreqPageUnmappable { domid: u16, gfn: u64, errno: i32 },
+    #[error("domain {domid} reports {vcpus} vCPUs, more than the {max} slots of an ioreq page")]
+    TooManyVcpus { domid: u16, vcpus: u32, max: usize },
+    #[error("vCPU {vcpu} has no ioreq event channel (is the server enabled?)")]
+    NoEventChannel { vcpu: usize },
+    #[error("event channel device: {0}")]
+    Evtchn(std::io::Error),
+    #[error("wake-up eventfd: {0}")]
+    EventFd(std::io::Error),
+    #[error("polling the event channels failed: {0}")]
+    Poll(std::io::Error),
+    #[error("xenstore: {op} {path}: {source}")]
+    Xenstore { op: &'static str, path: String, source: std::io::Error },
+}
+
+pub type Result<T> = std::result::Result<T, XenError>;
