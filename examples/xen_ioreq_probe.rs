@@ -1,0 +1,111 @@
+//! Nested-Xen probe for the Xen front (not part of the product): started by
+//! libxl as a qemu-xen-traditional device model (`-d DOMID ...`), it creates
+//! an ioreq server with a buffered ring, claims ports 0x1f0-0x1f7, answers
+//! status reads with 0x50 and data reads with a counter, logs every access
+//! to /dev/console, and tears everything down on SIGHUP (xl destroy).
+
+use nix::sys::signal::{SigSet, Signal};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use xen_ioemu::xen::{DeviceModelHandle, IoHandler, IoreqServer, XenGuestMemory, XenStore};
+
+struct Console(Mutex<Option<std::fs::File>>);
+
+impl Console {
+    fn line(&self, msg: &str) {
+        eprintln!("XENIOEMU-PROBE: {msg}");
+        if let Some(f) = self.0.lock().unwrap().as_mut() {
+            let _ = writeln!(f, "XENIOEMU-PROBE: {msg}");
+        }
+    }
+}
+
+struct ProbeHandler {
+    console: Arc<Console>,
+    data_counter: u32,
+}
+
+impl IoHandler for ProbeHandler {
+    fn pio_read(&mut self, port: u16, size: u8) -> u32 {
+        let value = match port {
+            0x1f7 => 0x50,
+            0x1f0 => {
+                self.data_counter += 1;
+                0x1230 + self.data_counter
+            }
+            _ => 0,
+        };
+        self.console.line(&format!("pio read port={port:#x} size={size} -> {value:#x}"));
+        value
+    }
+    fn pio_write(&mut self, port: u16, size: u8, value: u32) {
+        self.console.line(&format!("pio write port={port:#x} size={size} value={value:#x}"));
+    }
+    fn mmio_read(&mut self, addr: u64, size: u8) -> u64 {
+        self.console.line(&format!("mmio read {addr:#x} size={size}"));
+        u64::MAX
+    }
+    fn mmio_write(&mut self, addr: u64, size: u8, value: u64) {
+        self.console.line(&format!("mmio write {addr:#x} size={size} value={value:#x}"));
+    }
+    fn pci_config_read(&mut self, bus: u8, devfn: u8, reg: u16, size: u8) -> u32 {
+        self.console.line(&format!("pci config read {bus:02x}:{devfn:02x} reg={reg:#x} size={size}"));
+        u32::MAX
+    }
+    fn pci_config_write(&mut self, bus: u8, devfn: u8, reg: u16, size: u8, value: u32) {
+        self.console.line(&format!("pci config write {bus:02x}:{devfn:02x} reg={reg:#x} size={size} value={value:#x}"));
+    }
+    fn hold_requests(&self) -> bool {
+        false
+    }
+}
+
+fn main() {
+    xen_ioemu::logging::init();
+    let console = Arc::new(Console(Mutex::new(std::fs::OpenOptions::new().write(true).open("/dev/console").ok())));
+    let args: Vec<String> = std::env::args().collect();
+    let domid: u16 = match args.iter().position(|a| a == "-d" || a == "-xen-domid").and_then(|i| args.get(i + 1)).and_then(|d| d.parse().ok()) {
+        Some(d) => d,
+        None => {
+            eprintln!("xen_ioreq_probe: -d DOMID is required");
+            std::process::exit(2);
+        }
+    };
+    console.line(&format!("argv {:?}", &args[1..]));
+    // Block the teardown signals before any thread exists; one thread waits for them.
+    let mut signals = SigSet::empty();
+    for s in [Signal::SIGHUP, Signal::SIGTERM, Signal::SIGINT] {
+        signals.add(s);
+    }
+    signals.thread_block().expect("block signals");
+
+    let dm = Arc::new(DeviceModelHandle::open(domid).unwrap_or_else(|e| fail(&console, &e.to_string())));
+    let mut server = IoreqServer::create(dm.clone(), true).unwrap_or_else(|e| fail(&console, &e.to_string()));
+    console.line(&format!("ioreq server {} created for d{domid}", server.id()));
+    server.claim_ports(&[0x1f0..=0x1f7]).unwrap_or_else(|e| fail(&console, &e.to_string()));
+    let memory = XenGuestMemory::new(dm.clone());
+    let xs = XenStore::open().unwrap_or_else(|e| fail(&console, &e.to_string()));
+    xs.report_state(domid, "running").unwrap_or_else(|e| fail(&console, &e.to_string()));
+    console.line("wrote running; serving");
+
+    let waker = server.waker();
+    let sig_console = console.clone();
+    std::thread::spawn(move || {
+        if let Ok(sig) = signals.wait() {
+            sig_console.line(&format!("got {sig:?}, stopping"));
+        }
+        waker.stop();
+    });
+    let mut handler = ProbeHandler { console: console.clone(), data_counter: 0 };
+    if let Err(e) = server.run(&mut handler, &memory) {
+        console.line(&format!("run failed: {e}"));
+    }
+    console.line(&format!("{} guest-memory bucket(s) mapped at exit", memory.mapped_buckets()));
+    drop(server);
+    console.line("ioreq server torn down; exiting");
+}
+
+fn fail(console: &Console, msg: &str) -> ! {
+    console.line(&format!("FATAL: {msg}"));
+    std::process::exit(1);
+}
