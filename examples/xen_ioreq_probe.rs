@@ -1,8 +1,10 @@
 //! Nested-Xen probe for the Xen front (not part of the product): started by
 //! libxl as a qemu-xen-traditional device model (`-d DOMID ...`), it creates
-//! an ioreq server with a buffered ring, claims ports 0x1f0-0x1f7, answers
-//! status reads with 0x50 and data reads with a counter, logs every access
-//! to /dev/console, and tears everything down on SIGHUP (xl destroy).
+//! an ioreq server with a buffered ring, claims ports 0x1f0-0x1f7, MMIO
+//! 0xfebf0000-0xfebf0fff and PCI 00:01.1, answers status reads with 0x50 and
+//! data reads with a counter, raises IRQ 14 / routes link A on a write to
+//! 0x1f6, powers the guest off on a write to 0x1f5, logs every access to
+//! /dev/console, and tears everything down on SIGHUP (xl destroy).
 
 use nix::sys::signal::{SigSet, Signal};
 use std::io::Write;
@@ -23,6 +25,7 @@ impl Console {
 struct ProbeHandler {
     console: Arc<Console>,
     data_counter: u32,
+    dm: Arc<DeviceModelHandle>,
 }
 
 impl IoHandler for ProbeHandler {
@@ -40,17 +43,32 @@ impl IoHandler for ProbeHandler {
     }
     fn pio_write(&mut self, port: u16, size: u8, value: u32) {
         self.console.line(&format!("pio write port={port:#x} size={size} value={value:#x}"));
+        match port {
+            0x1f6 => {
+                let irq = self.dm.set_isa_irq_level(14, value & 1 != 0);
+                let route = self.dm.set_pci_link_route(0, 11);
+                let intx = self.dm.set_pci_intx_level(0, 1, 0, value & 1 != 0);
+                self.console.line(&format!("set_isa_irq_level(14, {}) -> {irq:?}; set_pci_link_route(0, 11) -> {route:?}; set_pci_intx_level(00:01 INTA) -> {intx:?}", value & 1));
+            }
+            0x1f5 => {
+                let r = self.dm.remote_shutdown(xen_sys::SHUTDOWN_POWEROFF);
+                self.console.line(&format!("remote_shutdown(poweroff) -> {r:?}"));
+            }
+            _ => {}
+        }
     }
     fn mmio_read(&mut self, addr: u64, size: u8) -> u64 {
-        self.console.line(&format!("mmio read {addr:#x} size={size}"));
-        u64::MAX
+        let value = 0xfeed_0000 + (addr & 0xffff);
+        self.console.line(&format!("mmio read {addr:#x} size={size} -> {value:#x}"));
+        value
     }
     fn mmio_write(&mut self, addr: u64, size: u8, value: u64) {
         self.console.line(&format!("mmio write {addr:#x} size={size} value={value:#x}"));
     }
     fn pci_config_read(&mut self, bus: u8, devfn: u8, reg: u16, size: u8) -> u32 {
-        self.console.line(&format!("pci config read {bus:02x}:{devfn:02x} reg={reg:#x} size={size}"));
-        u32::MAX
+        let value = 0x0101_8000 | u32::from(reg);
+        self.console.line(&format!("pci config read {bus:02x}:{devfn:02x} reg={reg:#x} size={size} -> {value:#x}"));
+        value
     }
     fn pci_config_write(&mut self, bus: u8, devfn: u8, reg: u16, size: u8, value: u32) {
         self.console.line(&format!("pci config write {bus:02x}:{devfn:02x} reg={reg:#x} size={size} value={value:#x}"));
@@ -83,7 +101,11 @@ fn main() {
     let mut server = IoreqServer::create(dm.clone(), true).unwrap_or_else(|e| fail(&console, &e.to_string()));
     console.line(&format!("ioreq server {} created for d{domid}", server.id()));
     server.claim_ports(&[0x1f0..=0x1f7]).unwrap_or_else(|e| fail(&console, &e.to_string()));
+    server.claim_mmio(0xfebf_0000..=0xfebf_0fff).unwrap_or_else(|e| fail(&console, &e.to_string()));
+    server.claim_pci(0, 0x09).unwrap_or_else(|e| fail(&console, &e.to_string()));
     let memory = XenGuestMemory::new(dm.clone());
+    // Exercise modified_memory on every DMA-style write.
+    memory.set_dirty_logging(true);
     let xs = XenStore::open().unwrap_or_else(|e| fail(&console, &e.to_string()));
     xs.report_state(domid, "running").unwrap_or_else(|e| fail(&console, &e.to_string()));
     console.line("wrote running; serving");
@@ -96,7 +118,7 @@ fn main() {
         }
         waker.stop();
     });
-    let mut handler = ProbeHandler { console: console.clone(), data_counter: 0 };
+    let mut handler = ProbeHandler { console: console.clone(), data_counter: 0, dm: dm.clone() };
     if let Err(e) = server.run(&mut handler, &memory) {
         console.line(&format!("run failed: {e}"));
     }

@@ -76,6 +76,9 @@ impl EventChannels {
 
     /// Pending ports (each now masked until [`unmask`](Self::unmask)); empty
     /// when nothing is pending. At most `out.len()` per call.
+    /// [`XenError::EvtchnOverflow`] means the kernel's ring overflowed and
+    /// notifications were lost: [`reset`](Self::reset), unmask every port
+    /// and re-examine everything.
     pub fn pending(&self, out: &mut [EvtchnPort]) -> Result<usize> {
         let mut raw = vec![0u8; out.len() * 4];
         match (&self.file).read(&mut raw) {
@@ -87,6 +90,7 @@ impl EventChannels {
                 Ok(count)
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) if e.raw_os_error() == Some(libc::EFBIG) => Err(XenError::EvtchnOverflow),
             Err(e) => Err(XenError::Evtchn(e)),
         }
     }

@@ -76,7 +76,9 @@ impl AtomicIoreq {
     }
 
     /// Copy the request out; called once per request, after READY was seen.
-    fn snapshot(&self) -> Ioreq {
+    /// `flags` is the byte already read to see READY: reading it again
+    /// could give different dir/data_is_ptr bits than the ones checked.
+    fn snapshot(&self, flags: u8) -> Ioreq {
         Ioreq {
             addr: self.addr.load(Ordering::Relaxed),
             data: self.data.load(Ordering::Relaxed),
@@ -84,7 +86,7 @@ impl AtomicIoreq {
             size: self.size.load(Ordering::Relaxed),
             vp_eport: 0,
             _pad0: 0,
-            flags: self.flags.load(Ordering::Relaxed),
+            flags,
             type_: self.type_.load(Ordering::Relaxed),
         }
     }
@@ -175,7 +177,7 @@ impl IoreqDecoder {
         // Pairs with Xen's barrier before it set READY: the fields written
         // before READY are visible to the snapshot below.
         fence(Ordering::Acquire);
-        let req = slot.snapshot();
+        let req = slot.snapshot(flags);
         let always_completed = matches!(req.type_, IOREQ_TYPE_INVALIDATE | IOREQ_TYPE_TIMEOFFSET);
         if !always_completed && handler.hold_requests() {
             return SlotOutcome::Held;
@@ -913,5 +915,51 @@ mod tests {
         assert_eq!(d.drain_buffered(&page, &mut m, 30), 30);
         assert_eq!(m.log.len(), 30);
         assert_eq!(d.drain_buffered(&page, &mut m, BUFFERED_BUDGET), 70, "the rest waits for the next wake-up");
+    }
+
+    /// The other side rewrites the slot while the device is working on it.
+    struct Tamperer {
+        slot: std::sync::Arc<AtomicIoreq>,
+        inner: FakeMachine,
+    }
+
+    impl IoHandler for Tamperer {
+        fn pio_read(&mut self, port: u16, size: u8) -> u32 {
+            self.slot.size.store(0x1000, Ordering::Relaxed);
+            self.slot.count.store(u32::MAX, Ordering::Relaxed);
+            self.slot.addr.store(0xdead, Ordering::Relaxed);
+            // data_is_ptr + write direction, state still INPROCESS.
+            self.slot.flags.store(with_state(0x10, STATE_IOREQ_INPROCESS), Ordering::Relaxed);
+            self.inner.pio_read(port, size)
+        }
+        fn pio_write(&mut self, port: u16, size: u8, value: u32) {
+            self.inner.pio_write(port, size, value)
+        }
+        fn mmio_read(&mut self, addr: u64, size: u8) -> u64 {
+            self.inner.mmio_read(addr, size)
+        }
+        fn mmio_write(&mut self, addr: u64, size: u8, value: u64) {
+            self.inner.mmio_write(addr, size, value)
+        }
+        fn pci_config_read(&mut self, bus: u8, devfn: u8, reg: u16, size: u8) -> u32 {
+            self.inner.pci_config_read(bus, devfn, reg, size)
+        }
+        fn pci_config_write(&mut self, bus: u8, devfn: u8, reg: u16, size: u8, value: u32) {
+            self.inner.pci_config_write(bus, devfn, reg, size, value)
+        }
+        fn hold_requests(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn a_request_is_read_once_and_later_slot_changes_are_ignored() {
+        let slot = std::sync::Arc::new(post(&req(IOREQ_TYPE_PIO, IOREQ_READ, 0x1f7, 1)));
+        let mem = FakeMemory::new(1, &[]);
+        let mut h = Tamperer { slot: slot.clone(), inner: FakeMachine::default() };
+        assert_eq!(IoreqDecoder::new().service_slot(&slot, &mut h, &mem), SlotOutcome::Completed);
+        assert_eq!(h.inner.log, vec![Access::PioR(0x1f7, 1)], "one access, as first requested");
+        assert_eq!(slot.data.load(Ordering::Relaxed), 0x01, "the read result goes inline, per the original flags");
+        assert_eq!(slot.flags.load(Ordering::Relaxed), with_state(0x20, STATE_IORESP_READY), "response flags come from the copy");
     }
 }

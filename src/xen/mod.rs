@@ -42,6 +42,8 @@ pub enum XenError {
     TooManyVcpus { domid: u16, vcpus: u32, max: usize },
     #[error("vCPU {vcpu} has no ioreq event channel (is the server enabled?)")]
     NoEventChannel { vcpu: usize },
+    #[error("the event channel device's pending ring overflowed")]
+    EvtchnOverflow,
     #[error("event channel device: {0}")]
     Evtchn(std::io::Error),
     #[error("wake-up eventfd: {0}")]

@@ -206,7 +206,14 @@ impl IoreqServer {
             }
             if evtchn_ready {
                 loop {
-                    let n = self.evtchn.pending(&mut pending)?;
+                    let n = match self.evtchn.pending(&mut pending) {
+                        Ok(n) => n,
+                        Err(XenError::EvtchnOverflow) => {
+                            self.recover_from_overflow()?;
+                            break;
+                        }
+                        Err(e) => return Err(e),
+                    };
                     for &port in &pending[..n] {
                         self.evtchn.unmask(port)?;
                     }
@@ -216,6 +223,17 @@ impl IoreqServer {
                 }
             }
             self.service_all(handler, mem)?;
+        }
+        Ok(())
+    }
+
+    /// Lost notifications leave their ports masked: unmask all of ours; the
+    /// full re-scan that follows finds whatever they announced.
+    fn recover_from_overflow(&self) -> Result<()> {
+        log::warn!("event channel ring overflowed; resetting and re-scanning every slot");
+        self.evtchn.reset()?;
+        for &port in self.vcpu_ports.iter().chain(self.buffered_port.iter()) {
+            self.evtchn.unmask(port)?;
         }
         Ok(())
     }
