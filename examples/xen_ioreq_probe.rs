@@ -3,13 +3,15 @@
 //! an ioreq server with a buffered ring, claims ports 0x1f0-0x1f7, MMIO
 //! 0xfebf0000-0xfebf0fff and PCI 00:01.1, answers status reads with 0x50 and
 //! data reads with a counter, raises IRQ 14 / routes link A on a write to
-//! 0x1f6, powers the guest off on a write to 0x1f5, logs every access to
+//! 0x1f6, holds requests for 2 s after a write to 0x1f3 (the io-error stop
+//! path), powers the guest off on a write to 0x1f5, logs every access to
 //! /dev/console, and tears everything down on SIGHUP (xl destroy).
 
 use nix::sys::signal::{SigSet, Signal};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use xen_ioemu::xen::{DeviceModelHandle, IoHandler, IoreqServer, XenGuestMemory, XenStore};
+use std::time::{Duration, Instant};
+use xen_ioemu::xen::{DeviceModelHandle, IoHandler, IoreqServer, ServerWaker, XenGuestMemory, XenStore};
 
 struct Console(Mutex<Option<std::fs::File>>);
 
@@ -26,7 +28,12 @@ struct ProbeHandler {
     console: Arc<Console>,
     data_counter: u32,
     dm: Arc<DeviceModelHandle>,
+    waker: Arc<ServerWaker>,
+    /// Requests are held (as during an io-error stop) until this instant.
+    hold_until: Option<Instant>,
 }
+
+const HOLD: Duration = Duration::from_secs(2);
 
 impl IoHandler for ProbeHandler {
     fn pio_read(&mut self, port: u16, size: u8) -> u32 {
@@ -49,6 +56,15 @@ impl IoHandler for ProbeHandler {
                 let route = self.dm.set_pci_link_route(0, 11);
                 let intx = self.dm.set_pci_intx_level(0, 1, 0, value & 1 != 0);
                 self.console.line(&format!("set_isa_irq_level(14, {}) -> {irq:?}; set_pci_link_route(0, 11) -> {route:?}; set_pci_intx_level(00:01 INTA) -> {intx:?}", value & 1));
+            }
+            0x1f3 => {
+                self.hold_until = Some(Instant::now() + HOLD);
+                self.console.line("holding requests for 2 s");
+                let waker = self.waker.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(HOLD);
+                    waker.wake();
+                });
             }
             0x1f5 => {
                 let r = self.dm.remote_shutdown(xen_sys::SHUTDOWN_POWEROFF);
@@ -74,7 +90,7 @@ impl IoHandler for ProbeHandler {
         self.console.line(&format!("pci config write {bus:02x}:{devfn:02x} reg={reg:#x} size={size} value={value:#x}"));
     }
     fn hold_requests(&self) -> bool {
-        false
+        self.hold_until.is_some_and(|t| Instant::now() < t)
     }
 }
 
@@ -108,6 +124,11 @@ fn main() {
     memory.set_dirty_logging(true);
     let xs = XenStore::open().unwrap_or_else(|e| fail(&console, &e.to_string()));
     xs.report_state(domid, "running").unwrap_or_else(|e| fail(&console, &e.to_string()));
+    // dm_restrict: from here on the descriptors only reach this domain.
+    match server.restrict() {
+        Ok(()) => console.line(&format!("privcmd and evtchn restricted to d{domid}")),
+        Err(e) => fail(&console, &e.to_string()),
+    }
     console.line("wrote running; serving");
 
     let waker = server.waker();
@@ -118,7 +139,7 @@ fn main() {
         }
         waker.stop();
     });
-    let mut handler = ProbeHandler { console: console.clone(), data_counter: 0, dm: dm.clone() };
+    let mut handler = ProbeHandler { console: console.clone(), data_counter: 0, dm: dm.clone(), waker: server.waker(), hold_until: None };
     if let Err(e) = server.run(&mut handler, &memory) {
         console.line(&format!("run failed: {e}"));
     }

@@ -41,9 +41,11 @@ fn ioreq_server_round_trips_on_nested_xen() {
     let _ = std::fs::remove_dir_all(&scratch);
 
     let guest: Vec<&str> = log.lines().filter(|l| l.contains("(d1)")).collect();
+    println!("guest console:\n{}", guest.join("\n"));
     let has_guest = |needle: &str| guest.iter().any(|l| l.contains(needle));
     for expected in [
         "RUSTDM-PROBE: inb(0x1f7)=0x50",
+        "RUSTDM-PROBE: held inb(0x1f7)=0x50",
         "RUSTDM-PROBE: rep insw x4 from 0x1f0: 31 12 32 12 33 12 34 12",
         "RUSTDM-PROBE: std; rep insb x3 (low to high): 37 36 35",
         "RUSTDM-PROBE: pci 00:01.1 reg 8 = 0x01018008",
@@ -54,6 +56,16 @@ fn ioreq_server_round_trips_on_nested_xen() {
         assert!(has_guest(expected), "guest line {expected:?} missing; guest said:\n{}", guest.join("\n"));
     }
     assert!(!has_guest("still alive after power-off"), "remote_shutdown did not stop the guest");
+    // The held read completes only after the hold: compare the guest's own
+    // timestamps ("(d1) [   18.41] ...") of the lines before and after it.
+    let stamp = |needle: &str| -> f64 {
+        let line = guest.iter().find(|l| l.contains(needle)).expect("line present");
+        let inner = line.split("(d1) [").nth(1).expect("timestamp");
+        inner.split(']').next().unwrap().trim().parse().expect("seconds")
+    };
+    let held_for = stamp("held inb(0x1f7)") - stamp("RUSTDM-PROBE: inb(0x1f7)");
+    println!("held request completed after {held_for:.3} s");
+    assert!((1.9..10.0).contains(&held_for), "held request completed after {held_for} s, expected about 2 s");
     for expected in [
         "XENIOEMU-PROBE: pio write port=0x1f0 size=2 value=0xb1b2",
         "XENIOEMU-PROBE: pio write port=0x1f4 size=4 value=0xcafef00d",
@@ -63,6 +75,8 @@ fn ioreq_server_round_trips_on_nested_xen() {
         "XENIOEMU-PROBE: remote_shutdown(poweroff) -> Ok(())",
         "XENIOEMU-PROBE: ioreq server torn down; exiting",
         "ioreq server 0 for domain 1: 2 vCPU(s)",
+        "XENIOEMU-PROBE: privcmd and evtchn restricted to d1",
+        "XENIOEMU-PROBE: holding requests for 2 s",
     ] {
         assert!(log.contains(expected), "device model line {expected:?} missing");
     }

@@ -4,7 +4,8 @@
  * Every line goes to Xen's debug port 0xE9 and shows up as "(d1) ...".
  * Exercises: PIO in/out, rep insw/outsw and a backwards rep insb through
  * guest memory (data_is_ptr, df), PCI config via 0xcf8/0xcfc, MMIO read,
- * write and rep movsl from MMIO to RAM, then IRQ and power-off requests. */
+ * write and rep movsl from MMIO to RAM, a request held by the device model
+ * for 2 s, then IRQ and power-off requests. */
         .code32
         .text
         .globl _start
@@ -18,6 +19,17 @@ _start:
         inb     %dx, %al
         mov     %al, %bl
         mov     $m_status, %esi
+        call    puts
+        mov     %bl, %al
+        call    putbyte
+        call    nl
+        /* hold: the device model keeps the next request pending for 2 s */
+        mov     $0x1f3, %dx
+        outb    %al, %dx
+        mov     $0x1f7, %dx
+        inb     %dx, %al
+        mov     %al, %bl
+        mov     $m_held, %esi
         call    puts
         mov     %bl, %al
         call    putbyte
@@ -137,6 +149,7 @@ puthex: and     $0xf, %al
         .data
 m_hello:  .asciz "RUSTDM-PROBE: hello from probe firmware\n"
 m_status: .asciz "RUSTDM-PROBE: inb(0x1f7)=0x"
+m_held:   .asciz "RUSTDM-PROBE: held inb(0x1f7)=0x"
 m_insw:   .asciz "RUSTDM-PROBE: rep insw x4 from 0x1f0: "
 m_insb:   .asciz "RUSTDM-PROBE: std; rep insb x3 (low to high): "
 m_pci:    .asciz "RUSTDM-PROBE: pci 00:01.1 reg 8 = 0x"
