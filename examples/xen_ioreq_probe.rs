@@ -11,7 +11,7 @@ use nix::sys::signal::{SigSet, Signal};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use xen_ioemu::xen::{DeviceModelHandle, IoHandler, IoreqServer, ServerWaker, XenGuestMemory, XenStore};
+use xen_ioemu::xen::{DeviceModelHandle, IoHandler, IoreqServer, ServerWaker, XenGuestMemory, XenStore, XenstoreRead};
 
 struct Console(Mutex<Option<std::fs::File>>);
 
@@ -124,6 +124,14 @@ fn main() {
     memory.set_dirty_logging(true);
     let xs = XenStore::open().unwrap_or_else(|e| fail(&console, &e.to_string()));
     xs.report_state(domid, "running").unwrap_or_else(|e| fail(&console, &e.to_string()));
+    let entries = xs.directory(&format!("/local/domain/0/device-model/{domid}"));
+    console.line(&format!(
+        "xenstore: device-model/{domid} = {entries:?}, platform device disabled = {}",
+        xs.platform_device_disabled(domid)
+    ));
+    xs.publish_serial_tty(domid, 0, "/dev/pts/probe").unwrap_or_else(|e| fail(&console, &e.to_string()));
+    let tty = xs.read(&format!("/local/domain/{domid}/serial/0/tty"));
+    console.line(&format!("xenstore: serial/0/tty reads back {tty:?}"));
     // dm_restrict: from here on the descriptors only reach this domain.
     match server.restrict() {
         Ok(()) => console.line(&format!("privcmd and evtchn restricted to d{domid}")),

@@ -77,6 +77,8 @@ fn ioreq_server_round_trips_on_nested_xen() {
         "ioreq server 0 for domain 1: 2 vCPU(s)",
         "XENIOEMU-PROBE: privcmd and evtchn restricted to d1",
         "XENIOEMU-PROBE: holding requests for 2 s",
+        "XENIOEMU-PROBE: xenstore: device-model/1 = [\"disable_pf\", \"state\"], platform device disabled = false",
+        "XENIOEMU-PROBE: xenstore: serial/0/tty reads back Some(\"/dev/pts/probe\")",
     ] {
         assert!(log.contains(expected), "device model line {expected:?} missing");
     }
