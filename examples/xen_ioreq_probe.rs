@@ -11,7 +11,7 @@ use nix::sys::signal::{SigSet, Signal};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use xen_ioemu::xen::{DeviceModelHandle, IoHandler, IoreqServer, ServerWaker, XenGuestMemory, XenStore, XenstoreRead};
+use xen_ioemu::xen::{DeviceModelHandle, PageMapping, IoHandler, IoreqServer, ServerWaker, XenGuestMemory, XenStore, XenstoreRead};
 
 struct Console(Mutex<Option<std::fs::File>>);
 
@@ -114,8 +114,11 @@ fn main() {
     signals.thread_block().expect("block signals");
 
     let dm = Arc::new(DeviceModelHandle::open(domid).unwrap_or_else(|e| fail(&console, &e.to_string())));
-    let mut server = IoreqServer::create(dm.clone(), true).unwrap_or_else(|e| fail(&console, &e.to_string()));
-    console.line(&format!("ioreq server {} created for d{domid}", server.id()));
+    // A domain named *-gfn exercises the legacy page mapping (gfns + MMAPBATCH).
+    let name = args.iter().position(|a| a == "-domain-name" || a == "-name").and_then(|i| args.get(i + 1)).cloned().unwrap_or_default();
+    let mapping = if name.ends_with("-gfn") { PageMapping::GuestFrames } else { PageMapping::Auto };
+    let mut server = IoreqServer::create_with(dm.clone(), true, mapping).unwrap_or_else(|e| fail(&console, &e.to_string()));
+    console.line(&format!("ioreq server {} created for d{domid} ({mapping:?} page mapping)", server.id()));
     server.claim_ports(&[0x1f0..=0x1f7]).unwrap_or_else(|e| fail(&console, &e.to_string()));
     server.claim_mmio(0xfebf_0000..=0xfebf_0fff).unwrap_or_else(|e| fail(&console, &e.to_string()));
     server.claim_pci(0, 0x09).unwrap_or_else(|e| fail(&console, &e.to_string()));

@@ -40,8 +40,18 @@ fn ioreq_server_round_trips_on_nested_xen() {
     let log = run(Command::new(&script).arg(&xen).arg("boot").env("TIMEOUT", "300"));
     let _ = std::fs::remove_dir_all(&scratch);
 
-    let guest: Vec<&str> = log.lines().filter(|l| l.contains("(d1)")).collect();
-    println!("guest console:\n{}", guest.join("\n"));
+    for (domid, mapping) in [(1, "Auto"), (2, "GuestFrames")] {
+        check_domain(&log, domid, mapping);
+    }
+    assert!(!log.contains("PROBE STILL RUNNING"), "the device model outlived its domain");
+    assert!(!log.contains("FATAL"), "the probe failed");
+}
+
+/// The guest's console lines and the device model's log for one domain.
+fn check_domain(log: &str, domid: u32, mapping: &str) {
+    let tag = format!("(d{domid})");
+    let guest: Vec<&str> = log.lines().filter(|l| l.contains(&tag)).collect();
+    println!("guest console of d{domid}:\n{}", guest.join("\n"));
     let has_guest = |needle: &str| guest.iter().any(|l| l.contains(needle));
     for expected in [
         "RUSTDM-PROBE: inb(0x1f7)=0x50",
@@ -53,19 +63,24 @@ fn ioreq_server_round_trips_on_nested_xen() {
         "RUSTDM-PROBE: rep movsl x2 from 0xfebf0000: 00 00 ed fe 04 00 ed fe",
         "RUSTDM-PROBE: asking for power-off",
     ] {
-        assert!(has_guest(expected), "guest line {expected:?} missing; guest said:\n{}", guest.join("\n"));
+        assert!(has_guest(expected), "d{domid}: guest line {expected:?} missing");
     }
-    assert!(!has_guest("still alive after power-off"), "remote_shutdown did not stop the guest");
+    assert!(!has_guest("still alive after power-off"), "d{domid}: remote_shutdown did not stop the guest");
     // The held read completes only after the hold: compare the guest's own
     // timestamps ("(d1) [   18.41] ...") of the lines before and after it.
     let stamp = |needle: &str| -> f64 {
         let line = guest.iter().find(|l| l.contains(needle)).expect("line present");
-        let inner = line.split("(d1) [").nth(1).expect("timestamp");
+        let inner = line.split(&format!("{tag} [")).nth(1).expect("timestamp");
         inner.split(']').next().unwrap().trim().parse().expect("seconds")
     };
     let held_for = stamp("held inb(0x1f7)") - stamp("RUSTDM-PROBE: inb(0x1f7)");
-    println!("held request completed after {held_for:.3} s");
-    assert!((1.9..10.0).contains(&held_for), "held request completed after {held_for} s, expected about 2 s");
+    println!("d{domid}: held request completed after {held_for:.3} s");
+    assert!((1.9..10.0).contains(&held_for), "d{domid}: held request completed after {held_for} s, expected about 2 s");
+
+    // The device model's log (qemu-dm-<name>.log, printed by run.sh) for this domain.
+    let start = log.find(&format!("ioreq server 0 created for d{domid} ({mapping} page mapping)")).unwrap_or_else(|| panic!("d{domid}: no {mapping} server"));
+    let dm_log = &log[start..];
+    let dm_log = &dm_log[..dm_log.find("ioreq server torn down; exiting").unwrap_or_else(|| panic!("d{domid}: no teardown"))];
     for expected in [
         "XENIOEMU-PROBE: pio write port=0x1f0 size=2 value=0xb1b2",
         "XENIOEMU-PROBE: pio write port=0x1f4 size=4 value=0xcafef00d",
@@ -73,15 +88,13 @@ fn ioreq_server_round_trips_on_nested_xen() {
         "XENIOEMU-PROBE: mmio write 0xfebf0020 size=4 value=0x11223344",
         "set_isa_irq_level(14, 1) -> Ok(()); set_pci_link_route(0, 11) -> Ok(()); set_pci_intx_level(00:01 INTA) -> Ok(())",
         "XENIOEMU-PROBE: remote_shutdown(poweroff) -> Ok(())",
-        "XENIOEMU-PROBE: ioreq server torn down; exiting",
-        "ioreq server 0 for domain 1: 2 vCPU(s)",
-        "XENIOEMU-PROBE: privcmd and evtchn restricted to d1",
+        &format!("XENIOEMU-PROBE: privcmd and evtchn restricted to d{domid}"),
         "XENIOEMU-PROBE: holding requests for 2 s",
-        "XENIOEMU-PROBE: xenstore: device-model/1 = [\"disable_pf\", \"state\"], platform device disabled = false",
+        &format!("XENIOEMU-PROBE: xenstore: device-model/{domid} = [\"disable_pf\", \"state\"], platform device disabled = false"),
         "XENIOEMU-PROBE: xenstore: serial/0/tty reads back Some(\"/dev/pts/probe\")",
     ] {
-        assert!(log.contains(expected), "device model line {expected:?} missing");
+        assert!(dm_log.contains(expected), "d{domid}: device model line {expected:?} missing");
     }
-    assert!(!log.contains("PROBE STILL RUNNING"), "the device model outlived its domain");
-    assert!(!log.contains("FATAL"), "the probe failed");
+    assert!(log.contains(&format!("ioreq server 0 for domain {domid}: 2 vCPU(s)")));
+    assert!(!dm_log.contains("FATAL"), "d{domid}: the probe failed");
 }

@@ -22,6 +22,16 @@ pub struct IoreqServerInfo {
     pub bufioreq_gfn: Option<u64>,
 }
 
+/// How to reach the ioreq pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageMapping {
+    /// MMAP_RESOURCE (Linux >= 4.18), falling back to `GuestFrames` when
+    /// the kernel does not know it.
+    Auto,
+    /// get_ioreq_server_info gfns + MMAPBATCH_V2 (what QEMU does on old kernels).
+    GuestFrames,
+}
+
 /// Most extents per modified_memory call; keeps the buffer small.
 const MODIFIED_MEMORY_BATCH: usize = 256;
 
@@ -158,32 +168,42 @@ impl DeviceModelHandle {
     /// Map the ioreq server's pages: frame 0 buffered (if `with_buffered`),
     /// then the synchronous frame. Falls back to get_ioreq_server_info gfns +
     /// MMAPBATCH when the kernel has no MMAP_RESOURCE.
-    pub fn map_ioreq_pages(&self, id: IoServId, with_buffered: bool) -> Result<IoreqPages> {
+    pub fn map_ioreq_pages(&self, id: IoServId, with_buffered: bool, how: PageMapping) -> Result<IoreqPages> {
         let wrap = |e: XenError| XenError::MapIoreqPages { id, domid: self.domid, source: Box::new(e) };
+        if how == PageMapping::GuestFrames {
+            return self.map_ioreq_pages_by_gfn(id, with_buffered).map_err(wrap);
+        }
         let (first, num) = if with_buffered {
             (XENMEM_RESOURCE_IOREQ_SERVER_FRAME_BUFIOREQ, 2)
         } else {
             (xenmem_resource_ioreq_server_frame_ioreq(0), 1)
         };
         match self.privcmd.mmap_resource(self.domid, XENMEM_RESOURCE_IOREQ_SERVER, u32::from(id), first, num) {
-            Ok(mapping) => Ok(if with_buffered {
-                IoreqPages { sync: PageRef { mapping: Arc::new(mapping), index: 1 }, buffered: None }.with_buffered_in_same(0)
-            } else {
-                IoreqPages { sync: PageRef { mapping: Arc::new(mapping), index: 0 }, buffered: None }
-            }),
+            Ok(mapping) => {
+                let mapping = Arc::new(mapping);
+                Ok(if with_buffered {
+                    IoreqPages { sync: PageRef { mapping: mapping.clone(), index: 1 }, buffered: Some(PageRef { mapping, index: 0 }) }
+                } else {
+                    IoreqPages { sync: PageRef { mapping, index: 0 }, buffered: None }
+                })
+            }
             Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP) | Some(libc::ENOTTY)) => {
                 log::info!("privcmd has no MMAP_RESOURCE ({e}); mapping ioreq pages by gfn");
-                let info = self.get_ioreq_server_info(id, true).map_err(wrap)?;
-                let sync = self.map_one_gfn(info.ioreq_gfn.unwrap_or(u64::MAX)).map_err(wrap)?;
-                let buffered = if with_buffered {
-                    Some(self.map_one_gfn(info.bufioreq_gfn.unwrap_or(u64::MAX)).map_err(wrap)?)
-                } else {
-                    None
-                };
-                Ok(IoreqPages { sync, buffered })
+                self.map_ioreq_pages_by_gfn(id, with_buffered).map_err(wrap)
             }
             Err(source) => Err(wrap(XenError::Ioctl { what: "IOCTL_PRIVCMD_MMAP_RESOURCE", source })),
         }
+    }
+
+    /// The pre-4.18-kernel way: ask Xen for the pages' guest frames and map
+    /// those. Must happen before the server is enabled (Xen then removes
+    /// the frames from the guest's physmap).
+    fn map_ioreq_pages_by_gfn(&self, id: IoServId, with_buffered: bool) -> Result<IoreqPages> {
+        let info = self.get_ioreq_server_info(id, true)?;
+        log::info!("ioreq server {id}: sync page at gfn {:#x?}, buffered at {:#x?}", info.ioreq_gfn, info.bufioreq_gfn);
+        let sync = self.map_one_gfn(info.ioreq_gfn.unwrap_or(u64::MAX))?;
+        let buffered = if with_buffered { Some(self.map_one_gfn(info.bufioreq_gfn.unwrap_or(u64::MAX))?) } else { None };
+        Ok(IoreqPages { sync, buffered })
     }
 
     fn map_one_gfn(&self, gfn: u64) -> Result<PageRef> {
@@ -214,9 +234,3 @@ pub struct IoreqPages {
     pub buffered: Option<PageRef>,
 }
 
-impl IoreqPages {
-    fn with_buffered_in_same(mut self, index: usize) -> Self {
-        self.buffered = Some(PageRef { mapping: self.sync.mapping.clone(), index });
-        self
-    }
-}

@@ -14,7 +14,7 @@ pub mod privcmd;
 pub mod server;
 pub mod xenstore;
 
-pub use dm::{DeviceModelHandle, IoRangeKind};
+pub use dm::{DeviceModelHandle, IoRangeKind, PageMapping};
 pub use evtchn::EventChannels;
 pub use foreign_memory::XenGuestMemory;
 pub use ioreq::{GuestMappings, IoHandler};

@@ -1,7 +1,7 @@
 //! The ioreq server's life: create, map its pages, enable, bind the
 //! per-vCPU event channels, claim ranges, serve, and tear down on drop.
 
-use super::dm::{DeviceModelHandle, IoRangeKind, IoreqPages};
+use super::dm::{DeviceModelHandle, IoRangeKind, IoreqPages, PageMapping};
 use super::evtchn::EventChannels;
 use super::ioreq::{AtomicBufferedIopage, AtomicIoreq, GuestMappings, IoHandler, IoreqDecoder, SlotOutcome, BUFFERED_BUDGET};
 use super::{Result, XenError};
@@ -73,6 +73,11 @@ impl IoreqServer {
     /// channels. With `buffered`, the server takes buffered writes (ATOMIC
     /// mode); the domain stays paused by libxl until we report "running".
     pub fn create(dm: Arc<DeviceModelHandle>, buffered: bool) -> Result<Self> {
+        Self::create_with(dm, buffered, PageMapping::Auto)
+    }
+
+    /// As [`create`](Self::create), choosing how the ioreq pages are mapped.
+    pub fn create_with(dm: Arc<DeviceModelHandle>, buffered: bool, mapping: PageMapping) -> Result<Self> {
         let vcpus = dm.nr_vcpus()?;
         if vcpus as usize > SHARED_IOPAGE_SLOTS {
             return Err(XenError::TooManyVcpus { domid: dm.domid(), vcpus, max: SHARED_IOPAGE_SLOTS });
@@ -104,7 +109,7 @@ impl IoreqServer {
             waker,
             decoder: IoreqDecoder::new(),
         };
-        server.pages = Some(server.dm.map_ioreq_pages(id, buffered)?);
+        server.pages = Some(server.dm.map_ioreq_pages(id, buffered, mapping)?);
         let buffered_remote = if buffered { Some(server.dm.get_ioreq_server_info(id, false)?.bufioreq_port) } else { None };
         // vp_eport is filled in by Xen only when the server is enabled.
         server.dm.set_ioreq_server_state(id, true)?;
