@@ -962,4 +962,67 @@ mod tests {
         assert_eq!(slot.data.load(Ordering::Relaxed), 0x01, "the read result goes inline, per the original flags");
         assert_eq!(slot.flags.load(Ordering::Relaxed), with_state(0x20, STATE_IORESP_READY), "response flags come from the copy");
     }
+
+    mod hostile {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Any slot contents Xen (or a guest steering it) could produce:
+            /// never a panic, always completed, bounded work, state
+            /// IORESP_READY with the other flag bits untouched.
+            #[test]
+            fn any_request_is_completed_with_bounded_work(
+                type_ in prop_oneof![0u8..=2, Just(7u8), Just(8u8), any::<u8>()],
+                flags in any::<u8>(),
+                addr in prop_oneof![any::<u64>(), 0u64..0x10000, 0xfebf_0000u64..0xfebf_1000],
+                data in prop_oneof![any::<u64>(), 0u64..0x3000, (u64::MAX - 64)..=u64::MAX],
+                count in prop_oneof![any::<u32>(), 0u32..8],
+                size in prop_oneof![any::<u32>(), 0u32..=16],
+            ) {
+                let slot = AtomicIoreq::default();
+                slot.addr.store(addr, Ordering::Relaxed);
+                slot.data.store(data, Ordering::Relaxed);
+                slot.count.store(count, Ordering::Relaxed);
+                slot.size.store(size, Ordering::Relaxed);
+                slot.type_.store(type_, Ordering::Relaxed);
+                slot.flags.store(with_state(flags, STATE_IOREQ_READY), Ordering::Release);
+                let mut m = FakeMachine::default();
+                let mem = FakeMemory::new(2, &[1]);
+                let out = IoreqDecoder::new().service_slot(&slot, &mut m, &mem);
+                prop_assert_eq!(out, SlotOutcome::Completed);
+                prop_assert_eq!(slot.flags.load(Ordering::Relaxed), with_state(flags, STATE_IORESP_READY));
+                prop_assert!(m.log.len() <= MAX_REPS as usize);
+                for access in &m.log {
+                    match *access {
+                        Access::PioR(_, s) | Access::PioW(_, s, _) | Access::CfgR(_, _, _, s) | Access::CfgW(_, _, _, s, _) => {
+                            prop_assert!(matches!(s, 1 | 2 | 4))
+                        }
+                        Access::MmioR(_, s) | Access::MmioW(_, s, _) => prop_assert!((1..=8).contains(&s)),
+                    }
+                }
+            }
+
+            /// Any ring contents and pointers: no panic, bounded consumption.
+            #[test]
+            fn any_buffered_ring_is_drained_safely(
+                read in any::<u32>(),
+                ahead in prop_oneof![0u32..=511, any::<u32>()],
+                words in proptest::collection::vec(any::<u64>(), IOREQ_BUFFER_SLOT_NUM),
+                budget in 0usize..600,
+            ) {
+                let page = AtomicBufferedIopage::new_zeroed();
+                for (slot, w) in page.slots.iter().zip(&words) {
+                    slot.store(*w, Ordering::Relaxed);
+                }
+                page.read_pointer.store(read, Ordering::Relaxed);
+                page.write_pointer.store(read.wrapping_add(ahead), Ordering::Relaxed);
+                let mut m = FakeMachine::default();
+                let consumed = IoreqDecoder::new().drain_buffered(&page, &mut m, budget);
+                prop_assert!(consumed <= budget + 1);
+                prop_assert!(m.log.len() <= consumed);
+                prop_assert!(m.log.iter().all(|a| matches!(a, Access::PioW(..) | Access::MmioW(..))));
+            }
+        }
+    }
 }
