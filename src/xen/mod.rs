@@ -2,8 +2,44 @@
 //! PCI-config requests from Xen, plus guest memory, IRQ lines and xenstore.
 //!
 //! `unsafe` lives only in the thin layers over the kernel devices
-//! (`privcmd`, `evtchn`, `foreign_memory`); everything else is safe code on
-//! top of them, and the request decoder (`ioreq`) is unit-tested without Xen.
+//! (`privcmd`, `evtchn`); everything else is safe code on top of them, and
+//! the request decoder (`ioreq`) is unit-tested without Xen.
+//!
+//! Wiring, in the order Xen needs it (the domain stays paused until
+//! "running" is written, so nothing races the guest):
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use xen_ioemu::machine::IrqLine;
+//! use xen_ioemu::xen::*;
+//!
+//! # struct Machine;
+//! # impl IoHandler for Machine {
+//! #     fn pio_read(&mut self, _: u16, _: u8) -> u32 { 0 }
+//! #     fn pio_write(&mut self, _: u16, _: u8, _: u32) {}
+//! #     fn mmio_read(&mut self, _: u64, _: u8) -> u64 { 0 }
+//! #     fn mmio_write(&mut self, _: u64, _: u8, _: u64) {}
+//! #     fn pci_config_read(&mut self, _: u8, _: u8, _: u16, _: u8) -> u32 { 0 }
+//! #     fn pci_config_write(&mut self, _: u8, _: u8, _: u16, _: u8, _: u32) {}
+//! #     fn hold_requests(&self) -> bool { false }
+//! # }
+//! # fn main() -> Result<()> {
+//! let domid = 7;
+//! let dm = Arc::new(DeviceModelHandle::open(domid)?);
+//! let xenstore = XenStore::open()?; // before any restriction
+//! let mut server = IoreqServer::create(dm.clone(), true)?;
+//! server.claim_ports(&[0x1f0..=0x1f7, 0x3f6..=0x3f6, 0x170..=0x177, 0x376..=0x376])?;
+//! server.claim_pci(0, 0x09)?; // 00:01.1 PIIX3 IDE
+//! let memory = Arc::new(XenGuestMemory::new(dm.clone())); // DMA for the devices
+//! let ide_irq: Arc<dyn IrqLine> = Arc::new(IsaIrq::new(dm.clone(), 14));
+//! # let _ = ide_irq;
+//! let waker = server.waker(); // QMP `cont` -> waker.wake(); SIGHUP -> waker.stop()
+//! # let _ = waker;
+//! xenstore.report_state(domid, "running")?;
+//! let mut machine = Machine;
+//! server.run(&mut machine, &*memory)?; // until waker.stop(); drop tears down
+//! # Ok(()) }
+//! ```
 
 pub mod dm;
 pub mod evtchn;
