@@ -140,12 +140,7 @@ impl DeviceModelHandle {
     /// Report guest frames written by the device model (dirty logging).
     pub fn modified_memory(&self, extents: &[(u64, u32)]) -> Result<()> {
         for batch in extents.chunks(MODIFIED_MEMORY_BATCH) {
-            let mut raw = Vec::with_capacity(batch.len() * std::mem::size_of::<DmOpModifiedMemoryExtent>());
-            for &(first_pfn, nr) in batch {
-                raw.extend_from_slice(&nr.to_le_bytes());
-                raw.extend_from_slice(&0u32.to_le_bytes());
-                raw.extend_from_slice(&first_pfn.to_le_bytes());
-            }
+            let mut raw = extents_as_bytes(batch);
             self.op("modified_memory", &DmOpModifiedMemory { nr_extents: batch.len() as u32, opaque: 0 }, Some(&mut raw))?;
         }
         Ok(())
@@ -215,6 +210,19 @@ impl DeviceModelHandle {
     }
 }
 
+/// dm_op buffer 1 of modified_memory: `xen_dm_op_modified_memory_extent[]`.
+fn extents_as_bytes(extents: &[(u64, u32)]) -> Vec<u8> {
+    let stride = std::mem::size_of::<DmOpModifiedMemoryExtent>();
+    let mut raw = vec![0u8; extents.len() * stride];
+    for (chunk, &(first_pfn, nr)) in raw.chunks_exact_mut(stride).zip(extents) {
+        let nr_at = std::mem::offset_of!(DmOpModifiedMemoryExtent, nr);
+        let pfn_at = std::mem::offset_of!(DmOpModifiedMemoryExtent, first_pfn);
+        chunk[nr_at..nr_at + 4].copy_from_slice(&nr.to_le_bytes());
+        chunk[pfn_at..pfn_at + 8].copy_from_slice(&first_pfn.to_le_bytes());
+    }
+    raw
+}
+
 /// One page inside a (possibly shared) mapping.
 #[derive(Clone)]
 pub struct PageRef {
@@ -234,3 +242,24 @@ pub struct IoreqPages {
     pub buffered: Option<PageRef>,
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modified_memory_extents_use_the_c_layout() {
+        let raw = extents_as_bytes(&[(0x1234_5678_9abc, 3), (7, 1)]);
+        assert_eq!(raw.len(), 32);
+        assert_eq!(&raw[..16], &[3, 0, 0, 0, 0, 0, 0, 0, 0xbc, 0x9a, 0x78, 0x56, 0x34, 0x12, 0, 0]);
+        assert_eq!(&raw[16..], &[1, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn pci_ranges_are_single_sbdfs() {
+        let r = DeviceModelHandle::pci_range(3, 0, 0, 1, 1);
+        assert_eq!((r.id, r.type_, r.start, r.end), (3, XEN_DMOP_IO_RANGE_PCI, 0x9, 0x9));
+        let r = DeviceModelHandle::range(1, IoRangeKind::Mmio, 0xfebf_0000, 0xfebf_0fff);
+        assert_eq!((r.type_, r.start, r.end), (XEN_DMOP_IO_RANGE_MEMORY, 0xfebf_0000, 0xfebf_0fff));
+    }
+}

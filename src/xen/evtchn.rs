@@ -9,6 +9,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use xen_sys::*;
 
 pub const EVTCHN_PATH: &str = "/dev/xen/evtchn";
+/// Ports taken from the device per read() (a fixed buffer, no allocation).
+pub const MAX_PENDING_PER_READ: usize = 64;
 
 /// An open event-channel device; ports bound through it are unbound by the
 /// kernel when it is closed.
@@ -80,8 +82,9 @@ impl EventChannels {
     /// notifications were lost: [`reset`](Self::reset), unmask every port
     /// and re-examine everything.
     pub fn pending(&self, out: &mut [EvtchnPort]) -> Result<usize> {
-        let mut raw = vec![0u8; out.len() * 4];
-        match (&self.file).read(&mut raw) {
+        let mut raw = [0u8; MAX_PENDING_PER_READ * 4];
+        let want = out.len().min(MAX_PENDING_PER_READ) * 4;
+        match (&self.file).read(&mut raw[..want]) {
             Ok(n) => {
                 let count = n / 4;
                 for (i, chunk) in raw[..count * 4].chunks_exact(4).enumerate() {

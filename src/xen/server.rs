@@ -14,8 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use xen_sys::*;
 
-/// Pending ports read from the event channel device per read() call.
-const PENDING_BATCH: usize = 64;
+use super::evtchn::MAX_PENDING_PER_READ as PENDING_BATCH;
 /// Idle re-scan period: a lost notification costs at most this much.
 const IDLE_RESCAN_MS: u16 = 1000;
 
