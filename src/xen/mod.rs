@@ -46,6 +46,7 @@ pub mod evtchn;
 pub mod foreign_memory;
 pub mod ioreq;
 pub mod irq;
+pub mod power;
 pub mod privcmd;
 pub mod server;
 pub mod xenstore;
@@ -54,7 +55,8 @@ pub use dm::{DeviceModelHandle, IoRangeKind, PageMapping};
 pub use evtchn::EventChannels;
 pub use foreign_memory::XenGuestMemory;
 pub use ioreq::{GuestMappings, IoHandler};
-pub use irq::{IsaIrq, PciIntx, PciLinkRouter};
+pub use irq::{InterruptController, IsaIrq, PciIntx, PciLinkRouter};
+pub use power::XenPowerControl;
 pub use server::{IoreqServer, ServerWaker};
 pub use xenstore::{XenStore, XenstoreRead};
 
