@@ -40,6 +40,9 @@ fn ioreq_server_round_trips_on_nested_xen() {
     let log = run(Command::new(&script).arg(&xen).arg("boot").env("TIMEOUT", "300"));
     let _ = std::fs::remove_dir_all(&scratch);
 
+    for line in log.lines().filter(|l| l.contains("PROBE-RSS")) {
+        println!("{line}");
+    }
     for (domid, mapping) in [(1, "Auto"), (2, "GuestFrames")] {
         check_domain(&log, domid, mapping);
     }

@@ -21,6 +21,8 @@ CFG
     timeout 120 xl create /tmp/$name.cfg > /tmp/xl-$name.log 2>&1
     mark "xl create $name rc=$?"
     grep -E 'error|warning' /tmp/xl-$name.log
+    p=$(pidof xen_ioreq_probe)
+    [ -n "$p" ] && echo "PROBE-RSS $name: $(grep -E '^(VmRSS|VmHWM)' /proc/$p/status | tr -s ' \t' ' ' | tr '\n' ' ')"
     sleep 8
     mark "xl list after $name ran:"
     xl list
