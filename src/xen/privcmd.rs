@@ -43,7 +43,9 @@ impl ForeignMapping {
     pub fn copy_out(&self, offset: usize, buf: &mut [u8]) {
         assert!(offset.checked_add(buf.len()).is_some_and(|end| end <= self.len));
         // SAFETY: the range is inside the live mapping (asserted above) and
-        // does not overlap `buf`, which is process memory.
+        // does not overlap `buf`, which is process memory. The guest may be
+        // writing the same bytes concurrently (as real DMA races the CPU);
+        // the copy then sees old or new bytes, never memory outside the range.
         unsafe { std::ptr::copy_nonoverlapping(self.addr.as_ptr().add(offset), buf.as_mut_ptr(), buf.len()) }
     }
 

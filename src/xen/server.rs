@@ -246,6 +246,8 @@ impl IoreqServer {
     pub fn service_all(&mut self, handler: &mut dyn IoHandler, mem: &dyn GuestMappings) -> Result<()> {
         let pages = self.pages.take().expect("pages are mapped while the server lives");
         let result = (|| {
+            // Buffered writes were issued by the guest before whatever a
+            // vCPU is now blocked on: apply them first to keep its order.
             if let Some(buffered) = pages.buffered.as_ref() {
                 self.decoder.drain_buffered(buffered.get::<AtomicBufferedIopage>(), handler, BUFFERED_BUDGET);
             }
