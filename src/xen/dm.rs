@@ -231,7 +231,7 @@ pub struct PageRef {
 }
 
 impl PageRef {
-    pub fn get<T>(&self) -> &T {
+    pub fn get<T: super::privcmd::AtomicPageView>(&self) -> &T {
         self.mapping.page_as::<T>(self.index)
     }
 }

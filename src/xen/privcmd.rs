@@ -56,7 +56,7 @@ impl ForeignMapping {
     }
 
     /// View page `index` as `T` (an all-atomics mirror of a shared page).
-    pub fn page_as<T>(&self, index: usize) -> &T {
+    pub fn page_as<T: AtomicPageView>(&self, index: usize) -> &T {
         assert!(std::mem::size_of::<T>() <= PAGE_SIZE && std::mem::align_of::<T>() <= PAGE_SIZE);
         assert!((index + 1) * PAGE_SIZE <= self.len);
         // SAFETY: the page is mapped, page-aligned and large enough for T
@@ -66,6 +66,19 @@ impl ForeignMapping {
         unsafe { &*(self.addr.as_ptr().add(index * PAGE_SIZE) as *const T) }
     }
 }
+
+/// Types made only of atomics (so any bit pattern and any concurrent write
+/// by Xen is fine) that may overlay a shared page.
+///
+/// # Safety
+/// Implementors must consist solely of atomic integers, without padding.
+pub unsafe trait AtomicPageView {}
+
+// SAFETY: `AtomicIoreq` is `#[repr(C)]` and made of atomic integers only,
+// with no padding (its layout mirrors ioreq_t, checked at compile time).
+unsafe impl AtomicPageView for [super::ioreq::AtomicIoreq; SHARED_IOPAGE_SLOTS] {}
+// SAFETY: two AtomicU32 then AtomicU64 slots at offset 8, no padding.
+unsafe impl AtomicPageView for super::ioreq::AtomicBufferedIopage {}
 
 impl Drop for ForeignMapping {
     fn drop(&mut self) {
