@@ -1,0 +1,1028 @@
+//! Decoding and completing ioreqs: the synchronous per-vCPU slots and the
+//! buffered ring. Safe code over atomic views of the shared pages, so the
+//! same logic runs against Xen's pages and against plain memory in tests.
+//!
+//! Every field comes from the guest's side of the fence (the guest chose
+//! the port, size, count and pointer; a hostile or buggy Xen could too), so
+//! each request is copied out of the slot exactly once (XSA-197: re-reading
+//! a field after validating it lets the other side change it in between)
+//! and every value is checked before it is used.
+
+use crate::machine::{GuestMemory, MemError};
+use log::{debug, warn};
+use std::sync::atomic::{fence, AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use xen_sys::*;
+
+/// The machine's side of the front: what a decoded request is dispatched to.
+pub trait IoHandler {
+    fn pio_read(&mut self, port: u16, size: u8) -> u32;
+    fn pio_write(&mut self, port: u16, size: u8, value: u32);
+    fn mmio_read(&mut self, addr: u64, size: u8) -> u64;
+    fn mmio_write(&mut self, addr: u64, size: u8, value: u64);
+    fn pci_config_read(&mut self, bus: u8, devfn: u8, reg: u16, size: u8) -> u32;
+    fn pci_config_write(&mut self, bus: u8, devfn: u8, reg: u16, size: u8, value: u32);
+    /// true while the VM is held (io-error): the request is left pending (the vCPU stays blocked) and re-examined on wake-up.
+    fn hold_requests(&self) -> bool;
+}
+
+/// Guest memory that caches mappings: an INVALIDATE request (the guest's
+/// p2m changed, e.g. ballooning) must drop them.
+pub trait GuestMappings: GuestMemory {
+    fn invalidate(&self);
+}
+
+/// Xen's limit on repetitions per request (`hvmemul_do_io` caps reps at 4096).
+pub const MAX_REPS: u32 = 4096;
+/// Buffered slots handled per wake-up, so a flooding guest cannot starve
+/// the synchronous slots (the ring holds 511; leftovers wait for the next
+/// notification or the idle re-scan).
+pub const BUFFERED_BUDGET: usize = 1024;
+
+/// A synchronous slot as shared with Xen: same layout as `ioreq_t`, every
+/// field accessed atomically because Xen writes it concurrently.
+#[repr(C)]
+#[derive(Default)]
+pub struct AtomicIoreq {
+    pub addr: AtomicU64,
+    pub data: AtomicU64,
+    pub count: AtomicU32,
+    pub size: AtomicU32,
+    pub vp_eport: AtomicU32,
+    pub pad0: AtomicU16,
+    pub flags: AtomicU8,
+    pub type_: AtomicU8,
+}
+
+/// The buffered page (`buffered_iopage_t`); each slot read as one 64-bit
+/// word: low half the packed type/dir/size/addr word, high half the data.
+#[repr(C)]
+pub struct AtomicBufferedIopage {
+    pub read_pointer: AtomicU32,
+    pub write_pointer: AtomicU32,
+    pub slots: [AtomicU64; IOREQ_BUFFER_SLOT_NUM],
+}
+
+const _: () = assert!(std::mem::size_of::<AtomicIoreq>() == std::mem::size_of::<Ioreq>());
+const _: () = assert!(std::mem::offset_of!(AtomicIoreq, flags) == IOREQ_FLAGS_OFFSET);
+const _: () = assert!(std::mem::offset_of!(AtomicIoreq, type_) == std::mem::offset_of!(Ioreq, type_));
+const _: () = assert!(std::mem::offset_of!(AtomicIoreq, vp_eport) == std::mem::offset_of!(Ioreq, vp_eport));
+const _: () = assert!(std::mem::size_of::<AtomicBufferedIopage>() == std::mem::size_of::<BufferedIopage>());
+const _: () = assert!(std::mem::offset_of!(AtomicBufferedIopage, slots) == std::mem::offset_of!(BufferedIopage, buf_ioreq));
+
+impl AtomicIoreq {
+    /// The Xen-owned event channel of this vCPU (filled once the server is enabled).
+    pub fn vp_eport(&self) -> u32 {
+        self.vp_eport.load(Ordering::Acquire)
+    }
+
+    /// Copy the request out; called once per request, after READY was seen.
+    /// `flags` is the byte already read to see READY: reading it again
+    /// could give different dir/data_is_ptr bits than the ones checked.
+    fn snapshot(&self, flags: u8) -> Ioreq {
+        Ioreq {
+            addr: self.addr.load(Ordering::Relaxed),
+            data: self.data.load(Ordering::Relaxed),
+            count: self.count.load(Ordering::Relaxed),
+            size: self.size.load(Ordering::Relaxed),
+            vp_eport: 0,
+            _pad0: 0,
+            flags,
+            type_: self.type_.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl AtomicBufferedIopage {
+    pub fn new_zeroed() -> Box<Self> {
+        Box::new(AtomicBufferedIopage {
+            read_pointer: AtomicU32::new(0),
+            write_pointer: AtomicU32::new(0),
+            slots: std::array::from_fn(|_| AtomicU64::new(0)),
+        })
+    }
+}
+
+/// What servicing one slot did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotOutcome {
+    /// No request waiting.
+    Idle,
+    /// Answered: the caller notifies the vCPU's event channel.
+    Completed,
+    /// Left pending because the VM is held; re-examined on wake-up.
+    Held,
+}
+
+#[derive(Clone, Copy)]
+enum Complaint {
+    PioSize,
+    MmioSize,
+    PciSize,
+    PciSegment,
+    PciPointer,
+    BadPointer,
+    PointerOverflow,
+    RepsCapped,
+    BufferedCorrupt,
+    BufferedRead,
+    BufferedSize,
+}
+const COMPLAINT_KINDS: usize = 11;
+/// Each kind of guest misbehaviour is logged this many times, then only
+/// every [`COMPLAINT_EVERY`]th time, so a guest cannot flood the log.
+const COMPLAINT_FIRST: u64 = 16;
+const COMPLAINT_EVERY: u64 = 4096;
+
+/// The decoder state that outlives one request: log rate limits.
+pub struct IoreqDecoder {
+    complaints: [u64; COMPLAINT_KINDS],
+    unknown_types_seen: [bool; 256],
+}
+
+impl Default for IoreqDecoder {
+    fn default() -> Self {
+        IoreqDecoder { complaints: [0; COMPLAINT_KINDS], unknown_types_seen: [false; 256] }
+    }
+}
+
+impl IoreqDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn should_log(&mut self, kind: Complaint) -> bool {
+        let n = &mut self.complaints[kind as usize];
+        *n += 1;
+        *n <= COMPLAINT_FIRST || n.is_multiple_of(COMPLAINT_EVERY)
+    }
+
+    /// How often a kind of bad request was seen.
+    #[cfg(test)]
+    fn complaint_count(&self, kind: Complaint) -> u64 {
+        self.complaints[kind as usize]
+    }
+
+    /// Service one synchronous slot: if it holds a READY request, copy it,
+    /// mark it INPROCESS, dispatch, write the result and mark IORESP_READY.
+    pub fn service_slot(
+        &mut self,
+        slot: &AtomicIoreq,
+        handler: &mut dyn IoHandler,
+        mem: &dyn GuestMappings,
+    ) -> SlotOutcome {
+        let flags = slot.flags.load(Ordering::Acquire);
+        if state_of_flags(flags) != STATE_IOREQ_READY {
+            return SlotOutcome::Idle;
+        }
+        // Pairs with Xen's barrier before it set READY: the fields written
+        // before READY are visible to the snapshot below.
+        fence(Ordering::Acquire);
+        let req = slot.snapshot(flags);
+        let always_completed = matches!(req.type_, IOREQ_TYPE_INVALIDATE | IOREQ_TYPE_TIMEOFFSET);
+        if !always_completed && handler.hold_requests() {
+            return SlotOutcome::Held;
+        }
+        slot.flags.store(with_state(req.flags, STATE_IOREQ_INPROCESS), Ordering::Relaxed);
+        if let Some(data) = self.dispatch(&req, handler, mem) {
+            slot.data.store(data, Ordering::Relaxed);
+        }
+        // Everything written above must be visible before Xen sees the response.
+        fence(Ordering::Release);
+        slot.flags.store(with_state(req.flags, STATE_IORESP_READY), Ordering::Release);
+        SlotOutcome::Completed
+    }
+
+    /// Run one request; returns the new `data` for reads that carry their
+    /// value inline.
+    fn dispatch(&mut self, req: &Ioreq, handler: &mut dyn IoHandler, mem: &dyn GuestMappings) -> Option<u64> {
+        match req.type_ {
+            IOREQ_TYPE_PIO => self.pio(req, handler, mem),
+            IOREQ_TYPE_COPY => self.mmio(req, handler, mem),
+            IOREQ_TYPE_PCI_CONFIG => self.pci_config(req, handler),
+            IOREQ_TYPE_INVALIDATE => {
+                mem.invalidate();
+                None
+            }
+            IOREQ_TYPE_TIMEOFFSET => {
+                debug!("guest RTC offset changed: {} s", req.data as i64);
+                None
+            }
+            other => {
+                if !self.unknown_types_seen[usize::from(other)] {
+                    self.unknown_types_seen[usize::from(other)] = true;
+                    warn!("ioreq type {other} is not handled; completing it (reads return all-ones)");
+                }
+                inline_read(req).then_some(u64::MAX)
+            }
+        }
+    }
+
+    fn reps(&mut self, req: &Ioreq) -> u32 {
+        if req.count > MAX_REPS {
+            if self.should_log(Complaint::RepsCapped) {
+                warn!("ioreq with {} repetitions capped at {MAX_REPS} (addr {:#x})", req.count, req.addr);
+            }
+            MAX_REPS
+        } else {
+            req.count
+        }
+    }
+
+    fn pio(&mut self, req: &Ioreq, handler: &mut dyn IoHandler, mem: &dyn GuestMappings) -> Option<u64> {
+        let size = match req.size {
+            1 | 2 | 4 => req.size as u8,
+            bad => {
+                if self.should_log(Complaint::PioSize) {
+                    warn!("port I/O of size {bad} at port {:#x} refused (sizes 1/2/4 only)", req.addr);
+                }
+                return inline_read(req).then_some(u64::MAX);
+            }
+        };
+        // Xen only sends 16-bit ports; the upper bits are ignored like the
+        // CPU's address decoder would.
+        let port = req.addr as u16;
+        if !req.data_is_ptr() {
+            return if req.dir() == IOREQ_READ {
+                Some(u64::from(handler.pio_read(port, size)))
+            } else {
+                handler.pio_write(port, size, req.data as u32 & size_mask32(size));
+                None
+            };
+        }
+        for i in 0..self.reps(req) {
+            let Some(gpa) = self.element_addr(req.data, i, size, req.df()) else { break };
+            if req.dir() == IOREQ_READ {
+                let value = handler.pio_read(port, size);
+                if let Err(e) = mem.write(gpa, &value.to_le_bytes()[..usize::from(size)]) {
+                    self.bad_pointer("rep ins", port.into(), e);
+                    break;
+                }
+            } else {
+                let mut buf = [0u8; 4];
+                if let Err(e) = mem.read(gpa, &mut buf[..usize::from(size)]) {
+                    self.bad_pointer("rep outs", port.into(), e);
+                    break;
+                }
+                handler.pio_write(port, size, u32::from_le_bytes(buf));
+            }
+        }
+        None
+    }
+
+    fn mmio(&mut self, req: &Ioreq, handler: &mut dyn IoHandler, mem: &dyn GuestMappings) -> Option<u64> {
+        let size = match req.size {
+            1..=8 => req.size as u8,
+            bad => {
+                if self.should_log(Complaint::MmioSize) {
+                    warn!("MMIO access of size {bad} at {:#x} refused (1..8 bytes only)", req.addr);
+                }
+                return inline_read(req).then_some(u64::MAX);
+            }
+        };
+        let reps = self.reps(req);
+        let mut inline = req.data & size_mask64(size);
+        for i in 0..reps {
+            // As QEMU's cpu_ioreq_move: rep movs/stos step the MMIO address too.
+            let Some(mmio) = self.element_addr(req.addr, i, size, req.df()) else { break };
+            if !req.data_is_ptr() {
+                if req.dir() == IOREQ_READ {
+                    inline = handler.mmio_read(mmio, size);
+                } else {
+                    handler.mmio_write(mmio, size, inline);
+                }
+                continue;
+            }
+            let Some(gpa) = self.element_addr(req.data, i, size, req.df()) else { break };
+            let n = usize::from(size);
+            if req.dir() == IOREQ_READ {
+                let value = handler.mmio_read(mmio, size);
+                if let Err(e) = mem.write(gpa, &value.to_le_bytes()[..n]) {
+                    self.bad_pointer("MMIO read to memory", mmio, e);
+                    break;
+                }
+            } else {
+                let mut buf = [0u8; 8];
+                if let Err(e) = mem.read(gpa, &mut buf[..n]) {
+                    self.bad_pointer("MMIO write from memory", mmio, e);
+                    break;
+                }
+                handler.mmio_write(mmio, size, u64::from_le_bytes(buf));
+            }
+        }
+        (inline_read(req)).then_some(inline)
+    }
+
+    fn pci_config(&mut self, req: &Ioreq, handler: &mut dyn IoHandler) -> Option<u64> {
+        let segment = (req.addr >> 48) as u16;
+        let bus = (req.addr >> 40) as u8;
+        let devfn = ((req.addr >> 32) & 0xff) as u8;
+        let reg = req.addr as u32;
+        let size = match req.size {
+            1 | 2 | 4 => req.size as u8,
+            bad => {
+                if self.should_log(Complaint::PciSize) {
+                    warn!("PCI config access of size {bad} to {bus:02x}:{devfn:02x} reg {reg:#x} refused");
+                }
+                return inline_read(req).then_some(u64::MAX);
+            }
+        };
+        if req.data_is_ptr() {
+            if self.should_log(Complaint::PciPointer) {
+                warn!("PCI config access with a data pointer to {bus:02x}:{devfn:02x} reg {reg:#x} ignored");
+            }
+            return None;
+        }
+        // Extended config space ends at 4 KiB; an access must not cross it.
+        if segment != 0 || reg + u32::from(size) > 0x1000 {
+            if self.should_log(Complaint::PciSegment) {
+                warn!("PCI config access to {segment:04x}:{bus:02x}:{devfn:02x} reg {reg:#x} is outside config space");
+            }
+            return inline_read(req).then_some(u64::MAX);
+        }
+        let reg = reg as u16;
+        if req.dir() == IOREQ_READ {
+            Some(u64::from(handler.pci_config_read(bus, devfn, reg, size)))
+        } else {
+            handler.pci_config_write(bus, devfn, reg, size, req.data as u32 & size_mask32(size));
+            None
+        }
+    }
+
+    /// `base ± i*size`, or None (logged) when it leaves the 64-bit space.
+    fn element_addr(&mut self, base: u64, i: u32, size: u8, df: bool) -> Option<u64> {
+        let offset = u64::from(i) * u64::from(size);
+        let addr = if df { base.checked_sub(offset) } else { base.checked_add(offset) };
+        if addr.is_none() && self.should_log(Complaint::PointerOverflow) {
+            warn!("ioreq buffer {base:#x} element {i} wraps the address space; remaining elements skipped");
+        }
+        addr
+    }
+
+    fn bad_pointer(&mut self, what: &str, target: u64, err: MemError) {
+        if self.should_log(Complaint::BadPointer) {
+            warn!("{what} at {target:#x}: {err}; remaining elements skipped");
+        }
+    }
+
+    /// Drain the buffered ring: writes Xen already acknowledged to the guest
+    /// (so they are applied even while requests are held). Returns the number
+    /// of slots consumed.
+    /// At most `budget` slots (plus the second half of a pair) are consumed.
+    pub fn drain_buffered(&mut self, page: &AtomicBufferedIopage, handler: &mut dyn IoHandler, budget: usize) -> usize {
+        let slot_num = IOREQ_BUFFER_SLOT_NUM as u32;
+        let mut consumed = 0usize;
+        while consumed < budget {
+            let read = page.read_pointer.load(Ordering::Acquire);
+            let write = page.write_pointer.load(Ordering::Acquire);
+            // Slot contents written before write_pointer moved are visible now.
+            fence(Ordering::Acquire);
+            if read == write {
+                break;
+            }
+            let pending = write.wrapping_sub(read);
+            if pending > slot_num {
+                if self.should_log(Complaint::BufferedCorrupt) {
+                    warn!("buffered ioreq ring pointers read={read} write={write} are inconsistent; discarding");
+                }
+                page.read_pointer.fetch_add(pending, Ordering::AcqRel);
+                break;
+            }
+            let first = BufIoreq::from_word(page.slots[(read % slot_num) as usize].load(Ordering::Relaxed));
+            let mut used = 1u32;
+            let mut value = u64::from(first.data);
+            if first.size_code() == 3 {
+                if pending < 2 {
+                    // The high half is not published yet: wait for it.
+                    break;
+                }
+                let second = BufIoreq::from_word(page.slots[(read.wrapping_add(1) % slot_num) as usize].load(Ordering::Relaxed));
+                value |= u64::from(second.data) << 32;
+                used = 2;
+            }
+            self.buffered_one(&first, value, handler);
+            fence(Ordering::Release);
+            // Atomic add, not a store: in ATOMIC mode Xen may rebase both
+            // pointers with one 64-bit cmpxchg at any time.
+            page.read_pointer.fetch_add(used, Ordering::AcqRel);
+            consumed += used as usize;
+        }
+        consumed
+    }
+
+    fn buffered_one(&mut self, req: &BufIoreq, value: u64, handler: &mut dyn IoHandler) {
+        if req.dir() == IOREQ_READ {
+            if self.should_log(Complaint::BufferedRead) {
+                warn!("buffered ioreq with read direction at {:#x} ignored", req.addr());
+            }
+            return;
+        }
+        let size = req.size_bytes();
+        match req.type_() {
+            IOREQ_TYPE_PIO if size <= 4 => handler.pio_write(req.addr() as u16, size, value as u32),
+            IOREQ_TYPE_COPY => handler.mmio_write(u64::from(req.addr()), size, value),
+            IOREQ_TYPE_TIMEOFFSET => debug!("guest RTC offset changed: {} s", value as i64),
+            IOREQ_TYPE_INVALIDATE => {}
+            other => {
+                if self.should_log(Complaint::BufferedSize) {
+                    warn!("buffered ioreq type {other} size {size} at {:#x} ignored", req.addr());
+                }
+            }
+        }
+    }
+}
+
+trait FromWord {
+    fn from_word(word: u64) -> Self;
+}
+impl FromWord for BufIoreq {
+    fn from_word(word: u64) -> Self {
+        BufIoreq { word0: word as u32, data: (word >> 32) as u32 }
+    }
+}
+
+fn inline_read(req: &Ioreq) -> bool {
+    req.dir() == IOREQ_READ && !req.data_is_ptr()
+}
+
+fn size_mask32(size: u8) -> u32 {
+    if size >= 4 { u32::MAX } else { (1u32 << (8 * u32::from(size))) - 1 }
+}
+
+fn size_mask64(size: u8) -> u64 {
+    if size >= 8 { u64::MAX } else { (1u64 << (8 * u32::from(size))) - 1 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Mutex;
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum Access {
+        PioR(u16, u8),
+        PioW(u16, u8, u32),
+        MmioR(u64, u8),
+        MmioW(u64, u8, u64),
+        CfgR(u8, u8, u16, u8),
+        CfgW(u8, u8, u16, u8, u32),
+    }
+
+    #[derive(Default)]
+    struct FakeMachine {
+        log: Vec<Access>,
+        next_read: u64,
+        hold: bool,
+    }
+
+    impl FakeMachine {
+        fn value(&mut self) -> u64 {
+            self.next_read += 1;
+            0x1122_3344_5566_7700 + self.next_read
+        }
+    }
+
+    impl IoHandler for FakeMachine {
+        fn pio_read(&mut self, port: u16, size: u8) -> u32 {
+            self.log.push(Access::PioR(port, size));
+            self.value() as u32 & size_mask32(size)
+        }
+        fn pio_write(&mut self, port: u16, size: u8, value: u32) {
+            self.log.push(Access::PioW(port, size, value));
+        }
+        fn mmio_read(&mut self, addr: u64, size: u8) -> u64 {
+            self.log.push(Access::MmioR(addr, size));
+            self.value() & size_mask64(size)
+        }
+        fn mmio_write(&mut self, addr: u64, size: u8, value: u64) {
+            self.log.push(Access::MmioW(addr, size, value));
+        }
+        fn pci_config_read(&mut self, bus: u8, devfn: u8, reg: u16, size: u8) -> u32 {
+            self.log.push(Access::CfgR(bus, devfn, reg, size));
+            0xabcd_1234 & size_mask32(size)
+        }
+        fn pci_config_write(&mut self, bus: u8, devfn: u8, reg: u16, size: u8, value: u32) {
+            self.log.push(Access::CfgW(bus, devfn, reg, size, value));
+        }
+        fn hold_requests(&self) -> bool {
+            self.hold
+        }
+    }
+
+    /// Guest RAM of `pages` pages from gpa 0; pages listed in `holes` are
+    /// unmappable (like ballooned-out frames).
+    struct FakeMemory {
+        ram: Mutex<Vec<u8>>,
+        holes: Vec<u64>,
+        invalidations: AtomicUsize,
+    }
+
+    impl FakeMemory {
+        fn new(pages: usize, holes: &[u64]) -> Self {
+            FakeMemory { ram: Mutex::new(vec![0; pages * 4096]), holes: holes.to_vec(), invalidations: AtomicUsize::new(0) }
+        }
+        fn check(&self, gpa: u64, len: usize) -> Result<std::ops::Range<usize>, MemError> {
+            let ram_len = self.ram.lock().unwrap().len() as u64;
+            let end = gpa.checked_add(len as u64).filter(|&e| e <= ram_len).ok_or(MemError::OutOfRange { gpa, len })?;
+            if let Some(&gfn) = self.holes.iter().find(|&&g| g >= gpa >> 12 && g <= (end.max(1) - 1) >> 12) {
+                return Err(MemError::Unmappable { gfn, errno: 22 });
+            }
+            Ok(gpa as usize..end as usize)
+        }
+        fn bytes(&self, gpa: usize, len: usize) -> Vec<u8> {
+            self.ram.lock().unwrap()[gpa..gpa + len].to_vec()
+        }
+    }
+
+    impl GuestMemory for FakeMemory {
+        fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemError> {
+            let r = self.check(gpa, buf.len())?;
+            buf.copy_from_slice(&self.ram.lock().unwrap()[r]);
+            Ok(())
+        }
+        fn write(&self, gpa: u64, data: &[u8]) -> Result<(), MemError> {
+            let r = self.check(gpa, data.len())?;
+            self.ram.lock().unwrap()[r].copy_from_slice(data);
+            Ok(())
+        }
+    }
+
+    impl GuestMappings for FakeMemory {
+        fn invalidate(&self) {
+            self.invalidations.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    struct Req {
+        type_: u8,
+        dir: u8,
+        addr: u64,
+        data: u64,
+        size: u32,
+        count: u32,
+        ptr: bool,
+        df: bool,
+    }
+
+    fn req(type_: u8, dir: u8, addr: u64, size: u32) -> Req {
+        Req { type_, dir, addr, data: 0, size, count: 1, ptr: false, df: false }
+    }
+
+    fn post(r: &Req) -> AtomicIoreq {
+        let slot = AtomicIoreq::default();
+        let mut plain = Ioreq { addr: r.addr, data: r.data, count: r.count, size: r.size, vp_eport: 77, _pad0: 0, flags: 0, type_: r.type_ };
+        plain.set_dir(r.dir);
+        plain.set_data_is_ptr(r.ptr);
+        plain.set_df(r.df);
+        plain.set_state(STATE_IOREQ_READY);
+        slot.addr.store(plain.addr, Ordering::Relaxed);
+        slot.data.store(plain.data, Ordering::Relaxed);
+        slot.count.store(plain.count, Ordering::Relaxed);
+        slot.size.store(plain.size, Ordering::Relaxed);
+        slot.vp_eport.store(plain.vp_eport, Ordering::Relaxed);
+        slot.type_.store(plain.type_, Ordering::Relaxed);
+        slot.flags.store(plain.flags, Ordering::Release);
+        slot
+    }
+
+    fn run(r: &Req, m: &mut FakeMachine, mem: &FakeMemory) -> (SlotOutcome, AtomicIoreq, IoreqDecoder) {
+        let slot = post(r);
+        let mut d = IoreqDecoder::new();
+        let out = d.service_slot(&slot, m, mem);
+        (out, slot, d)
+    }
+
+    fn state(slot: &AtomicIoreq) -> u8 {
+        state_of_flags(slot.flags.load(Ordering::Acquire))
+    }
+
+    #[test]
+    fn pio_read_returns_the_device_value_and_keeps_the_other_flag_bits() {
+        let (mut m, mem) = (FakeMachine::default(), FakeMemory::new(1, &[]));
+        let (out, slot, _) = run(&req(IOREQ_TYPE_PIO, IOREQ_READ, 0x1f7, 1), &mut m, &mem);
+        assert_eq!(out, SlotOutcome::Completed);
+        assert_eq!(m.log, vec![Access::PioR(0x1f7, 1)]);
+        assert_eq!(slot.data.load(Ordering::Relaxed), 0x01);
+        assert_eq!(state(&slot), STATE_IORESP_READY);
+        assert_eq!(slot.flags.load(Ordering::Relaxed) & 0xf0, 0x20, "dir bit must survive");
+        assert_eq!(slot.vp_eport.load(Ordering::Relaxed), 77, "vp_eport is Xen's and is never written");
+    }
+
+    #[test]
+    fn pio_write_masks_data_to_the_access_size() {
+        let (mut m, mem) = (FakeMachine::default(), FakeMemory::new(1, &[]));
+        let mut r = req(IOREQ_TYPE_PIO, IOREQ_WRITE, 0x1f0, 2);
+        r.data = 0xdead_beef_cafe_f00d;
+        let (out, slot, _) = run(&r, &mut m, &mem);
+        assert_eq!(out, SlotOutcome::Completed);
+        assert_eq!(m.log, vec![Access::PioW(0x1f0, 2, 0xf00d)]);
+        assert_eq!(slot.data.load(Ordering::Relaxed), 0xdead_beef_cafe_f00d, "a write leaves data alone");
+    }
+
+    #[test]
+    fn pio_bad_sizes_complete_with_all_ones_without_touching_devices() {
+        for size in [0u32, 3, 8, 16, u32::MAX] {
+            let (mut m, mem) = (FakeMachine::default(), FakeMemory::new(1, &[]));
+            let (out, slot, d) = run(&req(IOREQ_TYPE_PIO, IOREQ_READ, 0x1f0, size), &mut m, &mem);
+            assert_eq!(out, SlotOutcome::Completed, "size {size}");
+            assert_eq!(slot.data.load(Ordering::Relaxed), u64::MAX);
+            assert!(m.log.is_empty());
+            assert_eq!(d.complaint_count(Complaint::PioSize), 1);
+            let (_, _, _) = run(&req(IOREQ_TYPE_PIO, IOREQ_WRITE, 0x1f0, size), &mut m, &mem);
+            assert!(m.log.is_empty(), "bad-size write reached a device");
+        }
+    }
+
+    #[test]
+    fn rep_ins_writes_each_element_forward_and_backward() {
+        let (mut m, mem) = (FakeMachine::default(), FakeMemory::new(2, &[]));
+        let mut r = req(IOREQ_TYPE_PIO, IOREQ_READ, 0x1f0, 2);
+        (r.ptr, r.count, r.data) = (true, 3, 0x100);
+        run(&r, &mut m, &mem);
+        assert_eq!(m.log, vec![Access::PioR(0x1f0, 2); 3]);
+        assert_eq!(mem.bytes(0x100, 6), vec![0x01, 0x77, 0x02, 0x77, 0x03, 0x77]);
+
+        let (mut m, mem) = (FakeMachine::default(), FakeMemory::new(2, &[]));
+        (r.df, r.data) = (true, 0x104);
+        run(&r, &mut m, &mem);
+        assert_eq!(mem.bytes(0x100, 6), vec![0x03, 0x77, 0x02, 0x77, 0x01, 0x77], "df=1 walks down");
+    }
+
+    #[test]
+    fn rep_outs_reads_elements_from_guest_memory() {
+        let (mut m, mem) = (FakeMachine::default(), FakeMemory::new(1, &[]));
+        mem.write(0x200, &[1, 0, 0, 0, 2, 0, 0, 0]).unwrap();
+        let mut r = req(IOREQ_TYPE_PIO, IOREQ_WRITE, 0x1f0, 4);
+        (r.ptr, r.count, r.data) = (true, 2, 0x200);
+        run(&r, &mut m, &mem);
+        assert_eq!(m.log, vec![Access::PioW(0x1f0, 4, 1), Access::PioW(0x1f0, 4, 2)]);
+    }
+
+    #[test]
+    fn rep_with_a_bad_pointer_stops_at_the_first_unmappable_element() {
+        // Page 1 is a hole: elements 0..=1 are on page 0, element 2 on page 1.
+        let (mut m, mem) = (FakeMachine::default(), FakeMemory::new(2, &[1]));
+        let mut r = req(IOREQ_TYPE_PIO, IOREQ_WRITE, 0x1f0, 2);
+        (r.ptr, r.count, r.data) = (true, 4, 0xffc);
+        let (out, slot, d) = run(&r, &mut m, &mem);
+        assert_eq!(out, SlotOutcome::Completed);
+        assert_eq!(state(&slot), STATE_IORESP_READY);
+        assert_eq!(m.log.len(), 2, "only the readable elements reach the port");
+        assert_eq!(d.complaint_count(Complaint::BadPointer), 1);
+
+        // rep ins past the end of RAM: the port is read, the store is dropped.
+        let (mut m, mem) = (FakeMachine::default(), FakeMemory::new(1, &[]));
+        let mut r = req(IOREQ_TYPE_PIO, IOREQ_READ, 0x1f0, 1);
+        (r.ptr, r.count, r.data) = (true, 10, 0x1_0000_0000);
+        let (out, _, _) = run(&r, &mut m, &mem);
+        assert_eq!(out, SlotOutcome::Completed);
+        assert_eq!(m.log, vec![Access::PioR(0x1f0, 1)]);
+    }
+
+    #[test]
+    fn pointer_arithmetic_that_wraps_is_stopped() {
+        let (mut m, mem) = (FakeMachine::default(), FakeMemory::new(1, &[]));
+        let mut r = req(IOREQ_TYPE_PIO, IOREQ_READ, 0x1f0, 4);
+        (r.ptr, r.count, r.data, r.df) = (true, 3, 2, true);
+        let (out, _, d) = run(&r, &mut m, &mem);
+        assert_eq!(out, SlotOutcome::Completed);
+        assert_eq!(m.log.len(), 1, "element 1 would be at 2-4 < 0");
+        assert_eq!(d.complaint_count(Complaint::PointerOverflow), 1);
+        let mut r = req(IOREQ_TYPE_COPY, IOREQ_WRITE, u64::MAX - 3, 4);
+        r.count = 5;
+        run(&r, &mut m, &mem);
+        assert_eq!(m.log.iter().filter(|a| matches!(a, Access::MmioW(..))).count(), 1);
+    }
+
+    #[test]
+    fn huge_counts_are_capped_at_xens_limit() {
+        let (mut m, mem) = (FakeMachine::default(), FakeMemory::new(8, &[]));
+        let mut r = req(IOREQ_TYPE_PIO, IOREQ_READ, 0x1f0, 1);
+        (r.ptr, r.count, r.data) = (true, u32::MAX, 0);
+        let (out, _, d) = run(&r, &mut m, &mem);
+        assert_eq!(out, SlotOutcome::Completed);
+        assert_eq!(m.log.len(), MAX_REPS as usize);
+        assert_eq!(d.complaint_count(Complaint::RepsCapped), 1);
+        let mut r = req(IOREQ_TYPE_COPY, IOREQ_WRITE, 0xfebf_0000, 8);
+        (r.count, r.data) = (1 << 31, 5);
+        let mut m = FakeMachine::default();
+        run(&r, &mut m, &mem);
+        assert_eq!(m.log.len(), MAX_REPS as usize);
+    }
+
+    #[test]
+    fn mmio_sizes_one_to_eight_and_rep_stos_repeats_the_value() {
+        let (mut m, mem) = (FakeMachine::default(), FakeMemory::new(1, &[]));
+        let (_, slot, _) = run(&req(IOREQ_TYPE_COPY, IOREQ_READ, 0xfebf_0010, 8), &mut m, &mem);
+        assert_eq!(slot.data.load(Ordering::Relaxed), 0x1122_3344_5566_7701);
+        let mut r = req(IOREQ_TYPE_COPY, IOREQ_WRITE, 0xfebf_0000, 4);
+        (r.count, r.data) = (3, 0xffff_ffff_0000_0042);
+        let mut m = FakeMachine::default();
+        run(&r, &mut m, &mem);
+        assert_eq!(m.log, vec![
+            Access::MmioW(0xfebf_0000, 4, 0x42),
+            Access::MmioW(0xfebf_0004, 4, 0x42),
+            Access::MmioW(0xfebf_0008, 4, 0x42),
+        ]);
+        for size in [0u32, 9, 16, 1 << 20] {
+            let mut m = FakeMachine::default();
+            let (out, slot, d) = run(&req(IOREQ_TYPE_COPY, IOREQ_READ, 0xfebf_0000, size), &mut m, &mem);
+            assert_eq!((out, slot.data.load(Ordering::Relaxed)), (SlotOutcome::Completed, u64::MAX));
+            assert!(m.log.is_empty());
+            assert_eq!(d.complaint_count(Complaint::MmioSize), 1);
+        }
+    }
+
+    #[test]
+    fn mmio_rep_movs_between_device_and_memory() {
+        let (mut m, mem) = (FakeMachine::default(), FakeMemory::new(1, &[]));
+        let mut r = req(IOREQ_TYPE_COPY, IOREQ_READ, 0xfebf_0000, 2);
+        (r.ptr, r.count, r.data) = (true, 2, 0x40);
+        run(&r, &mut m, &mem);
+        assert_eq!(m.log, vec![Access::MmioR(0xfebf_0000, 2), Access::MmioR(0xfebf_0002, 2)]);
+        assert_eq!(mem.bytes(0x40, 4), vec![0x01, 0x77, 0x02, 0x77]);
+        let mut m = FakeMachine::default();
+        r.dir = IOREQ_WRITE;
+        run(&r, &mut m, &mem);
+        assert_eq!(m.log, vec![Access::MmioW(0xfebf_0000, 2, 0x7701), Access::MmioW(0xfebf_0002, 2, 0x7702)]);
+    }
+
+    #[test]
+    fn pci_config_address_is_decoded_from_the_sbdf_bits() {
+        let (mut m, mem) = (FakeMachine::default(), FakeMemory::new(1, &[]));
+        // bus 0, dev 1, fn 1 (PIIX3 IDE), reg 0x0e, 1 byte.
+        let addr = (1u64 << 35) | (1u64 << 32) | 0x0e; // segment 0, bus 0
+        let (_, slot, _) = run(&req(IOREQ_TYPE_PCI_CONFIG, IOREQ_READ, addr, 1), &mut m, &mem);
+        assert_eq!(m.log, vec![Access::CfgR(0, 0x09, 0x0e, 1)]);
+        assert_eq!(slot.data.load(Ordering::Relaxed), 0x34);
+        let addr = (0x12u64 << 40) | (0x1fu64 << 35) | (7u64 << 32) | 0x104;
+        let mut r = req(IOREQ_TYPE_PCI_CONFIG, IOREQ_WRITE, addr, 2);
+        r.data = 0x1_2345;
+        let mut m = FakeMachine::default();
+        run(&r, &mut m, &mem);
+        assert_eq!(m.log, vec![Access::CfgW(0x12, 0xff, 0x104, 2, 0x2345)]);
+    }
+
+    #[test]
+    fn pci_config_hostile_values_are_refused() {
+        let mem = FakeMemory::new(1, &[]);
+        let cases = [
+            (1u64 << 48 | 0x10, 4u32, "segment 1"),
+            (0xfff, 2, "crosses 4 KiB"),
+            (0xffff_fff0, 4, "register beyond config space"),
+            (0x10, 3, "size 3"),
+            (0x10, 8, "size 8"),
+        ];
+        for (addr, size, why) in cases {
+            let mut m = FakeMachine::default();
+            let (out, slot, _) = run(&req(IOREQ_TYPE_PCI_CONFIG, IOREQ_READ, addr, size), &mut m, &mem);
+            assert_eq!((out, slot.data.load(Ordering::Relaxed)), (SlotOutcome::Completed, u64::MAX), "{why}");
+            assert!(m.log.is_empty(), "{why}");
+        }
+        let mut r = req(IOREQ_TYPE_PCI_CONFIG, IOREQ_WRITE, 0x10, 4);
+        r.ptr = true;
+        let mut m = FakeMachine::default();
+        let (out, _, _) = run(&r, &mut m, &mem);
+        assert_eq!(out, SlotOutcome::Completed);
+        assert!(m.log.is_empty(), "a data pointer is never a PCI config value");
+    }
+
+    #[test]
+    fn invalidate_drops_mappings_and_completes_even_while_held() {
+        let (mut m, mem) = (FakeMachine { hold: true, ..Default::default() }, FakeMemory::new(1, &[]));
+        let (out, slot, _) = run(&req(IOREQ_TYPE_INVALIDATE, IOREQ_WRITE, 0, 0), &mut m, &mem);
+        assert_eq!(out, SlotOutcome::Completed);
+        assert_eq!(state(&slot), STATE_IORESP_READY);
+        assert_eq!(mem.invalidations.load(Ordering::SeqCst), 1);
+        let (out, _, _) = run(&req(IOREQ_TYPE_TIMEOFFSET, IOREQ_WRITE, 0, 8), &mut m, &mem);
+        assert_eq!(out, SlotOutcome::Completed);
+    }
+
+    #[test]
+    fn held_requests_stay_ready_and_untouched_until_released() {
+        let (mut m, mem) = (FakeMachine { hold: true, ..Default::default() }, FakeMemory::new(1, &[]));
+        let slot = post(&req(IOREQ_TYPE_PIO, IOREQ_READ, 0x1f7, 1));
+        let mut d = IoreqDecoder::new();
+        assert_eq!(d.service_slot(&slot, &mut m, &mem), SlotOutcome::Held);
+        assert_eq!(state(&slot), STATE_IOREQ_READY);
+        assert!(m.log.is_empty());
+        m.hold = false;
+        assert_eq!(d.service_slot(&slot, &mut m, &mem), SlotOutcome::Completed);
+        assert_eq!(m.log, vec![Access::PioR(0x1f7, 1)]);
+        assert_eq!(d.service_slot(&slot, &mut m, &mem), SlotOutcome::Idle, "a completed slot is not serviced twice");
+    }
+
+    #[test]
+    fn non_ready_states_are_ignored() {
+        let (mut m, mem) = (FakeMachine::default(), FakeMemory::new(1, &[]));
+        for st in [STATE_IOREQ_NONE, STATE_IOREQ_INPROCESS, STATE_IORESP_READY, 0xf] {
+            let slot = post(&req(IOREQ_TYPE_PIO, IOREQ_READ, 0x1f7, 1));
+            slot.flags.store(with_state(slot.flags.load(Ordering::Relaxed), st), Ordering::Relaxed);
+            assert_eq!(IoreqDecoder::new().service_slot(&slot, &mut m, &mem), SlotOutcome::Idle);
+        }
+        assert!(m.log.is_empty());
+    }
+
+    #[test]
+    fn unknown_types_complete_with_all_ones_and_log_once() {
+        let (mut m, mem) = (FakeMachine::default(), FakeMemory::new(1, &[]));
+        let mut d = IoreqDecoder::new();
+        for t in [3u8, 4, 9, 0xff, 3] {
+            let slot = post(&req(t, IOREQ_READ, 0x1f7, 4));
+            assert_eq!(d.service_slot(&slot, &mut m, &mem), SlotOutcome::Completed);
+            assert_eq!(slot.data.load(Ordering::Relaxed), u64::MAX);
+        }
+        assert!(m.log.is_empty());
+        assert_eq!(d.unknown_types_seen.iter().filter(|&&s| s).count(), 4);
+    }
+
+    #[test]
+    fn complaints_are_rate_limited() {
+        let mut d = IoreqDecoder::new();
+        let logged = (0..10_000).filter(|_| d.should_log(Complaint::PioSize)).count() as u64;
+        assert_eq!(logged, COMPLAINT_FIRST + 2, "16 first, then the 4096th and 8192nd");
+    }
+
+    fn push(page: &AtomicBufferedIopage, b: BufIoreq) {
+        let w = page.write_pointer.load(Ordering::Relaxed);
+        page.slots[(w % IOREQ_BUFFER_SLOT_NUM as u32) as usize].store(u64::from(b.word0) | (u64::from(b.data) << 32), Ordering::Relaxed);
+        page.write_pointer.store(w.wrapping_add(1), Ordering::Release);
+    }
+
+    #[test]
+    fn buffered_ring_drains_pio_mmio_and_eight_byte_pairs() {
+        let page = AtomicBufferedIopage::new_zeroed();
+        push(&page, BufIoreq::new(IOREQ_TYPE_PIO, IOREQ_WRITE, 0, 0x3c4, 0x0102_0304));
+        push(&page, BufIoreq::new(IOREQ_TYPE_COPY, IOREQ_WRITE, 3, 0xa0000, 0x1111_2222));
+        push(&page, BufIoreq::new(IOREQ_TYPE_COPY, IOREQ_WRITE, 3, 0xa0000, 0x3333_4444));
+        push(&page, BufIoreq::new(IOREQ_TYPE_TIMEOFFSET, IOREQ_WRITE, 2, 0, 3600));
+        let mut m = FakeMachine::default();
+        let mut d = IoreqDecoder::new();
+        assert_eq!(d.drain_buffered(&page, &mut m, BUFFERED_BUDGET), 4);
+        assert_eq!(m.log, vec![Access::PioW(0x3c4, 1, 0x0102_0304), Access::MmioW(0xa0000, 8, 0x3333_4444_1111_2222)]);
+        assert_eq!(page.read_pointer.load(Ordering::Relaxed), 4);
+        assert_eq!(d.drain_buffered(&page, &mut m, BUFFERED_BUDGET), 0);
+    }
+
+    #[test]
+    fn buffered_ring_wraps_and_survives_pointer_rebasing() {
+        let page = AtomicBufferedIopage::new_zeroed();
+        let n = IOREQ_BUFFER_SLOT_NUM as u32;
+        // Xen rebases both pointers by multiples of the slot count.
+        page.read_pointer.store(5 * n - 2, Ordering::Relaxed);
+        page.write_pointer.store(5 * n - 2, Ordering::Relaxed);
+        for port in 0..4u32 {
+            push(&page, BufIoreq::new(IOREQ_TYPE_PIO, IOREQ_WRITE, 1, 0x100 + port, port));
+        }
+        let mut m = FakeMachine::default();
+        assert_eq!(IoreqDecoder::new().drain_buffered(&page, &mut m, BUFFERED_BUDGET), 4);
+        assert_eq!(m.log, (0..4u32).map(|p| Access::PioW(0x100 + p as u16, 2, p)).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn buffered_ring_hostile_contents_are_bounded() {
+        let mut m = FakeMachine::default();
+        let mut d = IoreqDecoder::new();
+        // Pointers further apart than the ring: discarded, not looped over.
+        let page = AtomicBufferedIopage::new_zeroed();
+        page.write_pointer.store(100_000, Ordering::Relaxed);
+        assert_eq!(d.drain_buffered(&page, &mut m, BUFFERED_BUDGET), 0);
+        assert_eq!(page.read_pointer.load(Ordering::Relaxed), 100_000);
+        assert!(m.log.is_empty());
+        // An 8-byte PIO, a read and an unknown type are ignored.
+        let page = AtomicBufferedIopage::new_zeroed();
+        push(&page, BufIoreq::new(IOREQ_TYPE_PIO, IOREQ_WRITE, 3, 0x1f0, 1));
+        push(&page, BufIoreq::new(IOREQ_TYPE_PIO, IOREQ_WRITE, 3, 0x1f0, 2));
+        push(&page, BufIoreq::new(IOREQ_TYPE_PIO, IOREQ_READ, 0, 0x1f0, 1));
+        push(&page, BufIoreq::new(0x42, IOREQ_WRITE, 0, 0x1f0, 1));
+        assert_eq!(d.drain_buffered(&page, &mut m, BUFFERED_BUDGET), 4);
+        assert!(m.log.is_empty());
+        // The first half of a pair without its second half waits.
+        let page = AtomicBufferedIopage::new_zeroed();
+        push(&page, BufIoreq::new(IOREQ_TYPE_COPY, IOREQ_WRITE, 3, 0xa0000, 1));
+        assert_eq!(d.drain_buffered(&page, &mut m, BUFFERED_BUDGET), 0);
+        assert_eq!(page.read_pointer.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn buffered_ring_work_per_wakeup_is_bounded() {
+        let page = AtomicBufferedIopage::new_zeroed();
+        for _ in 0..100 {
+            push(&page, BufIoreq::new(IOREQ_TYPE_PIO, IOREQ_WRITE, 0, 0x80, 0));
+        }
+        let mut m = FakeMachine::default();
+        let mut d = IoreqDecoder::new();
+        assert_eq!(d.drain_buffered(&page, &mut m, 30), 30);
+        assert_eq!(m.log.len(), 30);
+        assert_eq!(d.drain_buffered(&page, &mut m, BUFFERED_BUDGET), 70, "the rest waits for the next wake-up");
+    }
+
+    /// The other side rewrites the slot while the device is working on it.
+    struct Tamperer {
+        slot: std::sync::Arc<AtomicIoreq>,
+        inner: FakeMachine,
+    }
+
+    impl IoHandler for Tamperer {
+        fn pio_read(&mut self, port: u16, size: u8) -> u32 {
+            self.slot.size.store(0x1000, Ordering::Relaxed);
+            self.slot.count.store(u32::MAX, Ordering::Relaxed);
+            self.slot.addr.store(0xdead, Ordering::Relaxed);
+            // data_is_ptr + write direction, state still INPROCESS.
+            self.slot.flags.store(with_state(0x10, STATE_IOREQ_INPROCESS), Ordering::Relaxed);
+            self.inner.pio_read(port, size)
+        }
+        fn pio_write(&mut self, port: u16, size: u8, value: u32) {
+            self.inner.pio_write(port, size, value)
+        }
+        fn mmio_read(&mut self, addr: u64, size: u8) -> u64 {
+            self.inner.mmio_read(addr, size)
+        }
+        fn mmio_write(&mut self, addr: u64, size: u8, value: u64) {
+            self.inner.mmio_write(addr, size, value)
+        }
+        fn pci_config_read(&mut self, bus: u8, devfn: u8, reg: u16, size: u8) -> u32 {
+            self.inner.pci_config_read(bus, devfn, reg, size)
+        }
+        fn pci_config_write(&mut self, bus: u8, devfn: u8, reg: u16, size: u8, value: u32) {
+            self.inner.pci_config_write(bus, devfn, reg, size, value)
+        }
+        fn hold_requests(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn a_request_is_read_once_and_later_slot_changes_are_ignored() {
+        let slot = std::sync::Arc::new(post(&req(IOREQ_TYPE_PIO, IOREQ_READ, 0x1f7, 1)));
+        let mem = FakeMemory::new(1, &[]);
+        let mut h = Tamperer { slot: slot.clone(), inner: FakeMachine::default() };
+        assert_eq!(IoreqDecoder::new().service_slot(&slot, &mut h, &mem), SlotOutcome::Completed);
+        assert_eq!(h.inner.log, vec![Access::PioR(0x1f7, 1)], "one access, as first requested");
+        assert_eq!(slot.data.load(Ordering::Relaxed), 0x01, "the read result goes inline, per the original flags");
+        assert_eq!(slot.flags.load(Ordering::Relaxed), with_state(0x20, STATE_IORESP_READY), "response flags come from the copy");
+    }
+
+    mod hostile {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Any slot contents Xen (or a guest steering it) could produce:
+            /// never a panic, always completed, bounded work, state
+            /// IORESP_READY with the other flag bits untouched.
+            #[test]
+            fn any_request_is_completed_with_bounded_work(
+                type_ in prop_oneof![0u8..=2, Just(7u8), Just(8u8), any::<u8>()],
+                flags in any::<u8>(),
+                addr in prop_oneof![any::<u64>(), 0u64..0x10000, 0xfebf_0000u64..0xfebf_1000],
+                data in prop_oneof![any::<u64>(), 0u64..0x3000, (u64::MAX - 64)..=u64::MAX],
+                count in prop_oneof![any::<u32>(), 0u32..8],
+                size in prop_oneof![any::<u32>(), 0u32..=16],
+            ) {
+                let slot = AtomicIoreq::default();
+                slot.addr.store(addr, Ordering::Relaxed);
+                slot.data.store(data, Ordering::Relaxed);
+                slot.count.store(count, Ordering::Relaxed);
+                slot.size.store(size, Ordering::Relaxed);
+                slot.type_.store(type_, Ordering::Relaxed);
+                slot.flags.store(with_state(flags, STATE_IOREQ_READY), Ordering::Release);
+                let mut m = FakeMachine::default();
+                let mem = FakeMemory::new(2, &[1]);
+                let out = IoreqDecoder::new().service_slot(&slot, &mut m, &mem);
+                prop_assert_eq!(out, SlotOutcome::Completed);
+                prop_assert_eq!(slot.flags.load(Ordering::Relaxed), with_state(flags, STATE_IORESP_READY));
+                prop_assert!(m.log.len() <= MAX_REPS as usize);
+                for access in &m.log {
+                    match *access {
+                        Access::PioR(_, s) | Access::PioW(_, s, _) | Access::CfgR(_, _, _, s) | Access::CfgW(_, _, _, s, _) => {
+                            prop_assert!(matches!(s, 1 | 2 | 4))
+                        }
+                        Access::MmioR(_, s) | Access::MmioW(_, s, _) => prop_assert!((1..=8).contains(&s)),
+                    }
+                }
+            }
+
+            /// Any ring contents and pointers: no panic, bounded consumption.
+            #[test]
+            fn any_buffered_ring_is_drained_safely(
+                read in any::<u32>(),
+                ahead in prop_oneof![0u32..=511, any::<u32>()],
+                words in proptest::collection::vec(any::<u64>(), IOREQ_BUFFER_SLOT_NUM),
+                budget in 0usize..600,
+            ) {
+                let page = AtomicBufferedIopage::new_zeroed();
+                for (slot, w) in page.slots.iter().zip(&words) {
+                    slot.store(*w, Ordering::Relaxed);
+                }
+                page.read_pointer.store(read, Ordering::Relaxed);
+                page.write_pointer.store(read.wrapping_add(ahead), Ordering::Relaxed);
+                let mut m = FakeMachine::default();
+                let consumed = IoreqDecoder::new().drain_buffered(&page, &mut m, budget);
+                prop_assert!(consumed <= budget + 1);
+                prop_assert!(m.log.len() <= consumed);
+                prop_assert!(m.log.iter().all(|a| matches!(a, Access::PioW(..) | Access::MmioW(..))));
+            }
+        }
+    }
+}
