@@ -5,14 +5,8 @@ use std::sync::Mutex;
 use xenstore_rs::unix::XsUnix;
 use xenstore_rs::Xs;
 
-/// Read-only view of xenstore. The control side (src/control) declares a
-/// trait of the same shape for the traditional flavour's disk discovery;
-/// `XenStore` implements this one, and the lead can either re-export it
-/// there or add a one-line blanket impl between the two.
-pub trait XenstoreRead {
-    fn read(&self, path: &str) -> Option<String>;
-    fn directory(&self, path: &str) -> Vec<String>;
-}
+/// The read-only view the traditional flavour's disk discovery needs.
+pub use crate::control::XenstoreRead;
 
 pub struct XenStore {
     xs: Mutex<XsUnix>,
