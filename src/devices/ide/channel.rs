@@ -484,11 +484,6 @@ impl Channel {
         self.held.is_some()
     }
 
-    #[cfg(test)]
-    pub fn irq_level(&self) -> bool {
-        self.irq_level
-    }
-
     fn set_irq(&mut self) {
         if self.ctrl & CTRL_NIEN == 0 {
             self.bm.status |= BM_STATUS_INTR;

@@ -188,7 +188,8 @@ mod tests {
         });
         assert_eq!(&w[0..7], &[0x0040, 32, 0, 16, 0x7e00, 512, 63]);
         assert_eq!(w[10], u16::from_be_bytes(*b"QM"));
-        assert_eq!(w[13], u16::from_be_bytes(*b"01"));
+        assert_eq!(w[12], u16::from_be_bytes(*b"00"));
+        assert_eq!(w[13], u16::from_be_bytes(*b"1 "));
         assert_eq!(w[14], 0x2020);
         assert_eq!(w[23], u16::from_be_bytes(*b"2."));
         assert_eq!(w[24], u16::from_be_bytes(*b"5+"));
@@ -219,7 +220,7 @@ mod tests {
     fn atapi_word0_and_model() {
         let w = atapi_identify(&Identity::default_for(2, true));
         assert_eq!(w[0], 0x85c0);
-        assert_eq!(w[13], u16::from_be_bytes(*b"03"));
+        assert_eq!(w[13], u16::from_be_bytes(*b"3 "));
         assert_eq!(w[31], u16::from_be_bytes(*b"-R"));
     }
 }

@@ -265,11 +265,6 @@ impl IdeController {
             _ => None,
         }
     }
-
-    #[cfg(test)]
-    fn irq_level(&self, channel: usize) -> bool {
-        self.channels[channel].irq_level()
-    }
 }
 
 fn put_le(data: &mut [u8], v: u32) {

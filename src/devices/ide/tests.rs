@@ -1,1 +1,1069 @@
+//! Scenario tests of the controller through its ports, with a Vec-backed
+//! guest memory, recording interrupt lines and RAM images with injected
+//! faults. Expected values are QEMU 7.2's (ide-behaviour.md).
+
 use super::*;
+use crate::block::mem::{InjectedFault, MemBackend};
+use crate::block::BlockOp;
+use crate::machine::{EventSink, MemError, RunState};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::Mutex;
+
+pub(super) struct VecMemory(Mutex<Vec<u8>>);
+
+impl VecMemory {
+    fn range(len_total: usize, gpa: u64, len: usize) -> Result<std::ops::Range<usize>, MemError> {
+        match gpa.checked_add(len as u64) {
+            Some(end) if end <= len_total as u64 => Ok(gpa as usize..end as usize),
+            _ => Err(MemError::OutOfRange { gpa, len }),
+        }
+    }
+}
+
+impl GuestMemory for VecMemory {
+    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemError> {
+        let m = self.0.lock().unwrap();
+        let r = Self::range(m.len(), gpa, buf.len())?;
+        buf.copy_from_slice(&m[r]);
+        Ok(())
+    }
+    fn write(&self, gpa: u64, data: &[u8]) -> Result<(), MemError> {
+        let mut m = self.0.lock().unwrap();
+        let r = Self::range(m.len(), gpa, data.len())?;
+        m[r].copy_from_slice(data);
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+pub(super) struct RecordingIrq {
+    level: AtomicBool,
+    raises: AtomicUsize,
+}
+
+impl IrqLine for RecordingIrq {
+    fn set_level(&self, high: bool) {
+        if high {
+            self.raises.fetch_add(1, Ordering::SeqCst);
+        }
+        self.level.store(high, Ordering::SeqCst);
+    }
+}
+
+/// A RAM image the test can still look at after handing it to a drive.
+#[derive(Clone)]
+pub(super) struct SharedImage(Arc<Mutex<MemBackend>>);
+
+impl SharedImage {
+    fn new(size: usize) -> Self {
+        SharedImage(Arc::new(Mutex::new(MemBackend::new(size))))
+    }
+    fn with_data(data: Vec<u8>, read_only: bool) -> Self {
+        SharedImage(Arc::new(Mutex::new(MemBackend::with_data(data, read_only))))
+    }
+    fn inject(&self, op: BlockOp, at_byte: Option<u64>, errno: i32, once: bool) {
+        self.0.lock().unwrap().inject(InjectedFault { op: Some(op), at_byte, errno, once });
+    }
+    fn clear_faults(&self) {
+        self.0.lock().unwrap().faults.clear();
+    }
+    fn bytes(&self, at: usize, len: usize) -> Vec<u8> {
+        self.0.lock().unwrap().data()[at..at + len].to_vec()
+    }
+    fn fill(&self, at: usize, data: &[u8]) {
+        self.0.lock().unwrap().write_at(at as u64, data).unwrap();
+    }
+    fn flushes(&self) -> u64 {
+        self.0.lock().unwrap().flushes
+    }
+}
+
+impl BlockBackend for SharedImage {
+    fn size(&self) -> u64 {
+        self.0.lock().unwrap().size()
+    }
+    fn read_only(&self) -> bool {
+        self.0.lock().unwrap().read_only()
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        self.0.lock().unwrap().read_at(offset, buf)
+    }
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), BlockError> {
+        self.0.lock().unwrap().write_at(offset, data)
+    }
+    fn flush(&mut self) -> Result<(), BlockError> {
+        self.0.lock().unwrap().flush()
+    }
+    fn discard(&mut self, offset: u64, len: u64) -> Result<(), BlockError> {
+        self.0.lock().unwrap().discard(offset, len)
+    }
+    fn set_guest_write_cache(&mut self, enabled: bool) {
+        self.0.lock().unwrap().set_guest_write_cache(enabled)
+    }
+    fn guest_write_cache(&self) -> bool {
+        self.0.lock().unwrap().guest_write_cache()
+    }
+}
+
+pub(super) const MIB: usize = 1 << 20;
+pub(super) const BM: u16 = 0xc000;
+pub(super) const PRD_TABLE: u64 = 0x1_0000;
+pub(super) const BUF: u64 = 0x2_0000;
+pub(super) const RAM: usize = 16 * MIB;
+
+pub(super) fn disk(image: &SharedImage, werror: ErrorPolicy, rerror: ErrorPolicy) -> DriveConfig {
+    DriveConfig {
+        id: "ide0-hd0".into(),
+        media: MediaKind::Disk,
+        backend: Some(Box::new(image.clone())),
+        filename: "/images/disk.img".into(),
+        cache: CacheMode::Writeback,
+        werror,
+        rerror,
+        serial: None,
+        model: None,
+        version: None,
+    }
+}
+
+pub(super) fn cdrom(image: Option<&SharedImage>) -> DriveConfig {
+    DriveConfig {
+        id: "ide1-cd0".into(),
+        media: MediaKind::Cdrom,
+        backend: image.map(|i| Box::new(i.clone()) as Box<dyn BlockBackend>),
+        filename: "/images/cd.iso".into(),
+        cache: CacheMode::Writeback,
+        werror: ErrorPolicy::Report,
+        rerror: ErrorPolicy::Report,
+        serial: None,
+        model: None,
+        version: None,
+    }
+}
+
+pub(super) struct Rig {
+    pub ide: IdeController,
+    pub mem: Arc<VecMemory>,
+    pub irqs: [Arc<RecordingIrq>; 2],
+    pub vm: VmControl,
+    pub events: Receiver<Event>,
+}
+
+impl Rig {
+    pub fn new(drives: [Option<DriveConfig>; 4]) -> Self {
+        let mem = Arc::new(VecMemory(Mutex::new(vec![0; RAM])));
+        let irqs = [Arc::new(RecordingIrq::default()), Arc::new(RecordingIrq::default())];
+        let sink = EventSink::new();
+        let events = sink.subscribe();
+        let vm = VmControl::new(RunState::Running, sink);
+        let ide = IdeController::new(
+            drives,
+            mem.clone(),
+            [irqs[0].clone() as Arc<dyn IrqLine>, irqs[1].clone() as Arc<dyn IrqLine>],
+            vm.clone(),
+        );
+        let mut rig = Rig { ide, mem, irqs, vm, events };
+        rig.ide.config_write(0x20, 4, BM as u32 | 1);
+        rig.ide.config_write(0x04, 2, 0x0005);
+        rig
+    }
+
+    pub fn disk_only(image: &SharedImage, werror: ErrorPolicy, rerror: ErrorPolicy) -> Self {
+        Rig::new([Some(disk(image, werror, rerror)), None, None, None])
+    }
+
+    fn route(port: u16) -> (u64, u64) {
+        let p = port as u64;
+        match p {
+            0x1f0..=0x1f7 => (0x1f0, p - 0x1f0),
+            0x3f6 => (0x3f6, 0),
+            0x170..=0x177 => (0x170, p - 0x170),
+            0x376 => (0x376, 0),
+            _ => (BM as u64, p - BM as u64),
+        }
+    }
+
+    pub fn outb(&mut self, port: u16, v: u8) {
+        let (b, o) = Self::route(port);
+        self.ide.write(b, o, &[v]);
+    }
+    pub fn outw(&mut self, port: u16, v: u16) {
+        let (b, o) = Self::route(port);
+        self.ide.write(b, o, &v.to_le_bytes());
+    }
+    pub fn outl(&mut self, port: u16, v: u32) {
+        let (b, o) = Self::route(port);
+        self.ide.write(b, o, &v.to_le_bytes());
+    }
+    pub fn inb(&mut self, port: u16) -> u8 {
+        let (b, o) = Self::route(port);
+        let mut d = [0u8; 1];
+        self.ide.read(b, o, &mut d);
+        d[0]
+    }
+    pub fn inw(&mut self, port: u16) -> u16 {
+        let (b, o) = Self::route(port);
+        let mut d = [0u8; 2];
+        self.ide.read(b, o, &mut d);
+        u16::from_le_bytes(d)
+    }
+    pub fn inl(&mut self, port: u16) -> u32 {
+        let (b, o) = Self::route(port);
+        let mut d = [0u8; 4];
+        self.ide.read(b, o, &mut d);
+        u32::from_le_bytes(d)
+    }
+
+    pub fn irq_raises(&self, ch: usize) -> usize {
+        self.irqs[ch].raises.load(Ordering::SeqCst)
+    }
+    pub fn irq_high(&self, ch: usize) -> bool {
+        self.irqs[ch].level.load(Ordering::SeqCst)
+    }
+
+    pub fn altstatus(&mut self) -> u8 {
+        self.inb(0x3f6)
+    }
+
+    /// LBA28 taskfile on the primary master, then the command.
+    pub fn command_lba28(&mut self, cmd: u8, lba: u32, count: u8) {
+        self.outb(0x1f6, 0xe0 | ((lba >> 24) as u8 & 0x0f));
+        self.outb(0x1f2, count);
+        self.outb(0x1f3, lba as u8);
+        self.outb(0x1f4, (lba >> 8) as u8);
+        self.outb(0x1f5, (lba >> 16) as u8);
+        self.outb(0x1f7, cmd);
+    }
+
+    pub fn command_lba48(&mut self, cmd: u8, lba: u64, count: u16) {
+        self.outb(0x1f6, 0xe0);
+        self.outb(0x1f2, (count >> 8) as u8);
+        self.outb(0x1f3, (lba >> 24) as u8);
+        self.outb(0x1f4, (lba >> 32) as u8);
+        self.outb(0x1f5, (lba >> 40) as u8);
+        self.outb(0x1f2, count as u8);
+        self.outb(0x1f3, lba as u8);
+        self.outb(0x1f4, (lba >> 8) as u8);
+        self.outb(0x1f5, (lba >> 16) as u8);
+        self.outb(0x1f7, cmd);
+    }
+
+    pub fn read_block(&mut self, bytes: usize) -> Vec<u8> {
+        (0..bytes / 2).flat_map(|_| self.inw(0x1f0).to_le_bytes()).collect()
+    }
+
+    pub fn write_block(&mut self, data: &[u8]) {
+        for w in data.chunks(2) {
+            self.outw(0x1f0, u16::from_le_bytes([w[0], w[1]]));
+        }
+    }
+
+    pub fn mem_write(&self, gpa: u64, data: &[u8]) {
+        self.mem.write(gpa, data).unwrap();
+    }
+    pub fn mem_read(&self, gpa: u64, len: usize) -> Vec<u8> {
+        let mut v = vec![0; len];
+        self.mem.read(gpa, &mut v).unwrap();
+        v
+    }
+
+    /// PRD table at PRD_TABLE with the given (addr, bytes) entries, EOT on the last.
+    pub fn set_prdt(&mut self, entries: &[(u32, u32)]) {
+        let mut t = Vec::new();
+        for (i, (addr, len)) in entries.iter().enumerate() {
+            let eot = if i + 1 == entries.len() { 0x8000_0000 } else { 0 };
+            t.extend_from_slice(&addr.to_le_bytes());
+            t.extend_from_slice(&((len & 0xffff) | eot).to_le_bytes());
+        }
+        self.mem_write(PRD_TABLE, &t);
+        self.outl(BM + 4, PRD_TABLE as u32);
+    }
+
+    /// Linux's order: PRD, direction, command, START.
+    pub fn dma(&mut self, cmd: u8, lba: u32, count: u8, read: bool) {
+        self.outb(BM, if read { 0x08 } else { 0x00 });
+        self.outb(BM + 2, 0x06);
+        self.command_lba28(cmd, lba, count);
+        self.outb(BM, if read { 0x09 } else { 0x01 });
+    }
+
+    pub fn bm_status(&mut self) -> u8 {
+        self.inb(BM + 2)
+    }
+
+    pub fn events(&self) -> Vec<Event> {
+        self.events.try_iter().collect()
+    }
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed)).collect()
+}
+
+fn io_errors(events: &[Event]) -> Vec<(String, IoOperation, &'static str, bool, String)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::BlockIoError { device, operation, action, nospace, reason, .. } => {
+                Some((device.clone(), *operation, *action, *nospace, reason.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+use crate::machine::IoOperation;
+
+// ---- registers, signatures, PCI ------------------------------------------
+
+#[test]
+fn power_on_signatures_and_absent_devices() {
+    let img = SharedImage::new(16 * MIB);
+    let cd = SharedImage::new(2048 * 16);
+    let mut rig = Rig::new([Some(disk(&img, ErrorPolicy::Report, ErrorPolicy::Report)), None, Some(cdrom(Some(&cd))), None]);
+    let regs: Vec<u8> = (1..=7).map(|r| rig.inb(0x1f0 + r)).collect();
+    assert_eq!(regs, vec![0x00, 1, 1, 0, 0, 0xa0, 0x50]);
+    let cd_regs: Vec<u8> = (1..=7).map(|r| rig.inb(0x170 + r)).collect();
+    assert_eq!(cd_regs, vec![0x00, 1, 1, 0x14, 0xeb, 0xa0, 0x50]);
+    rig.outb(0x1f6, 0xb0);
+    assert_eq!(rig.inb(0x1f7), 0, "absent slave reads status 0");
+    assert_eq!(rig.inb(0x1f1), 0);
+    assert_eq!(rig.altstatus(), 0);
+    rig.outb(0x1f7, 0xec);
+    assert_eq!(rig.irq_raises(0), 0, "commands to an absent slave are ignored");
+
+    let mut empty = Rig::new([None, None, None, None]);
+    let regs: Vec<u8> = (1..=7).map(|r| empty.inb(0x1f0 + r)).collect();
+    assert_eq!(regs, vec![0; 7]);
+    assert_eq!(empty.inw(0x1f0), 0);
+    empty.outb(0x1f7, 0xe7);
+    assert!(empty.irq_high(0), "FLUSH CACHE without a drive completes");
+}
+
+#[test]
+fn pci_config_matches_piix3_ide() {
+    let img = SharedImage::new(MIB);
+    let mut rig = Rig::disk_only(&img, ErrorPolicy::Report, ErrorPolicy::Report);
+    rig.ide.reset();
+    assert_eq!(rig.ide.config_read(0, 4), 0x7010_8086);
+    assert_eq!(rig.ide.config_read(0x08, 4) >> 8, 0x010180);
+    assert_eq!(rig.ide.config_read(0x04, 2), 0);
+    assert_eq!(rig.ide.config_read(0x06, 2), 0x0280);
+    assert_eq!(rig.ide.config_read(0x20, 4), 1);
+    assert_eq!(rig.ide.io_bars(), vec![]);
+    rig.ide.config_write(0x20, 4, 0xffff_ffff);
+    assert_eq!(rig.ide.config_read(0x20, 4), 0xffff_fff1);
+    rig.ide.config_write(0x20, 4, 0xc041);
+    rig.ide.config_write(0x04, 2, 1);
+    assert_eq!(rig.ide.io_bars(), vec![IoBar { index: 4, base: 0xc040, len: 16 }]);
+    rig.ide.config_write(0x40, 4, 0x8000_8000);
+    rig.ide.config_write(0x44, 1, 0x11);
+    assert_eq!(rig.ide.config_read(0x40, 4), 0x8000_8000);
+    assert_eq!(rig.ide.config_read(0x44, 1), 0x11);
+    assert_eq!(rig.ide.config_read(0x10, 4), 0, "legacy mode: BAR0-3 unused");
+    rig.ide.config_write(0x10, 4, 0xffff_ffff);
+    assert_eq!(rig.ide.config_read(0x10, 4), 0);
+}
+
+#[test]
+fn writes_ignored_while_drq_and_hob_readback() {
+    let img = SharedImage::new(16 * MIB);
+    let mut rig = Rig::disk_only(&img, ErrorPolicy::Report, ErrorPolicy::Report);
+    rig.outb(0x1f7, 0xec);
+    assert_eq!(rig.altstatus(), 0x58);
+    rig.outb(0x1f2, 0x77);
+    rig.outb(0x1f7, 0xe5);
+    assert_eq!(rig.inb(0x1f2), 1, "taskfile write ignored while DRQ");
+    assert_eq!(rig.altstatus(), 0x58, "command ignored while DRQ");
+    rig.read_block(512);
+    assert_eq!(rig.altstatus(), 0x50);
+    rig.outb(0x1f2, 0x12);
+    rig.outb(0x1f2, 0x34);
+    assert_eq!(rig.inb(0x1f2), 0x34);
+    rig.outb(0x3f6, 0x80);
+    assert_eq!(rig.inb(0x1f2), 0x12, "HOB reads the previous value");
+    rig.outb(0x1f3, 0);
+    assert_eq!(rig.inb(0x1f2), 0x34, "a taskfile write clears HOB");
+    assert_eq!(rig.inw(BM + 0), 0xffff, "word access to BM command reads all ones");
+}
+
+#[test]
+fn identify_device_words_and_phases() {
+    let img = SharedImage::new(16 * MIB);
+    let mut rig = Rig::disk_only(&img, ErrorPolicy::Report, ErrorPolicy::Report);
+    rig.outb(0x1f7, 0xec);
+    assert!(rig.irq_high(0));
+    assert_eq!(rig.inb(0x1f7), 0x58);
+    assert!(!rig.irq_high(0), "status read lowers INTRQ");
+    let data = rig.read_block(512);
+    let w: Vec<u16> = data.chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+    assert_eq!(rig.altstatus(), 0x50);
+    assert_eq!((w[0], w[1], w[3], w[6], w[47], w[49], w[59], w[60]), (0x40, 32, 16, 63, 0x8010, 0x0b00, 0x0110, 32768));
+    let serial: String = w[10..20].iter().flat_map(|x| x.to_be_bytes()).map(|b| b as char).collect();
+    assert_eq!(serial.trim_end(), "QM00001");
+    let model: String = w[27..47].iter().flat_map(|x| x.to_be_bytes()).map(|b| b as char).collect();
+    assert_eq!(model.trim_end(), "QEMU HARDDISK");
+    assert_eq!(rig.inw(0x1f0), 0, "idle data port reads 0");
+}
+
+#[test]
+fn identity_strings_can_be_changed_per_drive() {
+    let img = SharedImage::new(MIB);
+    let mut cfg = disk(&img, ErrorPolicy::Report, ErrorPolicy::Report);
+    cfg.serial = Some("SER-42".into());
+    cfg.model = Some("Xen Disk".into());
+    cfg.version = Some("1.0".into());
+    let mut rig = Rig::new([Some(cfg), None, None, None]);
+    rig.outb(0x1f7, 0xec);
+    let data = rig.read_block(512);
+    assert_eq!(&data[20..26], b"ES-R24", "byte-swapped pairs");
+    assert_eq!(&data[46..50], b".1 0");
+    assert_eq!(&data[54..62], b"eX niDks");
+}
+
+#[test]
+fn srst_runs_diagnostic_and_nien_masks_irq() {
+    let img = SharedImage::new(MIB);
+    let cd = SharedImage::new(2048 * 4);
+    let mut rig = Rig::new([Some(disk(&img, ErrorPolicy::Report, ErrorPolicy::Report)), Some(cdrom(Some(&cd))), None, None]);
+    rig.outb(0x1f6, 0xe0);
+    rig.outb(0x3f6, 0x04);
+    assert_eq!(rig.altstatus(), 0x50, "reset done by the next access");
+    assert!(rig.irq_high(0));
+    rig.outb(0x3f6, 0x00);
+    assert_eq!((rig.inb(0x1f1), rig.inb(0x1f6), rig.inb(0x1f2), rig.inb(0x1f3)), (0x01, 0xa0, 1, 1));
+    rig.outb(0x1f6, 0xb0);
+    assert_eq!((rig.inb(0x1f7), rig.inb(0x1f4), rig.inb(0x1f5)), (0x00, 0x14, 0xeb), "ATAPI: no DRDY after reset");
+    rig.outb(0x1f6, 0xa0);
+    let before = rig.irq_raises(0);
+    rig.outb(BM + 2, 0x04);
+    rig.outb(0x3f6, 0x02);
+    rig.outb(0x1f7, 0xe5);
+    assert_eq!(rig.irq_raises(0), before, "nIEN: no interrupt");
+    assert_eq!((rig.altstatus(), rig.inb(0x1f2)), (0x50, 0xff));
+    assert_eq!(rig.bm_status() & 0x04, 0, "no IRQ, no BM INTR");
+}
+
+#[test]
+fn small_commands_match_qemu() {
+    let img = SharedImage::new(16 * MIB);
+    let mut rig = Rig::disk_only(&img, ErrorPolicy::Report, ErrorPolicy::Report);
+    let run = |rig: &mut Rig, cmd: u8, count: u8| {
+        rig.command_lba28(cmd, 0, count);
+        let irq = rig.irq_high(0);
+        (rig.inb(0x1f7), rig.inb(0x1f1), irq)
+    };
+    assert_eq!(run(&mut rig, 0x00, 0), (0x41, 0x04, true), "NOP aborts");
+    assert_eq!(run(&mut rig, 0x08, 0), (0x41, 0x04, true), "DEVICE RESET on a disk aborts");
+    assert_eq!(run(&mut rig, 0xa1, 0), (0x41, 0x04, true));
+    assert_eq!(run(&mut rig, 0x22, 0), (0x41, 0x04, true), "READ LONG not implemented");
+    assert_eq!(run(&mut rig, 0x10, 0), (0x50, 0, true));
+    assert_eq!(run(&mut rig, 0x70, 0), (0x50, 0, true));
+    assert_eq!(run(&mut rig, 0x40, 4), (0x50, 0, true));
+    for idle in [0x94u8, 0x95, 0x96, 0x97, 0x99, 0xe0, 0xe1, 0xe2, 0xe3, 0xe6] {
+        assert_eq!(run(&mut rig, idle, 0), (0x40, 0, true), "{idle:#x} has no DSC");
+    }
+    assert_eq!(run(&mut rig, 0xe5, 0), (0x50, 0, true));
+    assert_eq!(rig.inb(0x1f2), 0xff);
+    assert_eq!(run(&mut rig, 0xc6, 3), (0x41, 0x04, true));
+    assert_eq!(run(&mut rig, 0xc6, 8), (0x50, 0, true));
+    assert_eq!(run(&mut rig, 0xf8, 0), (0x50, 0, true));
+    assert_eq!((rig.inb(0x1f3), rig.inb(0x1f4), rig.inb(0x1f5)), (0xff, 0x7f, 0), "16 MiB: last LBA 0x7fff");
+    assert_eq!(run(&mut rig, 0x90, 0), (0x50, 0x01, true));
+    rig.outb(0x1f6, 0xe0);
+    rig.outb(0x1f7, 0x90);
+    assert_eq!(rig.inb(0x1f6), 0xa0, "DIAGNOSTIC clears LBA and DEV");
+    rig.outb(0x1f6, 0xa3);
+    rig.outb(0x1f2, 32);
+    rig.outb(0x1f7, 0x91);
+    assert_eq!(rig.inb(0x1f7), 0x50, "INITIALIZE DEVICE PARAMETERS");
+}
+
+#[test]
+fn set_features_write_cache_and_transfer_mode() {
+    let img = SharedImage::new(16 * MIB);
+    let mut rig = Rig::disk_only(&img, ErrorPolicy::Report, ErrorPolicy::Report);
+    let set = |rig: &mut Rig, feature: u8, count: u8| {
+        rig.outb(0x1f1, feature);
+        rig.outb(0x1f2, count);
+        rig.outb(0x1f7, 0xef);
+        (rig.inb(0x1f7), rig.inb(0x1f1))
+    };
+    let identify = |rig: &mut Rig| -> Vec<u16> {
+        rig.outb(0x1f7, 0xec);
+        rig.read_block(512).chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()
+    };
+    assert_eq!(identify(&mut rig)[85], 0x4021);
+    let flushes = img.flushes();
+    assert_eq!(set(&mut rig, 0x82, 0), (0x50, 0));
+    assert!(!img.guest_write_cache());
+    assert_eq!(img.flushes(), flushes + 1, "cache off flushes");
+    assert_eq!(identify(&mut rig)[85], 0x4001);
+    assert_eq!(set(&mut rig, 0x02, 0), (0x50, 0));
+    assert!(img.guest_write_cache());
+    assert_eq!(set(&mut rig, 0x03, 0x22), (0x50, 0), "MWDMA2");
+    let w = identify(&mut rig);
+    assert_eq!((w[62], w[63], w[88]), (0x07, 0x0407, 0x3f));
+    assert_eq!(set(&mut rig, 0x03, 0x44), (0x50, 0), "UDMA4");
+    assert_eq!(set(&mut rig, 0x03, 0x18), (0x41, 0x04));
+    assert_eq!(set(&mut rig, 0x77, 0), (0x41, 0x04));
+    assert_eq!(set(&mut rig, 0xaa, 0), (0x50, 0));
+}
+
+// ---- PIO data -------------------------------------------------------------
+
+#[test]
+fn pio_write_then_read_sectors_lba28_lba48_chs() {
+    let img = SharedImage::new(16 * MIB);
+    let mut rig = Rig::disk_only(&img, ErrorPolicy::Report, ErrorPolicy::Report);
+    let data = pattern(1024, 3);
+    rig.command_lba28(0x30, 100, 2);
+    assert_eq!(rig.altstatus(), 0x58);
+    assert_eq!(rig.irq_raises(0), 0, "no IRQ before the first block");
+    rig.write_block(&data[..512]);
+    assert_eq!((rig.inb(0x1f7), rig.irq_raises(0)), (0x58, 1));
+    rig.write_block(&data[512..]);
+    assert_eq!((rig.inb(0x1f7), rig.irq_raises(0)), (0x50, 2));
+    assert_eq!(img.bytes(100 * 512, 1024), data);
+    assert_eq!((rig.inb(0x1f3), rig.inb(0x1f2)), (102, 0));
+
+    rig.command_lba28(0x20, 100, 2);
+    assert_eq!(rig.inb(0x1f7), 0x58);
+    assert_eq!((rig.inb(0x1f3), rig.inb(0x1f2)), (101, 1), "registers already past the block");
+    let mut got = rig.read_block(512);
+    assert_eq!(rig.inb(0x1f7), 0x58);
+    got.extend(rig.read_block(512));
+    assert_eq!(rig.inb(0x1f7), 0x50);
+    assert_eq!(got, data);
+
+    let high = (16 * MIB / 512 - 3) as u64;
+    img.fill(high as usize * 512, &pattern(512, 9));
+    rig.command_lba48(0x24, high, 1);
+    assert_eq!(rig.read_block(512), pattern(512, 9));
+    assert_eq!(rig.altstatus(), 0x50);
+
+    // CHS 32/16/63: cylinder 1, head 2, sector 5 = (1*16 + 2)*63 + 4.
+    let lba = (16 + 2) * 63 + 4;
+    img.fill(lba * 512, &pattern(512, 1));
+    rig.outb(0x1f6, 0xa2);
+    rig.outb(0x1f2, 1);
+    rig.outb(0x1f3, 5);
+    rig.outb(0x1f4, 1);
+    rig.outb(0x1f5, 0);
+    rig.outb(0x1f7, 0x20);
+    assert_eq!(rig.read_block(512), pattern(512, 1));
+    assert_eq!((rig.inb(0x1f3), rig.inb(0x1f6)), (6, 0xa2), "CHS registers advance");
+
+    // 32-bit data port accesses move four bytes.
+    rig.command_lba28(0x20, 100, 1);
+    let first = rig.inl(0x1f0);
+    assert_eq!(first.to_le_bytes().to_vec(), data[..4].to_vec());
+}
+
+#[test]
+fn read_and_write_multiple_use_blocks_of_the_multiple_count() {
+    let img = SharedImage::new(16 * MIB);
+    let mut rig = Rig::disk_only(&img, ErrorPolicy::Report, ErrorPolicy::Report);
+    rig.outb(0x1f2, 8);
+    rig.outb(0x1f7, 0xc6);
+    let data = pattern(16 * 512, 5);
+    rig.command_lba28(0xc5, 10, 16);
+    rig.write_block(&data[..8 * 512]);
+    assert_eq!((rig.inb(0x1f7), rig.inb(0x1f2)), (0x58, 8));
+    rig.write_block(&data[8 * 512..]);
+    assert_eq!(rig.inb(0x1f7), 0x50);
+    assert_eq!(img.bytes(10 * 512, 16 * 512), data);
+    let raises = rig.irq_raises(0);
+    rig.command_lba28(0xc4, 10, 16);
+    let got = rig.read_block(16 * 512);
+    assert_eq!(got, data);
+    assert_eq!(rig.irq_raises(0) - raises, 2, "two DRQ blocks");
+    rig.outb(0x1f2, 0);
+    rig.outb(0x1f7, 0xc6);
+    rig.command_lba28(0xc4, 10, 1);
+    assert_eq!((rig.inb(0x1f7), rig.inb(0x1f1)), (0x41, 0x04), "multiple mode off aborts");
+}
+
+#[test]
+fn out_of_range_lba_aborts_without_host_io() {
+    let img = SharedImage::new(MIB);
+    img.inject(BlockOp::Read, None, libc::EIO, false);
+    let mut rig = Rig::disk_only(&img, ErrorPolicy::Stop, ErrorPolicy::Stop);
+    rig.command_lba28(0x20, 2048, 1);
+    assert_eq!((rig.inb(0x1f7), rig.inb(0x1f1)), (0x41, 0x04));
+    assert!(rig.irq_raises(0) > 0);
+    rig.set_prdt(&[(BUF as u32, 1024)]);
+    rig.dma(0xc8, 2047, 2, true);
+    assert_eq!((rig.inb(0x1f7), rig.inb(0x1f1), rig.bm_status()), (0x41, 0x04, 0x04));
+    assert!(rig.events().is_empty(), "no policy, no event");
+    assert_eq!(rig.vm.state(), RunState::Running);
+}
+
+// ---- bus-master DMA -------------------------------------------------------
+
+#[test]
+fn dma_write_then_read_back() {
+    let img = SharedImage::new(16 * MIB);
+    let mut rig = Rig::disk_only(&img, ErrorPolicy::Report, ErrorPolicy::Report);
+    let data = pattern(8 * 512, 11);
+    rig.mem_write(BUF, &data[..1024]);
+    rig.mem_write(BUF + 0x10000, &data[1024..]);
+    rig.set_prdt(&[(BUF as u32, 1024), (BUF as u32 + 0x10000, 3072)]);
+    rig.dma(0xca, 500, 8, false);
+    assert_eq!((rig.inb(0x1f7), rig.bm_status()), (0x50, 0x04));
+    assert_eq!(img.bytes(500 * 512, 4096), data);
+    assert_eq!(rig.inb(0x1f3), (508 & 0xff) as u8, "LBA advanced after success");
+
+    rig.mem_write(BUF, &[0xcc; 4096]);
+    rig.mem_write(BUF + 0x10000, &[0xcc; 4096]);
+    rig.outb(BM, 0);
+    rig.dma(0xc8, 500, 8, true);
+    assert_eq!((rig.inb(0x1f7), rig.bm_status()), (0x50, 0x04));
+    let mut got = rig.mem_read(BUF, 1024);
+    got.extend(rig.mem_read(BUF + 0x10000, 3072));
+    assert_eq!(got, data);
+    let info = &rig.ide.drives_info()[0];
+    assert_eq!((info.stats.rd_bytes, info.stats.wr_bytes, info.stats.rd_operations), (4096, 4096, 1));
+
+    // START before the command (QEMU starts the transfer at once).
+    rig.outb(BM, 0);
+    rig.outb(BM + 2, 0x06);
+    rig.outb(BM, 0x09);
+    assert_eq!(rig.bm_status(), 0x01);
+    rig.command_lba48(0x25, 500, 8);
+    assert_eq!((rig.inb(0x1f7), rig.bm_status()), (0x50, 0x04));
+}
+
+#[test]
+fn prd_table_shorter_equal_longer_than_transfer() {
+    let img = SharedImage::new(16 * MIB);
+    let mut rig = Rig::disk_only(&img, ErrorPolicy::Report, ErrorPolicy::Report);
+    for (prd_bytes, status, bm, irq) in [(512u32, 0x50u8, 0x00u8, false), (1024, 0x50, 0x04, true), (4096, 0x50, 0x05, true)] {
+        rig.outb(BM, 0);
+        rig.inb(0x1f7);
+        rig.set_prdt(&[(BUF as u32, prd_bytes)]);
+        let before = rig.irq_raises(0);
+        rig.dma(0xc8, 0, 2, true);
+        assert_eq!(rig.bm_status(), bm, "PRD {prd_bytes}");
+        assert_eq!(rig.irq_raises(0) > before, irq, "PRD {prd_bytes}");
+        assert_eq!(rig.inb(0x1f7), status, "PRD {prd_bytes}");
+        rig.outb(BM, 0);
+        assert_eq!(rig.bm_status() & 0x01, 0, "stopping clears ACTIVE");
+    }
+}
+
+#[test]
+fn no_busmaster_garbage_prd_table_does_not_crash() {
+    let img = SharedImage::new(16 * MIB);
+    let mut rig = Rig::disk_only(&img, ErrorPolicy::Report, ErrorPolicy::Report);
+    rig.ide.config_write(0x04, 2, 0x0001);
+    let garbage: Vec<u8> = (0..4096 * 8).map(|i| if i % 8 == 4 || i % 8 == 5 { 0 } else { 0x5a }).collect();
+    rig.mem_write(PRD_TABLE, &garbage);
+    rig.outl(BM + 4, PRD_TABLE as u32);
+    rig.dma(0xc8, 0, 1, true);
+    assert_eq!(rig.bm_status(), 0x05, "ACTIVE|INTR, never ERROR");
+}
+
+#[test]
+fn dma_to_addresses_outside_guest_ram_is_a_dma_error() {
+    let img = SharedImage::new(16 * MIB);
+    img.fill(0, &pattern(512, 1));
+    let mut rig = Rig::disk_only(&img, ErrorPolicy::Report, ErrorPolicy::Report);
+    rig.set_prdt(&[(0xffff_f000, 512)]);
+    rig.dma(0xc8, 0, 1, true);
+    assert_eq!((rig.inb(0x1f7), rig.inb(0x1f1), rig.bm_status()), (0x41, 0x04, 0x04));
+    rig.outb(BM, 0);
+    rig.dma(0xca, 0, 1, false);
+    assert_eq!((rig.inb(0x1f7), rig.inb(0x1f1), rig.bm_status()), (0x41, 0x04, 0x04));
+    assert_eq!(img.bytes(0, 512), pattern(512, 1), "nothing written from a failed gather");
+    rig.outb(BM, 0);
+    rig.outl(BM + 4, 0xffff_fff0);
+    rig.dma(0xc8, 0, 1, true);
+    assert_eq!((rig.inb(0x1f7), rig.bm_status()), (0x41, 0x04), "PRD table outside RAM");
+}
+
+#[test]
+fn trim_discards_ranges_and_refuses_bad_ones() {
+    let img = SharedImage::new(16 * MIB);
+    img.fill(0, &[0xee; 16 * 512]);
+    let mut rig = Rig::disk_only(&img, ErrorPolicy::Report, ErrorPolicy::Report);
+    let mut ranges = vec![0u8; 512];
+    ranges[..8].copy_from_slice(&((2u64 << 48) | 1).to_le_bytes());
+    ranges[8..16].copy_from_slice(&((1u64 << 48) | 10).to_le_bytes());
+    rig.mem_write(BUF, &ranges);
+    rig.set_prdt(&[(BUF as u32, 512)]);
+    rig.outb(0x1f1, 0x01);
+    rig.dma(0x06, 0, 1, false);
+    assert_eq!((rig.inb(0x1f7), rig.bm_status()), (0x50, 0x04));
+    assert_eq!(img.bytes(0, 512), vec![0xee; 512]);
+    assert_eq!(img.bytes(512, 1024), vec![0; 1024]);
+    assert_eq!(img.bytes(10 * 512, 512), vec![0; 512]);
+    assert_eq!(img.bytes(11 * 512, 512), vec![0xee; 512]);
+    ranges[..8].copy_from_slice(&((8u64 << 48) | (16 * 2048 - 4)).to_le_bytes());
+    rig.mem_write(BUF, &ranges);
+    rig.outb(BM, 0);
+    rig.outb(0x1f1, 0x01);
+    rig.dma(0x06, 0, 1, false);
+    assert_eq!((rig.inb(0x1f7), rig.inb(0x1f1), rig.bm_status()), (0x41, 0x04, 0x04));
+    rig.outb(0x1f1, 0x00);
+    rig.outb(0x1f7, 0x06);
+    assert_eq!(rig.inb(0x1f7), 0x41, "DSM without the TRIM bit aborts");
+}
+
+// ---- host error policies ------------------------------------------------
+
+#[test]
+fn report_pio_write_points_registers_at_failing_block() {
+    let img = SharedImage::new(MIB);
+    img.inject(BlockOp::Write, Some(702 * 512), libc::ENOSPC, false);
+    let mut rig = Rig::disk_only(&img, ErrorPolicy::Report, ErrorPolicy::Report);
+    rig.command_lba28(0x30, 700, 4);
+    for _ in 0..2 {
+        rig.write_block(&[0x55; 512]);
+        assert_eq!(rig.inb(0x1f7), 0x58);
+    }
+    rig.write_block(&[0x55; 512]);
+    assert_eq!((rig.inb(0x1f7), rig.inb(0x1f1)), (0x41, 0x04));
+    assert_eq!((rig.inb(0x1f3), rig.inb(0x1f2)), ((702 & 0xff) as u8, 2));
+    assert_eq!(rig.bm_status() & 0x04, 0x04, "every IRQ sets BM INTR");
+    let ev = io_errors(&rig.events());
+    assert_eq!(ev, vec![("ide0-hd0".to_string(), IoOperation::Write, "report", true, "No space left on device".to_string())]);
+    assert_eq!(rig.ide.drives_info()[0].stats.failed_wr_operations, 1);
+    assert_eq!(rig.ide.drives_info()[0].io_status, "ok");
+    assert_eq!(rig.vm.state(), RunState::Running);
+}
+
+#[test]
+fn report_pio_read_and_read_multiple() {
+    let img = SharedImage::new(MIB);
+    img.inject(BlockOp::Read, Some(20 * 512), libc::EIO, false);
+    let mut rig = Rig::disk_only(&img, ErrorPolicy::Report, ErrorPolicy::Report);
+    rig.command_lba28(0x20, 19, 2);
+    rig.read_block(512);
+    assert_eq!((rig.inb(0x1f7), rig.inb(0x1f1), rig.inb(0x1f3), rig.inb(0x1f2)), (0x41, 0x04, 20, 1));
+    assert_eq!(rig.inw(0x1f0), 0, "no data phase after the error");
+    rig.command_lba28(0xc4, 16, 8);
+    assert_eq!((rig.inb(0x1f7), rig.inb(0x1f1)), (0x41, 0x04));
+    let ev = io_errors(&rig.events());
+    assert_eq!(ev.len(), 2);
+    assert!(ev.iter().all(|e| e.1 == IoOperation::Read && e.2 == "report" && !e.3));
+}
+
+#[test]
+fn report_dma_read_leaves_guest_memory_and_registers() {
+    let img = SharedImage::new(MIB);
+    img.inject(BlockOp::Read, Some(700 * 512), libc::EIO, false);
+    let mut rig = Rig::disk_only(&img, ErrorPolicy::Report, ErrorPolicy::Report);
+    rig.mem_write(BUF, &[0xcc; 4096]);
+    rig.set_prdt(&[(BUF as u32, 4096)]);
+    rig.dma(0xc8, 698, 8, true);
+    assert_eq!((rig.inb(0x1f7), rig.inb(0x1f1), rig.bm_status()), (0x41, 0x04, 0x04));
+    assert_eq!((rig.inb(0x1f3), rig.inb(0x1f2)), ((698 & 0xff) as u8, 8), "registers from the command");
+    assert_eq!(rig.mem_read(BUF, 4096), vec![0xcc; 4096]);
+    assert!(rig.irq_raises(0) > 0);
+}
+
+#[test]
+fn report_dma_write_and_flush() {
+    let img = SharedImage::new(MIB);
+    img.inject(BlockOp::Write, None, libc::ENOSPC, false);
+    img.inject(BlockOp::Flush, None, libc::EIO, false);
+    let mut rig = Rig::disk_only(&img, ErrorPolicy::Report, ErrorPolicy::Report);
+    rig.set_prdt(&[(BUF as u32, 512)]);
+    rig.dma(0xca, 0, 1, false);
+    assert_eq!((rig.inb(0x1f7), rig.inb(0x1f1), rig.bm_status()), (0x41, 0x04, 0x04));
+    rig.outb(BM, 0);
+    rig.outb(0x1f7, 0xe7);
+    assert_eq!((rig.inb(0x1f7), rig.inb(0x1f1)), (0x41, 0x04));
+    rig.outb(0x1f7, 0xea);
+    assert_eq!((rig.inb(0x1f7), rig.inb(0x1f1)), (0x41, 0x04));
+    let ev = io_errors(&rig.events());
+    assert_eq!(ev.len(), 3);
+    assert!(ev.iter().all(|e| e.1 == IoOperation::Write && e.2 == "report"));
+    let stats = &rig.ide.drives_info()[0].stats;
+    assert_eq!((stats.failed_wr_operations, stats.failed_flush_operations), (1, 2));
+}
+
+#[test]
+fn ignore_acknowledges_failed_writes_and_hands_stale_reads() {
+    let img = SharedImage::new(MIB);
+    let mut rig = Rig::disk_only(&img, ErrorPolicy::Ignore, ErrorPolicy::Ignore);
+    rig.command_lba28(0x30, 3, 1);
+    rig.write_block(&[0x77; 512]);
+    img.inject(BlockOp::Write, None, libc::ENOSPC, false);
+    img.inject(BlockOp::Read, None, libc::EIO, false);
+    rig.command_lba28(0x30, 4, 1);
+    rig.write_block(&[0x99; 512]);
+    assert_eq!(rig.inb(0x1f7), 0x50);
+    rig.command_lba28(0x20, 5, 1);
+    assert_eq!(rig.inb(0x1f7), 0x58);
+    assert_eq!(rig.read_block(512), vec![0x99; 512], "stale buffer, as QEMU");
+    rig.set_prdt(&[(BUF as u32, 512)]);
+    rig.dma(0xc8, 0, 1, true);
+    assert_eq!((rig.inb(0x1f7), rig.bm_status()), (0x50, 0x04));
+    let ev = io_errors(&rig.events());
+    assert_eq!(ev.len(), 3);
+    assert!(ev.iter().all(|e| e.2 == "ignore"));
+}
+
+#[test]
+fn stop_holds_dma_write_and_completes_it_after_cont() {
+    let img = SharedImage::new(MIB);
+    img.inject(BlockOp::Write, Some(700 * 512), libc::ENOSPC, true);
+    let mut rig = Rig::disk_only(&img, ErrorPolicy::Enospc, ErrorPolicy::Report);
+    let data = pattern(4096, 42);
+    rig.mem_write(BUF, &data);
+    rig.set_prdt(&[(BUF as u32, 4096)]);
+    rig.dma(0xca, 698, 8, false);
+    assert_eq!(rig.vm.state(), RunState::IoError);
+    assert!(rig.ide.has_held_request());
+    assert_eq!((rig.altstatus(), rig.bm_status()), (0x58, 0x01));
+    assert!(!rig.irq_high(0));
+    assert_eq!(rig.ide.drives_info()[0].io_status, "nospace");
+    let events = rig.events();
+    assert_eq!(io_errors(&events)[0].2, "stop");
+    assert!(events.contains(&Event::Stop));
+    assert_ne!(img.bytes(698 * 512, 4096), data);
+
+    assert!(rig.vm.set_running());
+    rig.ide.restart_held_requests();
+    assert!(!rig.ide.has_held_request());
+    assert_eq!((rig.inb(0x1f7), rig.bm_status()), (0x50, 0x04));
+    assert!(rig.irq_raises(0) > 0);
+    assert_eq!(img.bytes(698 * 512, 4096), data, "the whole request reached the image");
+    assert_eq!(rig.ide.drives_info()[0].io_status, "ok");
+}
+
+#[test]
+fn enospc_policy_reports_other_errors() {
+    let img = SharedImage::new(MIB);
+    img.inject(BlockOp::Write, None, libc::EIO, true);
+    let mut rig = Rig::disk_only(&img, ErrorPolicy::Enospc, ErrorPolicy::Report);
+    rig.set_prdt(&[(BUF as u32, 512)]);
+    rig.dma(0xca, 0, 1, false);
+    assert_eq!((rig.inb(0x1f7), rig.bm_status()), (0x41, 0x04));
+    assert_eq!(rig.vm.state(), RunState::Running);
+    assert_eq!(io_errors(&rig.events())[0].2, "report");
+}
+
+#[test]
+fn stop_holds_pio_write_and_retries_the_block() {
+    let img = SharedImage::new(MIB);
+    img.inject(BlockOp::Write, Some(11 * 512), libc::EIO, true);
+    let mut rig = Rig::disk_only(&img, ErrorPolicy::Stop, ErrorPolicy::Stop);
+    rig.command_lba28(0x30, 10, 2);
+    rig.write_block(&[1; 512]);
+    rig.inb(0x1f7);
+    rig.write_block(&[2; 512]);
+    assert_eq!(rig.vm.state(), RunState::IoError);
+    assert_eq!((rig.altstatus(), rig.irq_high(0)), (0x50, false));
+    assert_eq!(rig.ide.drives_info()[0].io_status, "failed");
+    rig.vm.set_running();
+    rig.ide.restart_held_requests();
+    assert_eq!((rig.inb(0x1f7), rig.inb(0x1f2)), (0x50, 0));
+    assert_eq!(img.bytes(10 * 512, 1024), [vec![1; 512], vec![2; 512]].concat());
+}
+
+#[test]
+fn stop_holds_pio_read_and_dma_read() {
+    let img = SharedImage::new(MIB);
+    img.fill(30 * 512, &pattern(512, 8));
+    img.inject(BlockOp::Read, Some(30 * 512), libc::EIO, true);
+    let mut rig = Rig::disk_only(&img, ErrorPolicy::Report, ErrorPolicy::Stop);
+    rig.command_lba28(0x20, 30, 1);
+    assert_eq!((rig.altstatus(), rig.vm.state()), (0x50, RunState::IoError));
+    rig.vm.set_running();
+    rig.ide.restart_held_requests();
+    assert_eq!(rig.inb(0x1f7), 0x58);
+    assert_eq!(rig.read_block(512), pattern(512, 8));
+
+    img.inject(BlockOp::Read, Some(30 * 512), libc::EIO, true);
+    rig.set_prdt(&[(BUF as u32, 512)]);
+    rig.dma(0xc8, 30, 1, true);
+    assert_eq!((rig.altstatus(), rig.bm_status()), (0x58, 0x01));
+    rig.vm.set_running();
+    rig.ide.restart_held_requests();
+    assert_eq!((rig.inb(0x1f7), rig.bm_status()), (0x50, 0x04));
+    assert_eq!(rig.mem_read(BUF, 512), pattern(512, 8));
+}
+
+#[test]
+fn stop_holds_flush_with_busy_and_retries_after_cont() {
+    let img = SharedImage::new(MIB);
+    img.inject(BlockOp::Flush, None, libc::EIO, true);
+    let mut rig = Rig::disk_only(&img, ErrorPolicy::Stop, ErrorPolicy::Stop);
+    rig.outb(0x1f7, 0xe7);
+    assert_eq!(rig.altstatus(), 0xc0, "BSY|DRDY while held, as QEMU's retry_pci test");
+    assert!(!rig.irq_high(0));
+    let stop_events = rig.events();
+    assert!(stop_events.contains(&Event::Stop));
+    rig.vm.set_running();
+    rig.ide.restart_held_requests();
+    assert_eq!(rig.inb(0x1f7), 0x50);
+    assert!(rig.irq_raises(0) > 0);
+    assert_eq!(img.flushes(), 1);
+}
+
+#[test]
+fn stop_again_when_the_retry_fails_again() {
+    let img = SharedImage::new(MIB);
+    img.inject(BlockOp::Write, None, libc::ENOSPC, false);
+    let mut rig = Rig::disk_only(&img, ErrorPolicy::Enospc, ErrorPolicy::Report);
+    rig.set_prdt(&[(BUF as u32, 512)]);
+    rig.dma(0xca, 0, 1, false);
+    rig.vm.set_running();
+    rig.ide.restart_held_requests();
+    assert_eq!(rig.vm.state(), RunState::IoError);
+    assert!(rig.ide.has_held_request());
+    img.clear_faults();
+    rig.vm.set_running();
+    rig.ide.restart_held_requests();
+    assert_eq!((rig.inb(0x1f7), rig.bm_status()), (0x50, 0x04));
+    assert_eq!(io_errors(&rig.events()).len(), 2);
+}
+
+// ---- ATAPI ------------------------------------------------------------------
+
+fn cd_rig(blocks: usize) -> (Rig, SharedImage) {
+    let data: Vec<u8> = (0..blocks * 2048).map(|i| (i / 2048) as u8 ^ (i as u8)).collect();
+    let cd = SharedImage::with_data(data, true);
+    let rig = Rig::new([Some(cdrom(Some(&cd))), None, None, None]);
+    (rig, cd)
+}
+
+fn send_packet(rig: &mut Rig, cdb: &[u8; 12], bcl: u16, dma: bool) {
+    rig.outb(0x1f6, 0xa0);
+    rig.outb(0x1f1, dma as u8);
+    rig.outb(0x1f4, bcl as u8);
+    rig.outb(0x1f5, (bcl >> 8) as u8);
+    rig.outb(0x1f7, 0xa0);
+    assert_eq!((rig.altstatus(), rig.inb(0x1f2)), (0x58, 1), "packet phase: DRQ, C/D");
+    rig.write_block(cdb);
+}
+
+fn read10(lba: u32, count: u16) -> [u8; 12] {
+    let mut cdb = [0u8; 12];
+    cdb[0] = 0x28;
+    cdb[2..6].copy_from_slice(&lba.to_be_bytes());
+    cdb[7..9].copy_from_slice(&count.to_be_bytes());
+    cdb
+}
+
+#[test]
+fn atapi_signature_on_ata_commands_and_identify_packet() {
+    let (mut rig, _cd) = cd_rig(4);
+    rig.outb(0x1f7, 0xec);
+    assert_eq!((rig.inb(0x1f7), rig.inb(0x1f1), rig.inb(0x1f4), rig.inb(0x1f5)), (0x41, 0x04, 0x14, 0xeb));
+    rig.command_lba28(0x20, 0, 1);
+    assert_eq!((rig.inb(0x1f7), rig.inb(0x1f4), rig.inb(0x1f5)), (0x41, 0x14, 0xeb));
+    rig.outb(0x1f7, 0xa1);
+    assert_eq!(rig.inb(0x1f7), 0x58);
+    let w: Vec<u16> = rig.read_block(512).chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+    assert_eq!(w[0], 0x85c0);
+    let model: String = w[27..47].iter().flat_map(|x| x.to_be_bytes()).map(|b| b as char).collect();
+    assert_eq!(model.trim_end(), "QEMU DVD-ROM");
+    assert_eq!(rig.altstatus(), 0x50);
+}
+
+#[test]
+fn atapi_pio_read_in_byte_count_chunks() {
+    let (mut rig, cd) = cd_rig(16);
+    let raises = rig.irq_raises(0);
+    send_packet(&mut rig, &read10(2, 3), 5120, false);
+    let mut got = Vec::new();
+    let mut chunks = Vec::new();
+    for _ in 0..10 {
+        let st = rig.inb(0x1f7);
+        if st & 0x08 == 0 {
+            break;
+        }
+        let len = rig.inb(0x1f4) as usize | (rig.inb(0x1f5) as usize) << 8;
+        assert_eq!(rig.inb(0x1f2) & 3, 2, "ireason I/O");
+        chunks.push(len);
+        got.extend(rig.read_block(len));
+    }
+    assert_eq!(chunks, vec![5120, 1024]);
+    assert_eq!((rig.inb(0x1f7), rig.inb(0x1f2) & 3), (0x50, 3));
+    assert_eq!(got, cd.bytes(2 * 2048, 3 * 2048));
+    assert_eq!(rig.irq_raises(0) - raises, 3);
+}
+
+#[test]
+fn atapi_inquiry_and_dma_read() {
+    let (mut rig, cd) = cd_rig(8);
+    let mut inquiry = [0u8; 12];
+    inquiry[0] = 0x12;
+    inquiry[4] = 36;
+    send_packet(&mut rig, &inquiry, 0xffff, false);
+    assert_eq!(rig.inb(0x1f4), 36);
+    let data = rig.read_block(36);
+    assert_eq!(&data[16..28], b"QEMU DVD-ROM");
+    assert_eq!(rig.inb(0x1f7), 0x50);
+
+    rig.set_prdt(&[(BUF as u32, 4096)]);
+    rig.outb(BM, 0x08);
+    send_packet(&mut rig, &read10(3, 2), 0, true);
+    assert_eq!(rig.altstatus(), 0xd8, "ATAPI DMA read waits with BSY|DRQ");
+    rig.outb(BM, 0x09);
+    assert_eq!((rig.inb(0x1f7), rig.inb(0x1f2) & 3, rig.bm_status()), (0x50, 3, 0x04));
+    assert_eq!(rig.mem_read(BUF, 4096), cd.bytes(3 * 2048, 4096));
+}
+
+#[test]
+fn atapi_host_error_maps_to_sense() {
+    let (mut rig, cd) = cd_rig(8);
+    cd.inject(BlockOp::Read, None, libc::EIO, false);
+    send_packet(&mut rig, &read10(0, 1), 2048, false);
+    assert_eq!((rig.inb(0x1f7), rig.inb(0x1f1), rig.inb(0x1f2) & 3), (0x41, 0x50, 3));
+    let mut sense = [0u8; 12];
+    sense[0] = 0x03;
+    sense[4] = 18;
+    send_packet(&mut rig, &sense, 18, false);
+    let data = rig.read_block(18);
+    assert_eq!((data[2], data[12]), (5, 0x21));
+    let ev = io_errors(&rig.events());
+    assert_eq!(ev, vec![("ide1-cd0".into(), IoOperation::Read, "report", false, "Input/output error".into())]);
+}
+
+#[test]
+fn atapi_without_medium_and_tray_events() {
+    let mut rig = Rig::new([None, None, Some(cdrom(None)), None]);
+    rig.outb(0x176, 0xa0);
+    rig.outb(0x174, 0x00);
+    rig.outb(0x175, 0x08);
+    rig.outb(0x177, 0xa0);
+    for w in read10(0, 1).chunks(2) {
+        rig.outw(0x170, u16::from_le_bytes([w[0], w[1]]));
+    }
+    assert_eq!((rig.inb(0x177), rig.inb(0x171)), (0x41, 0x20), "NOT READY");
+    assert!(rig.irq_raises(1) > 0 && rig.irq_raises(0) == 0, "secondary channel uses IRQ 15");
+    let iso = SharedImage::new(2048 * 10);
+    rig.ide.change_medium("ide1-cd0", Box::new(iso), "/tmp/x.iso".into()).unwrap();
+    let ev = rig.events();
+    let trays: Vec<bool> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::DeviceTrayMoved { tray_open, .. } => Some(*tray_open),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(trays, vec![true, false]);
+    let info = rig.ide.drives_info();
+    assert_eq!(info[0].inserted.as_ref().map(|m| m.size), Some(20480));
+    assert!(info[0].removable);
+    rig.ide.eject("ide1-cd0", false).unwrap();
+    assert!(rig.ide.drives_info()[0].inserted.is_none());
+    assert!(rig.ide.drives_info()[0].tray_open);
+    assert_eq!(rig.ide.eject("nope", false), Err(IdeError::NoSuchDevice("nope".into())));
+}
+
+#[test]
+fn eject_refuses_disks_and_flush_all_reports_errors() {
+    let img = SharedImage::new(MIB);
+    let mut rig = Rig::disk_only(&img, ErrorPolicy::Report, ErrorPolicy::Report);
+    assert_eq!(rig.ide.eject("ide0-hd0", true), Err(IdeError::NotRemovable("ide0-hd0".into())));
+    assert!(rig.ide.flush_all().is_ok());
+    img.inject(BlockOp::Flush, None, libc::EIO, true);
+    assert_eq!(rig.ide.flush_all().map_err(|e| e.errno()), Err(libc::EIO));
+}
