@@ -150,8 +150,9 @@ enum DmaJob {
 /// A request a `stop` policy holds until the VM runs again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Retry {
-    PioRead,
-    PioWrite,
+    /// The PIO block at `lba` with `nsector` left; for a write its data is
+    /// still in the unit's buffer.
+    Pio { write: bool, lba: i64, nsector: u32 },
     Dma { kind: AtaDma, lba: i64, count: u32 },
     Flush,
     AtapiPio,
@@ -779,8 +780,17 @@ impl Channel {
         }
         let u = held.unit;
         match held.retry {
-            Retry::PioRead => self.sector_read(ctx, u),
-            Retry::PioWrite => self.sector_write(ctx, u),
+            Retry::Pio { write, lba, nsector } => {
+                // The registers are not trusted: a guest that kept running
+                // may have rewritten them, and the buffered data belongs here.
+                self.units[u].set_sector(lba);
+                self.units[u].regs.nsector = nsector;
+                if write {
+                    self.sector_write(ctx, u)
+                } else {
+                    self.sector_read(ctx, u)
+                }
+            }
             Retry::Flush => self.flush(ctx, u),
             Retry::Dma { kind, lba, count } => {
                 self.selected = u;
@@ -806,6 +816,13 @@ impl Channel {
         let cd = self.units[u].is_cdrom();
         if self.units[u].regs.status & (BUSY_STAT | DRQ_STAT) != 0 && !(cmd == 0x08 && cd) {
             return;
+        }
+        if let Some(held) = self.held.take() {
+            // Only reachable when the guest keeps running while "stopped"
+            // (a Xen domain the machine could not pause). The held request
+            // never signalled completion, so dropping it loses nothing the
+            // guest was told was done.
+            log::warn!("IDE channel: command {cmd:#04x} replaces a request held by the error policy ({held:?})");
         }
         if !command_permitted(cmd, cd) {
             self.rw_error(u);
@@ -1077,7 +1094,8 @@ impl Channel {
             return;
         };
         if let Err(e) = backend.read_at(sector as u64 * SECTOR_SIZE as u64, &mut unit.pio.buf[..bytes]) {
-            match self.host_error(ctx, u, &e, BlockOp::Read, sector as u64, n as u64, Retry::PioRead) {
+            let retry = Retry::Pio { write: false, lba: sector, nsector: remaining };
+            match self.host_error(ctx, u, &e, BlockOp::Read, sector as u64, n as u64, retry) {
                 ErrorAction::Report => return self.rw_error(u),
                 ErrorAction::Stop => return,
                 ErrorAction::Ignore => {}
@@ -1098,7 +1116,8 @@ impl Channel {
         let unit = &mut self.units[u];
         unit.regs.status = READY_STAT | SEEK_STAT | BUSY_STAT;
         let sector = unit.get_sector();
-        let n = unit.regs.nsector.min(unit.req_nb_sectors).min(MAX_MULT_SECTORS as u32) as usize;
+        let remaining = unit.regs.nsector;
+        let n = remaining.min(unit.req_nb_sectors).min(MAX_MULT_SECTORS as u32) as usize;
         if !unit.sect_range_ok(sector, n as u64) {
             self.rw_error(u);
             return;
@@ -1111,7 +1130,8 @@ impl Channel {
         let result = backend.write_at(sector as u64 * SECTOR_SIZE as u64, &unit.pio.buf[..bytes]);
         unit.regs.status &= !BUSY_STAT;
         if let Err(e) = result {
-            match self.host_error(ctx, u, &e, BlockOp::Write, sector as u64, n as u64, Retry::PioWrite) {
+            let retry = Retry::Pio { write: true, lba: sector, nsector: remaining };
+            match self.host_error(ctx, u, &e, BlockOp::Write, sector as u64, n as u64, retry) {
                 ErrorAction::Report => return self.rw_error(u),
                 ErrorAction::Stop => return,
                 ErrorAction::Ignore => {}
