@@ -139,6 +139,8 @@ pub fn disk_identify(p: &DiskParams) -> [u16; 256] {
     for (i, word) in w[100..104].iter_mut().enumerate() {
         *word = (p.nb_sectors >> (16 * i)) as u16;
     }
+    // Physical block size: one logical sector per physical one.
+    w[106] = 0x6000;
     w[169] = 1;
     w
 }
@@ -222,5 +224,31 @@ mod tests {
         assert_eq!(w[0], 0x85c0);
         assert_eq!(w[13], u16::from_be_bytes(*b"3 "));
         assert_eq!(w[31], u16::from_be_bytes(*b"-R"));
+    }
+    /// Non-zero words QEMU 7.2 (Debian 1:7.2+dfsg-7+deb12u18) returned over
+    /// qtest for a 16 MiB raw disk at primary master and a CD at secondary
+    /// master ("index:hex", measured on this machine).
+    const QEMU_HD_16MIB: &str = "0:0040 1:0020 3:0010 4:7e00 5:0200 6:003f 10:514d 11:3030 12:3030 13:3120 14:2020 15:2020 16:2020 17:2020 18:2020 19:2020 20:0003 21:0200 22:0004 23:322e 24:352b 25:2020 26:2020 27:5145 28:4d55 29:2048 30:4152 31:4444 32:4953 33:4b20 34:2020 35:2020 36:2020 37:2020 38:2020 39:2020 40:2020 41:2020 42:2020 43:2020 44:2020 45:2020 46:2020 47:8010 48:0001 49:0b00 51:0200 52:0200 53:0007 54:0020 55:0010 56:003f 57:7e00 59:0110 60:8000 62:0007 63:0007 64:0003 65:0078 66:0078 67:0078 68:0078 69:4000 80:00f0 81:0016 82:4021 83:7400 84:4000 85:4021 86:3400 87:4000 88:203f 93:6001 100:8000 106:6000 169:0001";
+    const QEMU_CD_SECONDARY_MASTER: &str = "0:85c0 10:514d 11:3030 12:3030 13:3320 14:2020 15:2020 16:2020 17:2020 18:2020 19:2020 20:0003 21:0200 22:0004 23:322e 24:352b 25:2020 26:2020 27:5145 28:4d55 29:2044 30:5644 31:2d52 32:4f4d 33:2020 34:2020 35:2020 36:2020 37:2020 38:2020 39:2020 40:2020 41:2020 42:2020 43:2020 44:2020 45:2020 46:2020 48:0001 49:0300 53:0007 62:0007 63:0007 64:0003 65:00b4 66:00b4 67:012c 68:00b4 71:001e 72:001e 80:001e 88:203f";
+
+    fn nonzero(words: &[u16; 256]) -> String {
+        let parts: Vec<String> =
+            words.iter().enumerate().filter(|(_, w)| **w != 0).map(|(i, w)| format!("{i}:{w:04x}")).collect();
+        parts.join(" ")
+    }
+
+    #[test]
+    fn every_word_matches_qemu_7_2() {
+        let g = guess_geometry(32768, None);
+        let hd = disk_identify(&DiskParams {
+            identity: &Identity::default_for(0, false),
+            default_geometry: g,
+            current_geometry: g,
+            nb_sectors: 32768,
+            mult_sectors: 16,
+            write_cache: true,
+        });
+        assert_eq!(nonzero(&hd), QEMU_HD_16MIB);
+        assert_eq!(nonzero(&atapi_identify(&Identity::default_for(2, true))), QEMU_CD_SECONDARY_MASTER);
     }
 }
