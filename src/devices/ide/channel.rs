@@ -925,7 +925,10 @@ impl Channel {
             0x91 => {
                 let unit = &mut self.units[u];
                 match unit.drive.as_mut() {
-                    Some(d) if !d.is_cdrom() && d.backend.is_some() && unit.regs.nsector & 0xff != 0 => {
+                    // A sector count of 0 is accepted as on QEMU 7.2 (which
+                    // then divides by zero on CHS access); CHS addressing
+                    // refuses the unusable geometry here instead.
+                    Some(d) if !d.is_cdrom() && d.backend.is_some() => {
                         d.geometry.heads = (unit.regs.select & DEV_HS) as u16 + 1;
                         d.geometry.sectors = (unit.regs.nsector & 0xff) as u16;
                     }

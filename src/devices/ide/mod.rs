@@ -285,13 +285,21 @@ impl BusDevice for IdeController {
         match Self::legacy_channel(base) {
             Some((c, false)) => {
                 let ch = &mut self.channels[c];
-                if offset == 0 && (size == 2 || size == 4) {
-                    put_le(data, ch.read_data(&ctx, size));
+                // Measured on QEMU 7.2: a byte access to the data port is a
+                // word access cut to its low byte, word accesses to the
+                // other registers split into bytes, dword accesses to them
+                // read all ones.
+                if offset == 0 {
+                    put_le(data, ch.read_data(&ctx, size.clamp(2, 4)));
+                    return;
+                }
+                if size > 2 {
+                    data.fill(0xff);
                     return;
                 }
                 for (i, b) in data.iter_mut().enumerate() {
                     let reg = offset + i as u64;
-                    *b = if reg == 0 || reg > 7 { 0xff } else { ch.read_reg(reg) };
+                    *b = if reg > 7 { 0xff } else { ch.read_reg(reg) };
                 }
             }
             Some((c, true)) => {
@@ -323,8 +331,11 @@ impl BusDevice for IdeController {
         match Self::legacy_channel(base) {
             Some((c, false)) => {
                 let ch = &mut self.channels[c];
-                if offset == 0 && (size == 2 || size == 4) {
-                    ch.write_data(&ctx, size, v);
+                if offset == 0 {
+                    ch.write_data(&ctx, size.clamp(2, 4), v);
+                    return;
+                }
+                if size > 2 {
                     return;
                 }
                 for (i, b) in data.iter().enumerate() {

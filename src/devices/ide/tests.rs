@@ -511,6 +511,38 @@ fn set_features_write_cache_and_transfer_mode() {
     assert_eq!(set(&mut rig, 0xaa, 0), (0x50, 0));
 }
 
+#[test]
+fn access_widths_as_measured_on_qemu() {
+    let img = SharedImage::new(16 * MIB);
+    let mut rig = Rig::disk_only(&img, ErrorPolicy::Report, ErrorPolicy::Report);
+    assert_eq!((rig.inb(0x1f0), rig.inw(0x1f2), rig.inl(0x1f4)), (0x00, 0x0101, 0xffff_ffff));
+    rig.outb(0x1f7, 0xec);
+    rig.inb(0x1f7);
+    assert_eq!(rig.inb(0x1f0), 0x40, "byte read consumes word 0");
+    assert_eq!(rig.inw(0x1f0), 0x0020, "word 1");
+    assert_eq!(rig.inl(0x1f0), 0x0010_0000, "words 2 and 3");
+    assert_eq!((rig.inw(0x3f6), rig.inw(0x1f7), rig.inl(0x1f1)), (0xff58, 0xff58, 0xffff_ffff));
+    rig.outb(0x1f0, 0x55);
+    assert_eq!(rig.inw(0x1f0), 0x7e00, "byte write ignored during a read phase");
+}
+
+#[test]
+fn zero_sectors_per_track_is_accepted_but_chs_access_aborts() {
+    let img = SharedImage::new(16 * MIB);
+    let mut rig = Rig::disk_only(&img, ErrorPolicy::Report, ErrorPolicy::Report);
+    rig.outb(0x1f6, 0xa3);
+    rig.outb(0x1f2, 0);
+    rig.outb(0x1f7, 0x91);
+    assert_eq!((rig.inb(0x1f7), rig.inb(0x1f1)), (0x50, 0));
+    rig.outb(0x1f6, 0xa0);
+    rig.outb(0x1f2, 1);
+    rig.outb(0x1f3, 1);
+    rig.outb(0x1f7, 0x20);
+    assert_eq!((rig.inb(0x1f7), rig.inb(0x1f1)), (0x41, 0x04), "QEMU 7.2 crashes here (SIGFPE)");
+    rig.command_lba28(0x20, 0, 1);
+    assert_eq!(rig.inb(0x1f7), 0x58, "LBA addressing still works");
+}
+
 // ---- PIO data -------------------------------------------------------------
 
 #[test]
