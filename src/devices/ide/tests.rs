@@ -1324,3 +1324,115 @@ mod fuzz {
         assert!(ops > 5000);
     }
 }
+
+mod more {
+    use super::*;
+
+    #[test]
+    fn atapi_dma_with_short_prd_stops_without_irq_like_qemu() {
+        let (mut rig, cd) = cd_rig(8);
+        rig.set_prdt(&[(BUF as u32, 2048)]);
+        rig.outb(BM, 0x08);
+        rig.outb(BM + 2, 0x06);
+        let raises = rig.irq_raises(0);
+        send_packet(&mut rig, &read10(3, 2), 0, true);
+        rig.outb(BM, 0x09);
+        assert_eq!((rig.altstatus(), rig.bm_status(), rig.inb(0x1f2)), (0xd8, 0x00, 1));
+        assert_eq!(rig.irq_raises(0), raises);
+        assert_eq!(rig.mem_read(BUF, 2048), cd.bytes(3 * 2048, 2048), "what fits was transferred");
+        rig.outb(0x1f7, 0x08);
+        assert_eq!((rig.altstatus(), rig.inb(0x1f4), rig.inb(0x1f5)), (0x00, 0x14, 0xeb), "DEVICE RESET while busy");
+    }
+
+    #[test]
+    fn atapi_read_held_by_stop_policy_completes_after_cont() {
+        let (mut rig, cd) = {
+            let data: Vec<u8> = (0..8 * 2048).map(|i| (i / 2048) as u8).collect();
+            let cd = SharedImage::with_data(data, true);
+            let mut cfg = cdrom(Some(&cd));
+            cfg.rerror = ErrorPolicy::Stop;
+            (Rig::new([Some(cfg), None, None, None]), cd)
+        };
+        cd.inject(BlockOp::Read, None, libc::EIO, true);
+        send_packet(&mut rig, &read10(5, 1), 2048, false);
+        assert_eq!(rig.vm.state(), RunState::IoError);
+        assert!(rig.ide.has_held_request());
+        rig.vm.set_running();
+        rig.ide.restart_held_requests();
+        assert_eq!((rig.inb(0x1f7), rig.inb(0x1f2) & 3), (0x58, 2));
+        assert_eq!(rig.read_block(2048), vec![5; 2048]);
+        assert_eq!(rig.inb(0x1f7), 0x50);
+
+        cd.inject(BlockOp::Read, None, libc::EIO, true);
+        rig.set_prdt(&[(BUF as u32, 4096)]);
+        rig.outb(BM, 0x08);
+        send_packet(&mut rig, &read10(6, 2), 0, true);
+        rig.outb(BM, 0x09);
+        assert_eq!((rig.altstatus(), rig.bm_status() & 1), (0xd8, 1), "held in flight");
+        rig.vm.set_running();
+        rig.ide.restart_held_requests();
+        assert_eq!((rig.inb(0x1f7), rig.bm_status()), (0x50, 0x04));
+        assert_eq!(rig.mem_read(BUF, 4096), [vec![6; 2048], vec![7; 2048]].concat());
+    }
+
+    #[test]
+    fn a_new_command_replaces_a_held_pio_request() {
+        let img = SharedImage::new(MIB);
+        img.inject(BlockOp::Write, None, libc::ENOSPC, true);
+        let mut rig = Rig::disk_only(&img, ErrorPolicy::Enospc, ErrorPolicy::Report);
+        rig.command_lba28(0x30, 7, 1);
+        rig.write_block(&[9; 512]);
+        assert!(rig.ide.has_held_request());
+        // A guest the machine could not pause goes on and issues a command.
+        rig.outb(0x1f7, 0xe5);
+        assert!(!rig.ide.has_held_request());
+        rig.vm.set_running();
+        rig.ide.restart_held_requests();
+        assert_eq!(img.bytes(7 * 512, 512), vec![0; 512], "the dropped write never completed");
+        assert_eq!(rig.inb(0x1f2), 0xff);
+    }
+
+    #[test]
+    fn held_pio_write_uses_its_own_lba_even_if_registers_change() {
+        let img = SharedImage::new(MIB);
+        img.inject(BlockOp::Write, None, libc::EIO, true);
+        let mut rig = Rig::disk_only(&img, ErrorPolicy::Stop, ErrorPolicy::Report);
+        rig.command_lba28(0x30, 40, 1);
+        rig.write_block(&[3; 512]);
+        rig.outb(0x1f3, 99);
+        rig.vm.set_running();
+        rig.ide.restart_held_requests();
+        assert_eq!(img.bytes(40 * 512, 512), vec![3; 512]);
+        assert_eq!(img.bytes(99 * 512, 512), vec![0; 512]);
+    }
+
+    #[test]
+    fn srst_drops_held_requests_and_pending_dma() {
+        let img = SharedImage::new(MIB);
+        img.inject(BlockOp::Flush, None, libc::EIO, true);
+        let mut rig = Rig::disk_only(&img, ErrorPolicy::Stop, ErrorPolicy::Report);
+        rig.outb(0x1f7, 0xe7);
+        assert!(rig.ide.has_held_request());
+        rig.outb(0x3f6, 0x04);
+        rig.outb(0x3f6, 0x00);
+        assert!(!rig.ide.has_held_request());
+        assert_eq!(rig.altstatus(), 0x50);
+        rig.set_prdt(&[(BUF as u32, 512)]);
+        rig.command_lba28(0xc8, 0, 1);
+        assert_eq!(rig.altstatus(), 0x58, "waits for START");
+        rig.outb(0x3f6, 0x04);
+        rig.outb(0x3f6, 0x00);
+        rig.outb(BM + 2, 0x04);
+        rig.outb(BM, 0x09);
+        assert_eq!((rig.altstatus(), rig.bm_status() & 0x04), (0x50, 0), "no stale transfer after reset");
+    }
+
+    #[test]
+    fn audit_names_cover_the_data_commands() {
+        use super::channel::ata_command_name;
+        assert_eq!(ata_command_name(0x35), "WRITE DMA EXT");
+        assert_eq!(ata_command_name(0xca), "WRITE DMA");
+        assert_eq!(ata_command_name(0x39), "WRITE MULTIPLE EXT");
+        assert_eq!(ata_command_name(0xea), "FLUSH CACHE EXT");
+    }
+}
