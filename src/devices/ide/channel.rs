@@ -718,11 +718,8 @@ impl Channel {
     pub fn bm_write(&mut self, ctx: &Ctx, offset: u64, size: usize, val: u32) {
         match offset {
             0..=3 if size != 1 => {}
-            0 => {
-                if self.bm.write_cmd(val as u8) == CmdEffect::Started {
-                    self.run_pending(ctx);
-                }
-            }
+            0 if self.bm.write_cmd(val as u8) == CmdEffect::Started => self.run_pending(ctx),
+            0 => {}
             2 => self.bm.write_status(val as u8),
             4..=7 => self.bm.write_prd(offset, size.min(8 - offset as usize), val),
             _ => {}
@@ -914,7 +911,7 @@ impl Channel {
                 self.units[u].set_sector(nb as i64 - 1);
                 true
             }
-            0x40 | 0x41 | 0x42 => {
+            0x40..=0x42 => {
                 self.units[u].lba48_transform(cmd == 0x42);
                 true
             }
