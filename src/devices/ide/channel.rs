@@ -13,6 +13,7 @@ use crate::block::{BlockBackend, BlockError, BlockOp, CacheMode, ErrorAction, Er
 use crate::logging::{audit_io_error, IoErrorAudit};
 use crate::machine::{BlockStats, Event, GuestMemory, IoOperation, IrqLine, RunState, VmControl};
 use std::sync::Arc;
+use std::time::Instant;
 
 pub const ERR_STAT: u8 = 0x01;
 pub const DRQ_STAT: u8 = 0x08;
@@ -61,6 +62,32 @@ pub(crate) struct Drive {
 }
 
 impl Drive {
+    /// query-blockstats counters for a request that completed.
+    fn account(&mut self, op: BlockOp, bytes: u64, started: Instant) {
+        let ns = started.elapsed().as_nanos() as u64;
+        let s = &mut self.stats;
+        match op {
+            BlockOp::Read => {
+                s.rd_bytes += bytes;
+                s.rd_operations += 1;
+                s.rd_total_time_ns += ns;
+            }
+            BlockOp::Write => {
+                s.wr_bytes += bytes;
+                s.wr_operations += 1;
+                s.wr_total_time_ns += ns;
+            }
+            BlockOp::Flush => {
+                s.flush_operations += 1;
+                s.flush_total_time_ns += ns;
+            }
+            BlockOp::Discard => {
+                s.unmap_operations += 1;
+                s.unmap_bytes += bytes;
+            }
+        }
+    }
+
     pub fn is_cdrom(&self) -> bool {
         self.media == MediaKind::Cdrom
     }
@@ -394,8 +421,7 @@ impl Unit {
         }
     }
 
-    fn identify_data(&mut self, position: usize) -> Option<[u16; 256]> {
-        let _ = position;
+    fn identify_data(&mut self) -> Option<[u16; 256]> {
         let d = self.drive.as_mut()?;
         if d.identify.is_none() {
             let words = if d.is_cdrom() {
@@ -417,8 +443,8 @@ impl Unit {
         d.identify
     }
 
-    fn load_identify(&mut self, position: usize) -> bool {
-        match self.identify_data(position) {
+    fn load_identify(&mut self) -> bool {
+        match self.identify_data() {
             Some(words) => {
                 for (i, w) in words.iter().enumerate() {
                     self.pio.buf[2 * i..2 * i + 2].copy_from_slice(&w.to_le_bytes());
@@ -951,7 +977,7 @@ impl Channel {
                 false
             }
             0xa1 => {
-                self.units[u].load_identify(u);
+                self.units[u].load_identify();
                 self.units[u].regs.status = READY_STAT | SEEK_STAT;
                 self.units[u].transfer_start(512, EndAction::Stop);
                 self.set_irq();
@@ -971,7 +997,7 @@ impl Channel {
                 false
             }
             0xec => {
-                if self.units[u].drive.as_ref().is_some_and(|d| !d.is_cdrom()) && self.units[u].load_identify(u) {
+                if self.units[u].drive.as_ref().is_some_and(|d| !d.is_cdrom()) && self.units[u].load_identify() {
                     self.units[u].regs.status = READY_STAT | SEEK_STAT;
                     self.units[u].transfer_start(512, EndAction::Stop);
                     self.set_irq();
@@ -1093,6 +1119,7 @@ impl Channel {
             self.rw_error(u);
             return;
         };
+        let started = Instant::now();
         if let Err(e) = backend.read_at(sector as u64 * SECTOR_SIZE as u64, &mut unit.pio.buf[..bytes]) {
             let retry = Retry::Pio { write: false, lba: sector, nsector: remaining };
             match self.host_error(ctx, u, &e, BlockOp::Read, sector as u64, n as u64, retry) {
@@ -1103,8 +1130,7 @@ impl Channel {
         }
         let unit = &mut self.units[u];
         if let Some(d) = unit.drive.as_mut() {
-            d.stats.rd_bytes += bytes as u64;
-            d.stats.rd_operations += 1;
+            d.account(BlockOp::Read, bytes as u64, started);
         }
         unit.set_sector(sector + n as i64);
         unit.regs.nsector -= n as u32;
@@ -1127,6 +1153,7 @@ impl Channel {
             self.rw_error(u);
             return;
         };
+        let started = Instant::now();
         let result = backend.write_at(sector as u64 * SECTOR_SIZE as u64, &unit.pio.buf[..bytes]);
         unit.regs.status &= !BUSY_STAT;
         if let Err(e) = result {
@@ -1139,8 +1166,7 @@ impl Channel {
         }
         let unit = &mut self.units[u];
         if let Some(d) = unit.drive.as_mut() {
-            d.stats.wr_bytes += bytes as u64;
-            d.stats.wr_operations += 1;
+            d.account(BlockOp::Write, bytes as u64, started);
         }
         unit.regs.nsector -= n as u32;
         unit.set_sector(sector + n as i64);
@@ -1157,6 +1183,7 @@ impl Channel {
         let unit = &mut self.units[u];
         if let Some(backend) = unit.drive.as_mut().and_then(|d| d.backend.as_mut()) {
             unit.regs.status |= BUSY_STAT;
+            let started = Instant::now();
             if let Err(e) = backend.flush() {
                 match self.host_error(ctx, u, &e, BlockOp::Flush, 0, 0, Retry::Flush) {
                     ErrorAction::Report => return self.rw_error(u),
@@ -1165,7 +1192,7 @@ impl Channel {
                 }
             }
             if let Some(d) = self.units[u].drive.as_mut() {
-                d.stats.flush_operations += 1;
+                d.account(BlockOp::Flush, 0, started);
             }
         }
         self.units[u].regs.status = READY_STAT | SEEK_STAT;
@@ -1196,7 +1223,13 @@ impl Channel {
 
     fn run_ata_dma(&mut self, ctx: &Ctx, u: usize, kind: AtaDma) {
         let sector = self.units[u].get_sector();
-        let count = self.units[u].regs.nsector.min(MAX_REQUEST_SECTORS);
+        let count = match kind {
+            // DATA SET MANAGEMENT takes the count register as written (no
+            // LBA48 transform, as QEMU); keeping it to 8 bits bounds one
+            // command to 255 blocks = 16320 ranges.
+            AtaDma::Trim => self.units[u].regs.nsector & 0xff,
+            _ => self.units[u].regs.nsector.min(MAX_REQUEST_SECTORS),
+        };
         if count == 0 {
             self.units[u].regs.status = READY_STAT | SEEK_STAT;
             self.set_irq();
@@ -1220,6 +1253,7 @@ impl Channel {
             return self.dma_error(u);
         }
         let retry = Retry::Dma { kind, lba: sector, count };
+        let started = Instant::now();
         let mut buf = vec![0u8; bytes];
         match kind {
             AtaDma::Read => {
@@ -1238,8 +1272,7 @@ impl Channel {
                     return self.dma_error(u);
                 }
                 if let Some(d) = self.units[u].drive.as_mut() {
-                    d.stats.rd_bytes += bytes as u64;
-                    d.stats.rd_operations += 1;
+                    d.account(BlockOp::Read, bytes as u64, started);
                 }
             }
             AtaDma::Write => {
@@ -1257,8 +1290,7 @@ impl Channel {
                     }
                 }
                 if let Some(d) = self.units[u].drive.as_mut() {
-                    d.stats.wr_bytes += bytes as u64;
-                    d.stats.wr_operations += 1;
+                    d.account(BlockOp::Write, bytes as u64, started);
                 }
             }
             AtaDma::Trim => {
@@ -1286,8 +1318,7 @@ impl Channel {
                         }
                     }
                     if let Some(d) = self.units[u].drive.as_mut() {
-                        d.stats.unmap_operations += 1;
-                        d.stats.unmap_bytes += len * SECTOR_SIZE as u64;
+                        d.account(BlockOp::Discard, len * SECTOR_SIZE as u64, started);
                     }
                 }
             }
@@ -1390,8 +1421,9 @@ impl Channel {
             size = bcl;
         }
         let size = size as usize;
+        let started = Instant::now();
         let data = match &xfer.source {
-            AtapiSource::Data(data) => Ok(data[xfer.offset as usize..xfer.offset as usize + size].to_vec()),
+            AtapiSource::Data(data) => Ok(slice_at(data, xfer.offset, size)),
             AtapiSource::Medium { lba } => self.units[u].read_medium(*lba, xfer.offset, size),
         };
         match data {
@@ -1407,8 +1439,7 @@ impl Channel {
         }
         let unit = &mut self.units[u];
         if let (Some(d), AtapiSource::Medium { .. }) = (unit.drive.as_mut(), &xfer.source) {
-            d.stats.rd_bytes += size as u64;
-            d.stats.rd_operations += 1;
+            d.account(BlockOp::Read, size as u64, started);
         }
         if let Some(x) = unit.atapi_xfer.as_mut() {
             x.offset += size as u64;
@@ -1431,9 +1462,10 @@ impl Channel {
         };
         // The PRD table bounds one DMA transfer to 512 x 64 KiB = 32 MiB.
         let size = xfer.remaining.min(prd.capacity) as usize;
+        let started = Instant::now();
         let data = match &xfer.source {
-            AtapiSource::Data(data) => Ok(data[..size].to_vec()),
-            AtapiSource::Medium { lba } => self.units[u].read_medium(*lba, 0, size),
+            AtapiSource::Data(data) => Ok(slice_at(data, xfer.offset, size)),
+            AtapiSource::Medium { lba } => self.units[u].read_medium(*lba, xfer.offset, size),
         };
         match data {
             Ok(data) => {
@@ -1441,8 +1473,7 @@ impl Channel {
                     return self.dma_error(u);
                 }
                 if let (Some(d), AtapiSource::Medium { .. }) = (self.units[u].drive.as_mut(), &xfer.source) {
-                    d.stats.rd_bytes += size as u64;
-                    d.stats.rd_operations += 1;
+                    d.account(BlockOp::Read, size as u64, started);
                 }
             }
             Err(e) => {
@@ -1472,6 +1503,17 @@ impl Channel {
         self.set_irq();
         self.set_inactive(false);
     }
+}
+
+/// `len` bytes of a reply from `offset`, zero-filled past its end (the
+/// transfer bookkeeping never asks for that, but a guest cannot make it
+/// panic either).
+fn slice_at(data: &[u8], offset: u64, len: usize) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    let start = (offset as usize).min(data.len());
+    let avail = (data.len() - start).min(len);
+    out[..avail].copy_from_slice(&data[start..start + avail]);
+    out
 }
 
 /// The CD blocks a transfer step touches, for the audit line.
