@@ -59,6 +59,51 @@ pub(crate) struct Drive {
     pub atapi: AtapiState,
     pub stats: BlockStats,
     pub io_status: &'static str,
+    pub smart_enabled: bool,
+    pub smart_autosave: bool,
+}
+
+/// SMART attributes QEMU reports: id, flags, value, worst, raw (6 bytes),
+/// threshold (read back from QEMU 7.2 with SMART READ DATA / THRESHOLDS).
+const SMART_ATTRIBUTES: [(u8, u8, u8, u8, [u8; 6], u8); 7] = [
+    (0x01, 0x03, 0x64, 0x64, [0; 6], 0x06),
+    (0x03, 0x03, 0x64, 0x64, [0x10, 0, 0, 0, 0, 0], 0x00),
+    (0x04, 0x02, 0x64, 0x64, [0x64, 0, 0, 0, 0, 0], 0x14),
+    (0x05, 0x03, 0x64, 0x64, [0; 6], 0x24),
+    (0x09, 0x03, 0x64, 0x64, [0x01, 0, 0, 0, 0, 0], 0x00),
+    (0x0c, 0x03, 0x64, 0x64, [0; 6], 0x00),
+    (190, 0x03, 0x45, 0x45, [0x1f, 0x00, 0x1f, 0x1f, 0, 0], 0x32),
+];
+
+fn smart_block(thresholds: bool, autosave: bool) -> [u8; 512] {
+    let mut b = [0u8; 512];
+    b[0] = 0x01;
+    for (n, (id, flags, value, worst, raw, threshold)) in SMART_ATTRIBUTES.iter().enumerate() {
+        let e = &mut b[2 + n * 12..2 + n * 12 + 12];
+        e[0] = *id;
+        if thresholds {
+            e[1] = *threshold;
+        } else {
+            e[1] = *flags;
+            e[3] = *value;
+            e[4] = *worst;
+            e[5..11].copy_from_slice(raw);
+        }
+    }
+    if !thresholds {
+        b[362] = 0x02 | if autosave { 0x80 } else { 0 };
+        b[364] = 0x20;
+        b[365] = 0x01;
+        b[367] = (1 << 4) | (1 << 3) | 1;
+        b[368] = 0x03;
+        b[370] = 0x01;
+        b[372] = 0x02;
+        b[373] = 0x36;
+        b[374] = 0x01;
+    }
+    let sum = b[..511].iter().fold(0u8, |a, x| a.wrapping_add(*x));
+    b[511] = 0u8.wrapping_sub(sum);
+    b
 }
 
 impl Drive {
@@ -983,6 +1028,7 @@ impl Channel {
                 self.set_irq();
                 false
             }
+            0xb0 => self.smart(u),
             0xc6 => {
                 let unit = &mut self.units[u];
                 let n = (unit.regs.nsector & 0xff) as u16;
@@ -1068,6 +1114,39 @@ impl Channel {
                 true
             }
         }
+    }
+
+    /// SMART as QEMU: ENABLE/DISABLE, STATUS (never failing), AUTOSAVE,
+    /// READ DATA and READ THRESHOLDS. The self-test log and offline
+    /// execution are not emulated and abort.
+    fn smart(&mut self, u: usize) -> bool {
+        let unit = &mut self.units[u];
+        let r = &mut unit.regs;
+        let Some(d) = unit.drive.as_mut() else {
+            unit.abort();
+            return true;
+        };
+        if r.hcyl != 0xc2 || r.lcyl != 0x4f || (!d.smart_enabled && r.feature != 0xd8) {
+            unit.abort();
+            return true;
+        }
+        match r.feature {
+            0xd8 => d.smart_enabled = true,
+            0xd9 => d.smart_enabled = false,
+            0xd2 if r.sector == 0x00 => d.smart_autosave = false,
+            0xd2 if r.sector == 0xf1 => d.smart_autosave = true,
+            0xda => {}
+            0xd0 | 0xd1 => {
+                let block = smart_block(r.feature == 0xd1, d.smart_autosave);
+                unit.pio.buf[..512].copy_from_slice(&block);
+                unit.regs.status = READY_STAT | SEEK_STAT;
+                unit.transfer_start(512, EndAction::Stop);
+                self.set_irq();
+                return false;
+            }
+            _ => unit.abort(),
+        }
+        true
     }
 
     fn exec_diagnostic(&mut self, u: usize) {
@@ -1535,12 +1614,12 @@ fn command_permitted(cmd: u8, cdrom: bool) -> bool {
     const CD_ONLY: &[u8] = &[0x08, 0xa0, 0xa1];
     const HD_ONLY: &[u8] = &[
         0x06, 0x10, 0x21, 0x24, 0x25, 0x27, 0x29, 0x30, 0x31, 0x34, 0x35, 0x39, 0x3c, 0x40, 0x41, 0x42, 0x70, 0x91,
-        0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0xc4, 0xc5, 0xc6, 0xc8, 0xc9, 0xca, 0xcb, 0xe0, 0xe1, 0xe2, 0xe3, 0xe5,
+        0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0xb0, 0xc4, 0xc5, 0xc6, 0xc8, 0xc9, 0xca, 0xcb, 0xe0, 0xe1, 0xe2, 0xe3, 0xe5,
         0xe6, 0xea, 0xf5, 0xf8,
     ];
     BOTH.contains(&cmd) || if cdrom { CD_ONLY.contains(&cmd) } else { HD_ONLY.contains(&cmd) }
 }
 
 fn sets_dsc(cmd: u8) -> bool {
-    matches!(cmd, 0x10 | 0x27 | 0x40 | 0x41 | 0x42 | 0x70 | 0x91 | 0x98 | 0xc6 | 0xe5 | 0xef | 0xf5 | 0xf8)
+    matches!(cmd, 0x10 | 0x27 | 0x40 | 0x41 | 0x42 | 0x70 | 0x91 | 0x98 | 0xb0 | 0xc6 | 0xe5 | 0xef | 0xf5 | 0xf8)
 }

@@ -104,6 +104,8 @@ fn build_drive(position: usize, cfg: DriveConfig) -> Drive {
         atapi: atapi::AtapiState::new(),
         stats: Default::default(),
         io_status: "ok",
+        smart_enabled: true,
+        smart_autosave: true,
     }
 }
 
