@@ -260,7 +260,8 @@ pub(crate) struct Channel {
     selected: usize,
     ctrl: u8,
     irq: Arc<dyn IrqLine>,
-    irq_level: bool,
+    /// None until the first change, so reset always drives the line low.
+    irq_level: Option<bool>,
     pub bm: BmDma,
     pending: Option<DmaJob>,
     held: Option<Held>,
@@ -523,7 +524,7 @@ impl Channel {
             selected: 0,
             ctrl: 0,
             irq,
-            irq_level: false,
+            irq_level: None,
             bm: BmDma::default(),
             pending: None,
             held: None,
@@ -559,14 +560,22 @@ impl Channel {
     fn set_irq(&mut self) {
         if self.ctrl & CTRL_NIEN == 0 {
             self.bm.status |= BM_STATUS_INTR;
-            self.irq_level = true;
-            self.irq.set_level(true);
+            self.drive_irq(true);
         }
     }
 
     fn lower_irq(&mut self) {
-        self.irq_level = false;
-        self.irq.set_level(false);
+        self.drive_irq(false);
+    }
+
+    /// The line is level-triggered; only changes go out, so a guest polling
+    /// the status register does not cost an interrupt-controller call
+    /// (a hypercall on Xen) per read.
+    fn drive_irq(&mut self, high: bool) {
+        if self.irq_level != Some(high) {
+            self.irq_level = Some(high);
+            self.irq.set_level(high);
+        }
     }
 
     fn rw_error(&mut self, u: usize) {

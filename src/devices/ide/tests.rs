@@ -40,10 +40,12 @@ impl GuestMemory for VecMemory {
 pub(super) struct RecordingIrq {
     level: AtomicBool,
     raises: AtomicUsize,
+    calls: AtomicUsize,
 }
 
 impl IrqLine for RecordingIrq {
     fn set_level(&self, high: bool) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
         if high {
             self.raises.fetch_add(1, Ordering::SeqCst);
         }
@@ -527,6 +529,19 @@ fn access_widths_as_measured_on_qemu() {
 }
 
 #[test]
+fn polling_status_does_not_touch_the_interrupt_line_again() {
+    let img = SharedImage::new(MIB);
+    let mut rig = Rig::disk_only(&img, ErrorPolicy::Report, ErrorPolicy::Report);
+    rig.outb(0x1f7, 0xec);
+    let calls = rig.irqs[0].calls.load(Ordering::SeqCst);
+    for _ in 0..100 {
+        rig.inb(0x1f7);
+    }
+    assert_eq!(rig.irqs[0].calls.load(Ordering::SeqCst), calls + 1, "one lowering, then nothing");
+    assert!(!rig.irq_high(0));
+}
+
+#[test]
 fn zero_sectors_per_track_is_accepted_but_chs_access_aborts() {
     let img = SharedImage::new(16 * MIB);
     let mut rig = Rig::disk_only(&img, ErrorPolicy::Report, ErrorPolicy::Report);
@@ -608,7 +623,10 @@ fn read_and_write_multiple_use_blocks_of_the_multiple_count() {
     assert_eq!(img.bytes(10 * 512, 16 * 512), data);
     let raises = rig.irq_raises(0);
     rig.command_lba28(0xc4, 10, 16);
-    let got = rig.read_block(16 * 512);
+    assert_eq!(rig.inb(0x1f7), 0x58, "acknowledge the first block's interrupt");
+    let mut got = rig.read_block(8 * 512);
+    assert_eq!(rig.inb(0x1f7), 0x58);
+    got.extend(rig.read_block(8 * 512));
     assert_eq!(got, data);
     assert_eq!(rig.irq_raises(0) - raises, 2, "two DRQ blocks");
     rig.outb(0x1f2, 0);
