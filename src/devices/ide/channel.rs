@@ -1460,6 +1460,8 @@ impl Channel {
             PacketResult::Error(sense) => return self.atapi_error(u, sense),
             PacketResult::Done => return self.atapi_ok(u),
             PacketResult::TrayMoved { open } => {
+                // Idempotent if the command set already moved its tray.
+                drive.atapi.set_tray_open(open);
                 let id = drive.id.clone();
                 ctx.vm.events().emit(Event::DeviceTrayMoved { device: id.clone(), id, tray_open: open });
                 return self.atapi_ok(u);

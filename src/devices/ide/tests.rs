@@ -1692,3 +1692,17 @@ mod throughput {
         println!("READ SECTORS (1 sector, 262 port accesses): {:.0} sectors/s, {:.0} ns per port access", sectors as f64 / s, s * 1e9 / (sectors as f64 * 262.0));
     }
 }
+
+#[test]
+fn guest_eject_moves_the_tray_and_reports_it() {
+    let (mut rig, _cd) = cd_rig(4);
+    let mut start_stop = [0u8; 12];
+    start_stop[0] = 0x1b;
+    start_stop[4] = 0x02;
+    send_packet(&mut rig, &start_stop, 0, false);
+    assert_eq!((rig.inb(0x1f7), rig.inb(0x1f2) & 3), (0x50, 3));
+    assert!(rig.events().contains(&Event::DeviceTrayMoved { device: "ide1-cd0".into(), id: "ide1-cd0".into(), tray_open: true }));
+    assert!(rig.ide.drives_info()[0].tray_open);
+    send_packet(&mut rig, &read10(0, 1), 2048, false);
+    assert_eq!((rig.inb(0x1f7), rig.inb(0x1f1)), (0x41, 0x20), "NOT READY with the tray open");
+}
