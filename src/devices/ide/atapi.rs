@@ -4,8 +4,11 @@
 //!
 //! TEMPORARY stand-in written on the `ide` branch so the transport compiles
 //! and can be tested; the ATAPI helper's full version replaces it at merge.
-//! It covers TEST UNIT READY, REQUEST SENSE, INQUIRY, READ CAPACITY and
-//! READ(10), to the contract below.
+//! It covers TEST UNIT READY, REQUEST SENSE, INQUIRY, READ CAPACITY,
+//! READ(10), START STOP UNIT, PREVENT/ALLOW and a minimal READ CD, to the
+//! contract below plus the extensions the ATAPI branch added on top of it
+//! (`execute_packet`/`PacketOutcome`, `raw_sector`, `eject_requested`,
+//! `set_serial`), which the transport uses.
 //!
 //! INTERFACE CONTRACT (kept by the ATAPI work, consumed by the IDE core):
 //! ```ignore
@@ -34,6 +37,10 @@
 //! ```
 
 pub const CD_SECTOR_SIZE: usize = 2048;
+pub const CD_RAW_SECTOR_SIZE: usize = 2352;
+/// Status and error QEMU shows when a unit attention blocks a command.
+pub const UNIT_ATTENTION_PENDING_STATUS: u8 = 0x01;
+pub const UNIT_ATTENTION_PENDING_ERROR: u8 = (UNIT_ATTENTION << 4) | 0x20;
 
 const NOT_READY: u8 = 2;
 const ILLEGAL_REQUEST: u8 = 5;
@@ -58,6 +65,29 @@ pub enum PacketResult {
     Done,
     TrayMoved { open: bool },
     Error(Sense),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PacketOutcome {
+    Atapi(PacketResult),
+    /// READ CD of whole sectors: `count` blocks from `lba`, each handed to
+    /// the guest as `raw_sector(lba + i, block)`.
+    ReadRaw { lba: u32, count: u32 },
+    UnitAttentionPending,
+    AbortByteCountLimit,
+}
+
+/// A Mode 1 sector around 2048 bytes of user data: sync, MSF header, mode.
+pub fn raw_sector(lba: u32, user_data: &[u8; CD_SECTOR_SIZE]) -> [u8; CD_RAW_SECTOR_SIZE] {
+    let mut sector = [0u8; CD_RAW_SECTOR_SIZE];
+    sector[1..11].fill(0xff);
+    let frames = lba as u64 + 150;
+    sector[12] = (frames / 75 / 60) as u8;
+    sector[13] = (frames / 75 % 60) as u8;
+    sector[14] = (frames % 75) as u8;
+    sector[15] = 0x01;
+    sector[16..16 + CD_SECTOR_SIZE].copy_from_slice(user_data);
+    sector
 }
 
 #[derive(Debug, Default)]
@@ -85,6 +115,38 @@ impl AtapiState {
     fn fail(&mut self, key: u8, asc: u8) -> PacketResult {
         self.sense = Sense { key, asc, ascq: 0 };
         PacketResult::Error(self.sense)
+    }
+
+    pub fn set_serial(&mut self, _serial: &str) {}
+
+    pub fn eject_requested(&mut self, force: bool) {
+        if force {
+            self.locked = false;
+        }
+    }
+
+    pub fn execute_packet(&mut self, cdb: &[u8; 12], medium_sectors: Option<u64>, byte_count_limit_usable: bool) -> PacketOutcome {
+        let opcode = cdb[0];
+        if self.sense.key == UNIT_ATTENTION && !matches!(opcode, 0x03 | 0x12) {
+            return PacketOutcome::UnitAttentionPending;
+        }
+        let data_command = matches!(opcode, 0x03 | 0x12 | 0x25 | 0x28 | 0xbe);
+        if data_command && !byte_count_limit_usable && !matches!(self.change, ChangeState::NotReadyPending) {
+            return PacketOutcome::AbortByteCountLimit;
+        }
+        if opcode == 0xbe && medium_sectors.is_some() && matches!(self.change, ChangeState::Settled) {
+            let lba = u32::from_be_bytes([cdb[2], cdb[3], cdb[4], cdb[5]]);
+            let count = u32::from_be_bytes([0, cdb[6], cdb[7], cdb[8]]);
+            if lba as u64 + count as u64 > medium_sectors.unwrap_or(0) {
+                return PacketOutcome::Atapi(self.fail(ILLEGAL_REQUEST, ASC_LOGICAL_BLOCK_OOR));
+            }
+            return match cdb[9] {
+                0x10 if count > 0 => PacketOutcome::Atapi(PacketResult::Read { lba, count }),
+                0xf8 if count > 0 => PacketOutcome::ReadRaw { lba, count },
+                _ => PacketOutcome::Atapi(PacketResult::Done),
+            };
+        }
+        PacketOutcome::Atapi(self.execute(cdb, medium_sectors))
     }
 
     pub fn execute(&mut self, cdb: &[u8; 12], medium_sectors: Option<u64>) -> PacketResult {
@@ -122,9 +184,7 @@ impl AtapiState {
                 buf[7] = 10;
                 buf[12] = self.sense.asc;
                 buf[13] = self.sense.ascq;
-                if self.sense.key == UNIT_ATTENTION {
-                    self.sense = Sense::default();
-                }
+                self.sense = Sense::default();
                 buf.truncate(alloc.min(18));
                 PacketResult::DataIn(buf)
             }

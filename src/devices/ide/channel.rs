@@ -5,7 +5,10 @@
 //! vCPU waits on the ioreq anyway), so BSY is only ever visible while a
 //! request is held by a `stop` error policy.
 
-use super::atapi::{AtapiState, PacketResult, Sense, CD_SECTOR_SIZE};
+use super::atapi::{
+    raw_sector, AtapiState, PacketOutcome, PacketResult, Sense, CD_RAW_SECTOR_SIZE, CD_SECTOR_SIZE,
+    UNIT_ATTENTION_PENDING_ERROR, UNIT_ATTENTION_PENDING_STATUS,
+};
 use super::bmdma::{BmDma, CmdEffect, BM_STATUS_ACTIVE, BM_STATUS_INTR};
 use super::identify::{self, Geometry, Identity, MAX_MULT_SECTORS};
 use super::MediaKind;
@@ -195,8 +198,9 @@ struct Pio {
 #[derive(Debug, Clone)]
 enum AtapiSource {
     Data(Vec<u8>),
-    /// Bytes from the medium starting at block `lba`.
-    Medium { lba: u64 },
+    /// Bytes from the medium starting at block `lba`; `raw` hands each
+    /// block to the guest as a 2352-byte Mode 1 sector (READ CD).
+    Medium { lba: u64, raw: bool },
 }
 
 #[derive(Debug, Clone)]
@@ -501,18 +505,29 @@ impl Unit {
         }
     }
 
-    /// Read `len` bytes of the CD at byte `offset` from block `lba`, in
-    /// whole 2048-byte blocks so O_DIRECT images work.
-    fn read_medium(&mut self, lba: u64, offset: u64, len: usize) -> Result<Vec<u8>, BlockError> {
+    /// `len` bytes of the guest's view of a CD read from block `lba`, at
+    /// byte `offset` into it. The image is read in whole 2048-byte blocks
+    /// so O_DIRECT images work.
+    fn read_medium(&mut self, lba: u64, raw: bool, offset: u64, len: usize) -> Result<Vec<u8>, BlockError> {
         let backend = self.drive.as_mut().and_then(|d| d.backend.as_mut()).ok_or(BlockError::NoMedium)?;
-        let bs = CD_SECTOR_SIZE as u64;
-        let start = lba * bs + offset;
-        let first = start / bs;
-        let last = (start + len as u64).div_ceil(bs);
-        let mut blocks = vec![0u8; ((last - first) * bs) as usize];
-        backend.read_at(first * bs, &mut blocks)?;
-        let skip = (start - first * bs) as usize;
-        Ok(blocks[skip..skip + len].to_vec())
+        let user = CD_SECTOR_SIZE as u64;
+        let guest = if raw { CD_RAW_SECTOR_SIZE as u64 } else { user };
+        let first = offset / guest;
+        let last = (offset + len as u64).div_ceil(guest);
+        let mut blocks = vec![0u8; ((last - first) * user) as usize];
+        backend.read_at((lba + first) * user, &mut blocks)?;
+        let view = if raw {
+            let mut out = Vec::with_capacity(((last - first) * guest) as usize);
+            for (i, block) in blocks.chunks_exact(CD_SECTOR_SIZE).enumerate() {
+                let user_data: &[u8; CD_SECTOR_SIZE] = block.try_into().map_err(|_| BlockError::NoMedium)?;
+                out.extend_from_slice(&raw_sector((lba + first) as u32 + i as u32, user_data));
+            }
+            out
+        } else {
+            blocks
+        };
+        let skip = (offset - first * guest) as usize;
+        Ok(view[skip..skip + len].to_vec())
     }
 }
 
@@ -1453,9 +1468,37 @@ impl Channel {
         let mut cdb = [0u8; 12];
         cdb.copy_from_slice(&self.units[u].pio.buf[..12]);
         self.units[u].cdb0 = cdb[0];
+        let bcl_usable = self.units[u].atapi_dma || self.units[u].byte_count_limit() != 0;
         let Some(drive) = self.units[u].drive.as_mut() else { return };
         let medium = drive.cd_sectors();
-        let result = drive.atapi.execute(&cdb, medium);
+        let result = match drive.atapi.execute_packet(&cdb, medium, bcl_usable) {
+            PacketOutcome::Atapi(result) => result,
+            PacketOutcome::ReadRaw { count: 0, .. } => PacketResult::Done,
+            PacketOutcome::ReadRaw { lba, count } => {
+                let xfer = AtapiTransfer {
+                    source: AtapiSource::Medium { lba: lba as u64, raw: true },
+                    offset: 0,
+                    remaining: count as u64 * CD_RAW_SECTOR_SIZE as u64,
+                };
+                return self.atapi_start_reply(ctx, u, xfer);
+            }
+            PacketOutcome::UnitAttentionPending => {
+                let unit = &mut self.units[u];
+                unit.atapi_xfer = None;
+                unit.regs.error = UNIT_ATTENTION_PENDING_ERROR;
+                unit.regs.status = UNIT_ATTENTION_PENDING_STATUS;
+                unit.regs.nsector = 0;
+                unit.transfer_stop();
+                self.set_irq();
+                return;
+            }
+            PacketOutcome::AbortByteCountLimit => {
+                // Measured on QEMU 7.2 (INQUIRY with limit 0): 0x41/0x04 and
+                // no interrupt.
+                self.units[u].abort();
+                return;
+            }
+        };
         let xfer = match result {
             PacketResult::Error(sense) => return self.atapi_error(u, sense),
             PacketResult::Done => return self.atapi_ok(u),
@@ -1472,11 +1515,15 @@ impl Channel {
             }
             PacketResult::Read { count: 0, .. } => return self.atapi_ok(u),
             PacketResult::Read { lba, count } => AtapiTransfer {
-                source: AtapiSource::Medium { lba: lba as u64 },
+                source: AtapiSource::Medium { lba: lba as u64, raw: false },
                 offset: 0,
                 remaining: count as u64 * CD_SECTOR_SIZE as u64,
             },
         };
+        self.atapi_start_reply(ctx, u, xfer);
+    }
+
+    fn atapi_start_reply(&mut self, ctx: &Ctx, u: usize, xfer: AtapiTransfer) {
         let unit = &mut self.units[u];
         let is_read = matches!(xfer.source, AtapiSource::Medium { .. });
         if !unit.atapi_dma && xfer.remaining > 0 && unit.byte_count_limit() == 0 {
@@ -1514,7 +1561,7 @@ impl Channel {
         let started = Instant::now();
         let data = match &xfer.source {
             AtapiSource::Data(data) => Ok(slice_at(data, xfer.offset, size)),
-            AtapiSource::Medium { lba } => self.units[u].read_medium(*lba, xfer.offset, size),
+            AtapiSource::Medium { lba, raw } => self.units[u].read_medium(*lba, *raw, xfer.offset, size),
         };
         match data {
             Ok(data) => self.units[u].pio.buf[..size].copy_from_slice(&data),
@@ -1555,7 +1602,7 @@ impl Channel {
         let started = Instant::now();
         let data = match &xfer.source {
             AtapiSource::Data(data) => Ok(slice_at(data, xfer.offset, size)),
-            AtapiSource::Medium { lba } => self.units[u].read_medium(*lba, xfer.offset, size),
+            AtapiSource::Medium { lba, raw } => self.units[u].read_medium(*lba, *raw, xfer.offset, size),
         };
         match data {
             Ok(data) => {
@@ -1609,8 +1656,8 @@ fn slice_at(data: &[u8], offset: u64, len: usize) -> Vec<u8> {
 /// The CD blocks a transfer step touches, for the audit line.
 fn atapi_extent(xfer: &AtapiTransfer, size: usize) -> (u64, u64) {
     match xfer.source {
-        AtapiSource::Medium { lba } => {
-            let bs = CD_SECTOR_SIZE as u64;
+        AtapiSource::Medium { lba, raw } => {
+            let bs = if raw { CD_RAW_SECTOR_SIZE } else { CD_SECTOR_SIZE } as u64;
             let first = lba + xfer.offset / bs;
             let last = lba + (xfer.offset + size as u64).div_ceil(bs);
             (first, last - first)

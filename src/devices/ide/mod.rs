@@ -88,6 +88,8 @@ fn build_drive(position: usize, cfg: DriveConfig) -> Drive {
         }
         _ => guess_geometry(0, None),
     };
+    let mut atapi = atapi::AtapiState::new();
+    atapi.set_serial(&identity.serial);
     Drive {
         id: cfg.id,
         media: cfg.media,
@@ -101,7 +103,7 @@ fn build_drive(position: usize, cfg: DriveConfig) -> Drive {
         geometry,
         mult_sectors: MAX_MULT_SECTORS,
         identify: None,
-        atapi: atapi::AtapiState::new(),
+        atapi,
         stats: Default::default(),
         io_status: "ok",
         smart_enabled: true,
@@ -207,7 +209,10 @@ impl IdeController {
         if !drive.is_cdrom() {
             return Err(IdeError::NotRemovable(id.to_string()));
         }
-        if drive.atapi.locked() && !force {
+        // The guest learns of the request through GET EVENT STATUS
+        // NOTIFICATION; force also drops its removal lock.
+        drive.atapi.eject_requested(force);
+        if drive.atapi.locked() {
             return Err(IdeError::Locked(id.to_string()));
         }
         Self::move_tray(vm.events(), drive, true);
