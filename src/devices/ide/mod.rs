@@ -312,7 +312,7 @@ impl BusDevice for IdeController {
             Some((c, true)) => {
                 let status = self.channels[c].read_altstatus();
                 data.fill(0xff);
-                if offset == 0 {
+                if offset == 0 && size <= 2 {
                     if let Some(b) = data.first_mut() {
                         *b = status;
                     }

@@ -1787,3 +1787,425 @@ mod atapi_transport {
         assert!(rig.ide.drives_info()[0].inserted.is_none());
     }
 }
+
+/// The same port/memory script against Debian's QEMU 7.2 (over qtest, with
+/// a halting firmware so nothing else touches the IDE) and against this
+/// controller; every value read must agree. Skipped when QEMU is missing.
+mod versus_qemu {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+    trait Port {
+        fn inb(&mut self, port: u16) -> u8;
+        fn inw(&mut self, port: u16) -> u16;
+        fn inl(&mut self, port: u16) -> u32;
+        fn outb(&mut self, port: u16, v: u8);
+        fn outw(&mut self, port: u16, v: u16);
+        fn outl(&mut self, port: u16, v: u32);
+        fn memw(&mut self, gpa: u64, data: &[u8]);
+        fn memr(&mut self, gpa: u64, len: usize) -> Vec<u8>;
+    }
+
+    impl Port for Rig {
+        fn inb(&mut self, port: u16) -> u8 {
+            Rig::inb(self, port)
+        }
+        fn inw(&mut self, port: u16) -> u16 {
+            Rig::inw(self, port)
+        }
+        fn inl(&mut self, port: u16) -> u32 {
+            Rig::inl(self, port)
+        }
+        fn outb(&mut self, port: u16, v: u8) {
+            Rig::outb(self, port, v)
+        }
+        fn outw(&mut self, port: u16, v: u16) {
+            Rig::outw(self, port, v)
+        }
+        fn outl(&mut self, port: u16, v: u32) {
+            Rig::outl(self, port, v)
+        }
+        fn memw(&mut self, gpa: u64, data: &[u8]) {
+            self.mem_write(gpa, data)
+        }
+        fn memr(&mut self, gpa: u64, len: usize) -> Vec<u8> {
+            self.mem_read(gpa, len)
+        }
+    }
+
+    struct Qemu {
+        child: Child,
+        input: ChildStdin,
+        output: BufReader<ChildStdout>,
+    }
+
+    impl Qemu {
+        fn start(dir: &std::path::Path) -> Option<Qemu> {
+            let mut bios = vec![0xf4u8; 65536];
+            bios[0xfff0..0xfff4].copy_from_slice(&[0xfa, 0xf4, 0xeb, 0xfd]);
+            std::fs::write(dir.join("halt.bin"), bios).ok()?;
+            let mut child = Command::new("qemu-system-x86_64")
+                .args(["-machine", "pc", "-m", "128", "-accel", "tcg", "-nodefaults", "-display", "none"])
+                .arg("-bios")
+                .arg(dir.join("halt.bin"))
+                .args(["-qtest", "stdio"])
+                .arg("-drive")
+                .arg(format!("if=ide,index=0,media=disk,format=raw,file={}", dir.join("disk.img").display()))
+                .arg("-drive")
+                .arg(format!("if=ide,index=2,media=cdrom,format=raw,file={}", dir.join("cd.iso").display()))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .ok()?;
+            let input = child.stdin.take()?;
+            let output = BufReader::new(child.stdout.take()?);
+            Some(Qemu { child, input, output })
+        }
+
+        fn cmd(&mut self, line: &str) -> String {
+            writeln!(self.input, "{line}").expect("qtest write");
+            loop {
+                let mut reply = String::new();
+                assert!(self.output.read_line(&mut reply).expect("qtest read") > 0, "QEMU exited");
+                if reply.starts_with("OK") || reply.starts_with("FAIL") {
+                    return reply.trim().to_string();
+                }
+            }
+        }
+
+        fn value(&mut self, line: &str) -> u64 {
+            let reply = self.cmd(line);
+            let hex = reply.split_whitespace().nth(1).expect("value");
+            u64::from_str_radix(hex.trim_start_matches("0x"), 16).expect("hex")
+        }
+    }
+
+    impl Drop for Qemu {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    impl Port for Qemu {
+        fn inb(&mut self, port: u16) -> u8 {
+            self.value(&format!("inb {port:#x}")) as u8
+        }
+        fn inw(&mut self, port: u16) -> u16 {
+            self.value(&format!("inw {port:#x}")) as u16
+        }
+        fn inl(&mut self, port: u16) -> u32 {
+            self.value(&format!("inl {port:#x}")) as u32
+        }
+        fn outb(&mut self, port: u16, v: u8) {
+            self.cmd(&format!("outb {port:#x} {v:#x}"));
+        }
+        fn outw(&mut self, port: u16, v: u16) {
+            self.cmd(&format!("outw {port:#x} {v:#x}"));
+        }
+        fn outl(&mut self, port: u16, v: u32) {
+            self.cmd(&format!("outl {port:#x} {v:#x}"));
+        }
+        fn memw(&mut self, gpa: u64, data: &[u8]) {
+            let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
+            self.cmd(&format!("write {gpa:#x} {:#x} 0x{hex}", data.len()));
+        }
+        fn memr(&mut self, gpa: u64, len: usize) -> Vec<u8> {
+            let reply = self.cmd(&format!("read {gpa:#x} {len:#x}"));
+            let hex = reply.split_whitespace().nth(1).expect("data").trim_start_matches("0x").to_string();
+            (0..len).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex")).collect()
+        }
+    }
+
+    /// Records every value the guest reads, labelled, so a mismatch names
+    /// the step.
+    struct Script<'a> {
+        port: &'a mut dyn Port,
+        seen: Vec<String>,
+    }
+
+    impl Script<'_> {
+        fn rb(&mut self, what: &str, port: u16) -> u8 {
+            let v = self.port.inb(port);
+            self.seen.push(format!("{what}: inb {port:#x} = {v:#04x}"));
+            v
+        }
+        fn words(&mut self, what: &str, port: u16, n: usize) {
+            self.settle(port & !7);
+            let words: Vec<String> = (0..n).map(|_| format!("{:04x}", self.port.inw(port))).collect();
+            self.seen.push(format!("{what}: {}", words.join(" ")));
+        }
+        /// QEMU's host I/O is asynchronous: wait (bounded) until the
+        /// channel is not busy before recording, as a guest would.
+        fn settle(&mut self, base: u16) {
+            let alt = if base == 0x1f0 { 0x3f6 } else { 0x376 };
+            for _ in 0..10_000 {
+                if self.port.inb(alt) & 0x80 == 0 {
+                    break;
+                }
+            }
+        }
+        fn settle_dma(&mut self, bm: u16) {
+            for _ in 0..10_000 {
+                let st = self.port.inb(bm + 2);
+                if st & 0x04 != 0 || st & 0x01 == 0 {
+                    break;
+                }
+            }
+        }
+        fn regs(&mut self, what: &str, base: u16) {
+            self.settle(base);
+            let v: Vec<String> = (1..=7).map(|r| format!("{:02x}", self.port.inb(base + r))).collect();
+            let alt = self.port.inb(if base == 0x1f0 { 0x3f6 } else { 0x376 });
+            self.seen.push(format!("{what}: regs {} alt {alt:02x}", v.join(" ")));
+        }
+        fn bm(&mut self, what: &str, base: u16) {
+            self.settle_dma(base);
+            let v: Vec<String> = (0..8).map(|r| format!("{:02x}", self.port.inb(base + r))).collect();
+            self.seen.push(format!("{what}: bm {}", v.join(" ")));
+        }
+        fn taskfile(&mut self, base: u16, cmd: u8, dev: u8, lba: u32, count: u8, feature: u8) {
+            self.port.outb(base + 6, dev | ((lba >> 24) as u8 & 0x0f));
+            self.port.outb(base + 1, feature);
+            self.port.outb(base + 2, count);
+            self.port.outb(base + 3, lba as u8);
+            self.port.outb(base + 4, (lba >> 8) as u8);
+            self.port.outb(base + 5, (lba >> 16) as u8);
+            self.port.outb(base + 7, cmd);
+        }
+        fn packet(&mut self, cdb: &[u8; 12], bcl: u16, dma: bool) {
+            self.taskfile(0x170, 0xa0, 0xa0, (bcl as u32) << 8, 0, dma as u8);
+            for w in cdb.chunks(2) {
+                self.port.outw(0x170, u16::from_le_bytes([w[0], w[1]]));
+            }
+        }
+    }
+
+    const BMP: u16 = 0xc000;
+    const BMS: u16 = 0xc008;
+
+    fn script(s: &mut Script) {
+        // PCI: BAR4 and I/O + bus master through 0xcf8/0xcfc (00:01.1).
+        s.port.outl(0xcf8, 0x8000_0920);
+        s.port.outl(0xcfc, 0xc001);
+        s.port.outl(0xcf8, 0x8000_0904);
+        s.port.outw(0xcfc, 0x0005);
+        s.regs("power-on primary", 0x1f0);
+        s.regs("power-on secondary", 0x170);
+        s.bm("power-on", BMP);
+        s.taskfile(0x1f0, 0xec, 0xa0, 0, 0, 0);
+        s.regs("identify", 0x1f0);
+        s.words("identify data", 0x1f0, 256);
+        s.regs("identify done", 0x1f0);
+        for (feature, count) in [(0x03u8, 0x22u8), (0x03, 0x45), (0x03, 0x18), (0x82, 0), (0x02, 0), (0x55, 0), (0x77, 0)] {
+            s.taskfile(0x1f0, 0xef, 0xa0, 0, count, feature);
+            s.regs(&format!("set features {feature:#x}/{count:#x}"), 0x1f0);
+        }
+        s.taskfile(0x1f0, 0xec, 0xa0, 0, 0, 0);
+        s.words("identify after set features", 0x1f0, 256);
+        for cmd in [0x00u8, 0x08, 0x10, 0x22, 0x40, 0x70, 0x90, 0x94, 0x98, 0xa1, 0xc6, 0xe0, 0xe5, 0xf5, 0xf8, 0x27, 0x91, 0x50, 0xff] {
+            s.taskfile(0x1f0, cmd, 0xe0, 0x1234, 4, 0);
+            s.regs(&format!("command {cmd:#x}"), 0x1f0);
+        }
+        // PIO write of 3 sectors, read back by READ MULTIPLE (multiple 2).
+        s.taskfile(0x1f0, 0x30, 0xe0, 100, 3, 0);
+        for block in 0..3u16 {
+            s.regs("write sectors phase", 0x1f0);
+            for i in 0..256u16 {
+                s.port.outw(0x1f0, i.wrapping_mul(31).wrapping_add(block));
+            }
+        }
+        s.regs("write sectors done", 0x1f0);
+        s.taskfile(0x1f0, 0xc6, 0xa0, 0, 2, 0);
+        s.taskfile(0x1f0, 0xc4, 0xe0, 100, 3, 0);
+        s.regs("read multiple 1", 0x1f0);
+        s.words("read multiple data 1", 0x1f0, 512);
+        s.regs("read multiple 2", 0x1f0);
+        s.words("read multiple data 2", 0x1f0, 256);
+        s.regs("read multiple done", 0x1f0);
+        s.taskfile(0x1f0, 0x20, 0xe0, 32768 - 1, 2, 0);
+        s.regs("read past the end", 0x1f0);
+        // DMA: write 8 sectors, read back; short, exact and long PRDs.
+        let data: Vec<u8> = (0..4096u32).map(|i| (i * 13 + 5) as u8).collect();
+        s.port.memw(0x20000, &data);
+        let prd = |addr: u32, len: u32| [addr.to_le_bytes(), (len | 0x8000_0000).to_le_bytes()].concat();
+        s.port.memw(0x10000, &prd(0x20000, 4096));
+        s.port.outl(BMP + 4, 0x10000);
+        s.port.outb(BMP, 0x00);
+        s.taskfile(0x1f0, 0xca, 0xe0, 500, 8, 0);
+        s.regs("write dma pending", 0x1f0);
+        s.port.outb(BMP, 0x01);
+        s.bm("write dma", BMP);
+        s.regs("write dma done", 0x1f0);
+        s.port.outb(BMP, 0x00);
+        s.port.outb(BMP + 2, 0x04);
+        s.port.memw(0x30000, &[0xcc; 4096]);
+        s.port.memw(0x10000, &prd(0x30000, 4096));
+        s.port.outb(BMP, 0x08);
+        s.taskfile(0x1f0, 0xc8, 0xe0, 500, 8, 0);
+        s.port.outb(BMP, 0x09);
+        s.bm("read dma", BMP);
+        s.regs("read dma done", 0x1f0);
+        let back = s.port.memr(0x30000, 4096);
+        s.seen.push(format!("read dma data equal: {}", back == data));
+        for (len, label) in [(2048u32, "short"), (4096, "exact"), (8192, "long")] {
+            s.port.outb(BMP, 0x00);
+            s.port.outb(BMP + 2, 0x06);
+            s.port.memw(0x10000, &prd(0x30000, len));
+            s.port.outb(BMP, 0x08);
+            s.taskfile(0x1f0, 0xc8, 0xe0, 0, 8, 0);
+            s.port.outb(BMP, 0x09);
+            s.bm(&format!("{label} prd"), BMP);
+            s.regs(&format!("{label} prd"), 0x1f0);
+        }
+        s.port.outb(BMP, 0x00);
+        s.port.outb(BMP, 0xff);
+        s.port.outb(BMP + 2, 0xff);
+        s.port.outl(BMP + 4, 0x1234_5677);
+        s.bm("bm register masks", BMP);
+        s.seen.push(format!("bm inw: {:#x}", s.port.inw(BMP)));
+        s.port.outb(BMP, 0x00);
+        // SRST, nIEN, HOB.
+        s.port.outb(0x3f6, 0x04);
+        s.regs("srst asserted", 0x1f0);
+        s.port.outb(0x3f6, 0x00);
+        s.regs("srst done", 0x1f0);
+        s.port.outb(0x1f2, 0x12);
+        s.port.outb(0x1f2, 0x34);
+        s.port.outb(0x3f6, 0x80);
+        s.regs("hob", 0x1f0);
+        s.port.outb(0x3f6, 0x00);
+        // SMART.
+        s.taskfile(0x1f0, 0xb0, 0xa0, 0xc24f00, 0, 0xd0);
+        s.regs("smart read data", 0x1f0);
+        s.words("smart data", 0x1f0, 256);
+        s.taskfile(0x1f0, 0xb0, 0xa0, 0xc24f00, 0, 0xda);
+        s.regs("smart status", 0x1f0);
+        // ATAPI on the secondary master.
+        s.taskfile(0x170, 0xec, 0xa0, 0, 0, 0);
+        s.regs("cd identify", 0x170);
+        s.taskfile(0x170, 0xa1, 0xa0, 0, 0, 0);
+        s.words("cd identify packet", 0x170, 256);
+        s.regs("cd identify packet done", 0x170);
+        let mut inquiry = [0u8; 12];
+        inquiry[0] = 0x12;
+        inquiry[4] = 36;
+        s.packet(&inquiry, 0xffff, false);
+        s.regs("inquiry", 0x170);
+        s.words("inquiry data", 0x170, 18);
+        s.regs("inquiry done", 0x170);
+        let mut read10 = [0u8; 12];
+        read10[0] = 0x28;
+        read10[5] = 3;
+        read10[8] = 3;
+        s.packet(&read10, 5120, false);
+        for chunk in 0..3 {
+            s.settle(0x170);
+            let st = s.rb("read10 status", 0x177);
+            if st & 0x08 == 0 {
+                break;
+            }
+            s.regs(&format!("read10 chunk {chunk}"), 0x170);
+            let len = s.port.inb(0x174) as usize | (s.port.inb(0x175) as usize) << 8;
+            s.words(&format!("read10 chunk {chunk} data"), 0x170, len / 2);
+        }
+        s.regs("read10 done", 0x170);
+        s.port.memw(0x10000, &prd(0x30000, 4096));
+        s.port.outl(BMS + 4, 0x10000);
+        s.port.outb(BMS, 0x08);
+        s.port.outb(BMS + 2, 0x06);
+        s.packet(&read10, 0, true);
+        s.regs("atapi dma waiting", 0x170);
+        s.port.outb(BMS, 0x09);
+        s.bm("atapi dma", BMS);
+        s.regs("atapi dma done", 0x170);
+        let back = s.port.memr(0x30000, 6144);
+        s.seen.push(format!("atapi dma data: {:02x?}", &back[..16]));
+        s.packet(&inquiry, 0, false);
+        s.regs("inquiry with limit 0", 0x170);
+        s.port.outb(0x176, 0xb0);
+        s.regs("absent secondary slave", 0x170);
+        s.port.outb(0x177, 0x08);
+        s.regs("absent slave command", 0x170);
+        let wide = (s.port.inl(0x1f4), s.port.inl(0x3f6), s.port.inw(0x1f6));
+        s.seen.push(format!("wide accesses: {wide:x?}"));
+    }
+
+    #[test]
+    fn scripted_register_values_match_qemu_7_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk_bytes = vec![0u8; 16 * MIB];
+        let cd_bytes: Vec<u8> = (0..64 * 2048).map(|i| ((i / 2048) as u8).wrapping_mul(3) ^ (i as u8)).collect();
+        std::fs::write(dir.path().join("disk.img"), &disk_bytes).unwrap();
+        std::fs::write(dir.path().join("cd.iso"), &cd_bytes).unwrap();
+        let Some(mut qemu) = Qemu::start(dir.path()) else {
+            eprintln!("skipping: qemu-system-x86_64 not available");
+            return;
+        };
+        let mut reference = Script { port: &mut qemu, seen: Vec::new() };
+        script(&mut reference);
+        let reference = reference.seen;
+
+        let disk_image = SharedImage::with_data(disk_bytes, false);
+        let cd_image = SharedImage::with_data(cd_bytes, true);
+        let mut rig = Rig::new([Some(disk(&disk_image, ErrorPolicy::Report, ErrorPolicy::Report)), None, Some(cdrom(Some(&cd_image))), None]);
+        rig.ide.reset();
+        // The rig has no PCI host bridge: decode 0xcf8/0xcfc here.
+        struct WithPci<'a> {
+            rig: &'a mut Rig,
+            address: u32,
+        }
+        impl Port for WithPci<'_> {
+            fn inb(&mut self, port: u16) -> u8 {
+                self.rig.inb(port)
+            }
+            fn inw(&mut self, port: u16) -> u16 {
+                self.rig.inw(port)
+            }
+            fn inl(&mut self, port: u16) -> u32 {
+                self.rig.inl(port)
+            }
+            fn outb(&mut self, port: u16, v: u8) {
+                self.rig.outb(port, v)
+            }
+            fn outw(&mut self, port: u16, v: u16) {
+                if port == 0xcfc {
+                    self.rig.ide.config_write((self.address & 0xfc) as u8, 2, v as u32);
+                } else {
+                    self.rig.outw(port, v)
+                }
+            }
+            fn outl(&mut self, port: u16, v: u32) {
+                match port {
+                    0xcf8 => self.address = v,
+                    0xcfc => self.rig.ide.config_write((self.address & 0xfc) as u8, 4, v),
+                    _ => self.rig.outl(port, v),
+                }
+            }
+            fn memw(&mut self, gpa: u64, data: &[u8]) {
+                self.rig.mem_write(gpa, data)
+            }
+            fn memr(&mut self, gpa: u64, len: usize) -> Vec<u8> {
+                self.rig.mem_read(gpa, len)
+            }
+        }
+        let mut ours = WithPci { rig: &mut rig, address: 0 };
+        let mut mine = Script { port: &mut ours, seen: Vec::new() };
+        script(&mut mine);
+        let mine = mine.seen;
+        assert_eq!(reference.len(), mine.len());
+        let differences: Vec<String> = reference
+            .iter()
+            .zip(&mine)
+            .filter(|(a, b)| a != b)
+            .map(|(a, b)| format!("QEMU  {a}\nours  {b}"))
+            .collect();
+        assert!(differences.is_empty(), "{} of {} values differ:\n{}", differences.len(), reference.len(), differences.join("\n"));
+        println!("versus QEMU 7.2: {} recorded values agree", reference.len());
+        for line in reference.iter().filter(|l| l.contains("prd") || l.contains("atapi dma") || l.contains("wide") || l.contains("limit 0")) {
+            println!("  {line}");
+        }
+    }
+}
