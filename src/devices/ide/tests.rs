@@ -1841,7 +1841,7 @@ mod versus_qemu {
     }
 
     impl Qemu {
-        fn start(dir: &std::path::Path) -> Option<Qemu> {
+        fn start(dir: &std::path::Path, disk_drive: &str) -> Option<Qemu> {
             let mut bios = vec![0xf4u8; 65536];
             bios[0xfff0..0xfff4].copy_from_slice(&[0xfa, 0xf4, 0xeb, 0xfd]);
             std::fs::write(dir.join("halt.bin"), bios).ok()?;
@@ -1851,7 +1851,7 @@ mod versus_qemu {
                 .arg(dir.join("halt.bin"))
                 .args(["-qtest", "stdio"])
                 .arg("-drive")
-                .arg(format!("if=ide,index=0,media=disk,format=raw,file={}", dir.join("disk.img").display()))
+                .arg(disk_drive)
                 .arg("-drive")
                 .arg(format!("if=ide,index=2,media=cdrom,format=raw,file={}", dir.join("cd.iso").display()))
                 .stdin(Stdio::piped())
@@ -1982,6 +1982,46 @@ mod versus_qemu {
             }
         }
     }
+
+// The rig has no PCI host bridge: decode 0xcf8/0xcfc here.
+struct WithPci<'a> {
+    rig: &'a mut Rig,
+    address: u32,
+}
+impl Port for WithPci<'_> {
+    fn inb(&mut self, port: u16) -> u8 {
+        self.rig.inb(port)
+    }
+    fn inw(&mut self, port: u16) -> u16 {
+        self.rig.inw(port)
+    }
+    fn inl(&mut self, port: u16) -> u32 {
+        self.rig.inl(port)
+    }
+    fn outb(&mut self, port: u16, v: u8) {
+        self.rig.outb(port, v)
+    }
+    fn outw(&mut self, port: u16, v: u16) {
+        if port == 0xcfc {
+            self.rig.ide.config_write((self.address & 0xfc) as u8, 2, v as u32);
+        } else {
+            self.rig.outw(port, v)
+        }
+    }
+    fn outl(&mut self, port: u16, v: u32) {
+        match port {
+            0xcf8 => self.address = v,
+            0xcfc => self.rig.ide.config_write((self.address & 0xfc) as u8, 4, v),
+            _ => self.rig.outl(port, v),
+        }
+    }
+    fn memw(&mut self, gpa: u64, data: &[u8]) {
+        self.rig.mem_write(gpa, data)
+    }
+    fn memr(&mut self, gpa: u64, len: usize) -> Vec<u8> {
+        self.rig.mem_read(gpa, len)
+    }
+}
 
     const BMP: u16 = 0xc000;
     const BMS: u16 = 0xc008;
@@ -2143,7 +2183,8 @@ mod versus_qemu {
         let cd_bytes: Vec<u8> = (0..64 * 2048).map(|i| ((i / 2048) as u8).wrapping_mul(3) ^ (i as u8)).collect();
         std::fs::write(dir.path().join("disk.img"), &disk_bytes).unwrap();
         std::fs::write(dir.path().join("cd.iso"), &cd_bytes).unwrap();
-        let Some(mut qemu) = Qemu::start(dir.path()) else {
+        let spec = format!("if=ide,index=0,media=disk,format=raw,file={}", dir.path().join("disk.img").display());
+        let Some(mut qemu) = Qemu::start(dir.path(), &spec) else {
             eprintln!("skipping: qemu-system-x86_64 not available");
             return;
         };
@@ -2155,45 +2196,6 @@ mod versus_qemu {
         let cd_image = SharedImage::with_data(cd_bytes, true);
         let mut rig = Rig::new([Some(disk(&disk_image, ErrorPolicy::Report, ErrorPolicy::Report)), None, Some(cdrom(Some(&cd_image))), None]);
         rig.ide.reset();
-        // The rig has no PCI host bridge: decode 0xcf8/0xcfc here.
-        struct WithPci<'a> {
-            rig: &'a mut Rig,
-            address: u32,
-        }
-        impl Port for WithPci<'_> {
-            fn inb(&mut self, port: u16) -> u8 {
-                self.rig.inb(port)
-            }
-            fn inw(&mut self, port: u16) -> u16 {
-                self.rig.inw(port)
-            }
-            fn inl(&mut self, port: u16) -> u32 {
-                self.rig.inl(port)
-            }
-            fn outb(&mut self, port: u16, v: u8) {
-                self.rig.outb(port, v)
-            }
-            fn outw(&mut self, port: u16, v: u16) {
-                if port == 0xcfc {
-                    self.rig.ide.config_write((self.address & 0xfc) as u8, 2, v as u32);
-                } else {
-                    self.rig.outw(port, v)
-                }
-            }
-            fn outl(&mut self, port: u16, v: u32) {
-                match port {
-                    0xcf8 => self.address = v,
-                    0xcfc => self.rig.ide.config_write((self.address & 0xfc) as u8, 4, v),
-                    _ => self.rig.outl(port, v),
-                }
-            }
-            fn memw(&mut self, gpa: u64, data: &[u8]) {
-                self.rig.mem_write(gpa, data)
-            }
-            fn memr(&mut self, gpa: u64, len: usize) -> Vec<u8> {
-                self.rig.mem_read(gpa, len)
-            }
-        }
         let mut ours = WithPci { rig: &mut rig, address: 0 };
         let mut mine = Script { port: &mut ours, seen: Vec::new() };
         script(&mut mine);
@@ -2210,5 +2212,112 @@ mod versus_qemu {
         for line in reference.iter().filter(|l| std::env::var_os("IDE_VS_QEMU_DUMP").is_some() || l.contains("wide")) {
             println!("  {line}");
         }
+    }
+
+    fn compare(reference: &[String], mine: &[String]) {
+        let differences: Vec<String> = reference
+            .iter()
+            .zip(mine)
+            .filter(|(a, b)| a != b)
+            .map(|(a, b)| format!("QEMU  {a}\nours  {b}"))
+            .collect();
+        assert!(differences.is_empty(), "{} of {} values differ:\n{}", differences.len(), reference.len(), differences.join("\n"));
+        assert_eq!(reference.len(), mine.len());
+    }
+
+    fn error_script(s: &mut Script) {
+        s.port.outl(0xcf8, 0x8000_0920);
+        s.port.outl(0xcfc, 0xc001);
+        s.port.outl(0xcf8, 0x8000_0904);
+        s.port.outw(0xcfc, 0x0005);
+        // PIO write of 4 sectors over the failing sector 702.
+        s.taskfile(0x1f0, 0x30, 0xe0, 700, 4, 0);
+        for block in 0..4 {
+            s.regs(&format!("pio write block {block}"), 0x1f0);
+            if s.port.inb(0x3f6) & 0x08 == 0 {
+                break;
+            }
+            for _ in 0..256 {
+                s.port.outw(0x1f0, 0x5555);
+            }
+        }
+        s.regs("pio write end", 0x1f0);
+        s.bm("pio write end", BMP);
+        // DMA write of 8 sectors from 698.
+        let prd = |addr: u32, len: u32| [addr.to_le_bytes(), (len | 0x8000_0000).to_le_bytes()].concat();
+        s.port.memw(0x10000, &prd(0x20000, 4096));
+        s.port.outl(BMP + 4, 0x10000);
+        s.port.outb(BMP + 2, 0x06);
+        s.taskfile(0x1f0, 0xca, 0xe0, 698, 8, 0);
+        s.port.outb(BMP, 0x01);
+        s.bm("dma write", BMP);
+        s.regs("dma write", 0x1f0);
+        s.port.outb(BMP, 0x00);
+        // DMA read over the failing sector 900: guest memory untouched.
+        s.port.memw(0x30000, &[0xcc; 4096]);
+        s.port.memw(0x10000, &prd(0x30000, 4096));
+        s.port.outb(BMP + 2, 0x06);
+        s.port.outb(BMP, 0x08);
+        s.taskfile(0x1f0, 0xc8, 0xe0, 896, 8, 0);
+        s.port.outb(BMP, 0x09);
+        s.bm("dma read", BMP);
+        s.regs("dma read", 0x1f0);
+        let untouched = s.port.memr(0x30000, 4096).iter().all(|b| *b == 0xcc);
+        s.seen.push(format!("dma read left memory untouched: {untouched}"));
+        s.port.outb(BMP, 0x00);
+        // PIO read: the second block fails.
+        s.taskfile(0x1f0, 0x20, 0xe0, 899, 2, 0);
+        s.regs("pio read block 0", 0x1f0);
+        s.words("pio read data", 0x1f0, 256);
+        s.regs("pio read block 1", 0x1f0);
+        // READ MULTIPLE over it.
+        s.taskfile(0x1f0, 0xc4, 0xe0, 896, 8, 0);
+        s.regs("read multiple", 0x1f0);
+        // FLUSH CACHE fails.
+        s.taskfile(0x1f0, 0xe7, 0xa0, 0, 0, 0);
+        s.regs("flush", 0x1f0);
+        // Out of range: no host I/O.
+        s.taskfile(0x1f0, 0x20, 0xe0, 32768, 1, 0);
+        s.regs("out of range", 0x1f0);
+    }
+
+    #[test]
+    fn report_policy_error_values_match_qemu_7_2() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("disk.img"), vec![0u8; 16 * MIB]).unwrap();
+        std::fs::write(dir.path().join("cd.iso"), vec![0u8; 2048 * 16]).unwrap();
+        let rules = "[inject-error]\nevent = \"write_aio\"\nerrno = \"28\"\niotype = \"write\"\nsector = \"702\"\n\n\
+                     [inject-error]\nevent = \"read_aio\"\nerrno = \"5\"\niotype = \"read\"\nsector = \"900\"\n\n\
+                     [inject-error]\nevent = \"flush_to_disk\"\nerrno = \"5\"\n";
+        std::fs::write(dir.path().join("blkdebug.ini"), rules).unwrap();
+        let spec = format!(
+            "if=ide,index=0,media=disk,format=raw,werror=report,rerror=report,file=blkdebug:{}:{}",
+            dir.path().join("blkdebug.ini").display(),
+            dir.path().join("disk.img").display()
+        );
+        let Some(mut qemu) = Qemu::start(dir.path(), &spec) else {
+            eprintln!("skipping: qemu-system-x86_64 not available");
+            return;
+        };
+        let mut reference = Script { port: &mut qemu, seen: Vec::new() };
+        error_script(&mut reference);
+        let reference = reference.seen;
+
+        let image = SharedImage::new(16 * MIB);
+        image.inject(BlockOp::Write, Some(702 * 512), libc::ENOSPC, false);
+        image.inject(BlockOp::Read, Some(900 * 512), libc::EIO, false);
+        image.inject(BlockOp::Flush, None, libc::EIO, false);
+        let cd = SharedImage::new(2048 * 16);
+        let mut rig = Rig::new([Some(disk(&image, ErrorPolicy::Report, ErrorPolicy::Report)), None, Some(cdrom(Some(&cd))), None]);
+        rig.ide.reset();
+        let mut ours = WithPci { rig: &mut rig, address: 0 };
+        let mut mine = Script { port: &mut ours, seen: Vec::new() };
+        error_script(&mut mine);
+        let mine = mine.seen;
+        if std::env::var_os("IDE_VS_QEMU_DUMP").is_some() {
+            reference.iter().for_each(|l| println!("  {}", &l[..l.len().min(140)]));
+        }
+        compare(&reference, &mine);
+        println!("versus QEMU 7.2 with injected ENOSPC/EIO: {} recorded values agree", reference.len());
     }
 }
