@@ -1794,6 +1794,7 @@ mod atapi_transport {
 mod versus_qemu {
     use super::*;
     use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::UnixStream;
     use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
     trait Port {
@@ -1805,6 +1806,10 @@ mod versus_qemu {
         fn outl(&mut self, port: u16, v: u32);
         fn memw(&mut self, gpa: u64, data: &[u8]);
         fn memr(&mut self, gpa: u64, len: usize) -> Vec<u8>;
+        /// QMP runstate name.
+        fn runstate(&mut self) -> String;
+        /// QMP `cont`: resume and re-run held requests.
+        fn cont(&mut self);
     }
 
     impl Port for Rig {
@@ -1832,12 +1837,21 @@ mod versus_qemu {
         fn memr(&mut self, gpa: u64, len: usize) -> Vec<u8> {
             self.mem_read(gpa, len)
         }
+        fn runstate(&mut self) -> String {
+            self.vm.state().as_qmp().to_string()
+        }
+        fn cont(&mut self) {
+            self.vm.set_running();
+            self.ide.restart_held_requests();
+        }
     }
 
     struct Qemu {
         child: Child,
         input: ChildStdin,
         output: BufReader<ChildStdout>,
+        qmp: Option<(UnixStream, BufReader<UnixStream>)>,
+        log: std::path::PathBuf,
     }
 
     impl Qemu {
@@ -1850,18 +1864,54 @@ mod versus_qemu {
                 .arg("-bios")
                 .arg(dir.join("halt.bin"))
                 .args(["-qtest", "stdio"])
+                .arg("-qmp")
+                .arg(format!("unix:{},server=on,wait=off", dir.join("qmp.sock").display()))
                 .arg("-drive")
                 .arg(disk_drive)
                 .arg("-drive")
                 .arg(format!("if=ide,index=2,media=cdrom,format=raw,file={}", dir.join("cd.iso").display()))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
-                .stderr(Stdio::null())
+                .stderr(std::fs::File::create(dir.join("qemu.log")).ok()?)
                 .spawn()
                 .ok()?;
             let input = child.stdin.take()?;
             let output = BufReader::new(child.stdout.take()?);
-            Some(Qemu { child, input, output })
+            let mut qemu = Qemu { child, input, output, qmp: None, log: dir.join("qemu.log") };
+            // The first qtest round trip proves the QMP socket is listening.
+            qemu.cmd("inb 0x80");
+            let stream = UnixStream::connect(dir.join("qmp.sock")).ok()?;
+            let reader = BufReader::new(stream.try_clone().ok()?);
+            qemu.qmp = Some((stream, reader));
+            qemu.qmp_line();
+            qemu.qmp_execute("qmp_capabilities");
+            Some(qemu)
+        }
+
+        fn qmp_line(&mut self) -> serde_json::Value {
+            let (_, reader) = self.qmp.as_mut().expect("qmp");
+            let mut line = String::new();
+            assert!(reader.read_line(&mut line).expect("qmp read") > 0, "QMP closed");
+            serde_json::from_str(&line).expect("qmp json")
+        }
+
+        fn qmp_execute(&mut self, command: &str) -> serde_json::Value {
+            let (stream, _) = self.qmp.as_mut().expect("qmp");
+            let request = format!("{{\"execute\": \"{command}\"}}\n");
+            if let Err(e) = stream.write_all(request.as_bytes()) {
+                let _ = self.child.kill();
+                let status = self.child.wait();
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(12).collect();
+                panic!("QMP write failed ({e}); QEMU {status:?}; log tail:\n{}", tail.join("\n"));
+            }
+            loop {
+                let reply = self.qmp_line();
+                if let Some(ret) = reply.get("return") {
+                    return ret.clone();
+                }
+                assert!(reply.get("error").is_none(), "QMP error: {reply}");
+            }
         }
 
         fn cmd(&mut self, line: &str) -> String {
@@ -1916,6 +1966,23 @@ mod versus_qemu {
             let reply = self.cmd(&format!("read {gpa:#x} {len:#x}"));
             let hex = reply.split_whitespace().nth(1).expect("data").trim_start_matches("0x").to_string();
             (0..len).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex")).collect()
+        }
+        fn runstate(&mut self) -> String {
+            // QEMU's main loop carries out the stop request: poll, with
+            // qtest accesses in between, until it settles.
+            let mut last = String::new();
+            for _ in 0..200 {
+                let status = self.qmp_execute("query-status");
+                last = status["status"].as_str().unwrap_or("?").to_string();
+                if last != "running" {
+                    break;
+                }
+                self.cmd("inb 0x80");
+            }
+            last
+        }
+        fn cont(&mut self) {
+            self.qmp_execute("cont");
         }
     }
 
@@ -1983,45 +2050,51 @@ mod versus_qemu {
         }
     }
 
-// The rig has no PCI host bridge: decode 0xcf8/0xcfc here.
-struct WithPci<'a> {
-    rig: &'a mut Rig,
-    address: u32,
-}
-impl Port for WithPci<'_> {
-    fn inb(&mut self, port: u16) -> u8 {
-        self.rig.inb(port)
+    // The rig has no PCI host bridge: decode 0xcf8/0xcfc here.
+    struct WithPci<'a> {
+        rig: &'a mut Rig,
+        address: u32,
     }
-    fn inw(&mut self, port: u16) -> u16 {
-        self.rig.inw(port)
-    }
-    fn inl(&mut self, port: u16) -> u32 {
-        self.rig.inl(port)
-    }
-    fn outb(&mut self, port: u16, v: u8) {
-        self.rig.outb(port, v)
-    }
-    fn outw(&mut self, port: u16, v: u16) {
-        if port == 0xcfc {
-            self.rig.ide.config_write((self.address & 0xfc) as u8, 2, v as u32);
-        } else {
-            self.rig.outw(port, v)
+    impl Port for WithPci<'_> {
+        fn inb(&mut self, port: u16) -> u8 {
+            self.rig.inb(port)
+        }
+        fn inw(&mut self, port: u16) -> u16 {
+            self.rig.inw(port)
+        }
+        fn inl(&mut self, port: u16) -> u32 {
+            self.rig.inl(port)
+        }
+        fn outb(&mut self, port: u16, v: u8) {
+            self.rig.outb(port, v)
+        }
+        fn outw(&mut self, port: u16, v: u16) {
+            if port == 0xcfc {
+                self.rig.ide.config_write((self.address & 0xfc) as u8, 2, v as u32);
+            } else {
+                self.rig.outw(port, v)
+            }
+        }
+        fn outl(&mut self, port: u16, v: u32) {
+            match port {
+                0xcf8 => self.address = v,
+                0xcfc => self.rig.ide.config_write((self.address & 0xfc) as u8, 4, v),
+                _ => self.rig.outl(port, v),
+            }
+        }
+        fn memw(&mut self, gpa: u64, data: &[u8]) {
+            self.rig.mem_write(gpa, data)
+        }
+        fn memr(&mut self, gpa: u64, len: usize) -> Vec<u8> {
+            self.rig.mem_read(gpa, len)
+        }
+        fn runstate(&mut self) -> String {
+            self.rig.runstate()
+        }
+        fn cont(&mut self) {
+            self.rig.cont()
         }
     }
-    fn outl(&mut self, port: u16, v: u32) {
-        match port {
-            0xcf8 => self.address = v,
-            0xcfc => self.rig.ide.config_write((self.address & 0xfc) as u8, 4, v),
-            _ => self.rig.outl(port, v),
-        }
-    }
-    fn memw(&mut self, gpa: u64, data: &[u8]) {
-        self.rig.mem_write(gpa, data)
-    }
-    fn memr(&mut self, gpa: u64, len: usize) -> Vec<u8> {
-        self.rig.mem_read(gpa, len)
-    }
-}
 
     const BMP: u16 = 0xc000;
     const BMS: u16 = 0xc008;
@@ -2319,5 +2392,116 @@ impl Port for WithPci<'_> {
         }
         compare(&reference, &mine);
         println!("versus QEMU 7.2 with injected ENOSPC/EIO: {} recorded values agree", reference.len());
+    }
+
+    fn stop_script(s: &mut Script) {
+        s.port.outl(0xcf8, 0x8000_0920);
+        s.port.outl(0xcfc, 0xc001);
+        s.port.outl(0xcf8, 0x8000_0904);
+        s.port.outw(0xcfc, 0x0005);
+        // FLUSH CACHE (EIO once) after a write, so QEMU does not skip it as
+        // clean. It comes first: QEMU's own stop flushes every drive, which
+        // would use up the injected flush error.
+        s.taskfile(0x1f0, 0x30, 0xe0, 10, 1, 0);
+        for _ in 0..256 {
+            s.port.outw(0x1f0, 0x4242);
+        }
+        s.regs("write before flush", 0x1f0);
+        s.taskfile(0x1f0, 0xe7, 0xa0, 0, 0, 0);
+        let state = s.port.runstate();
+        s.seen.push(format!("flush runstate: {state}"));
+        s.seen.push(format!("flush held: alt {:02x}", s.port.inb(0x3f6)));
+        s.port.cont();
+        s.regs("flush after cont", 0x1f0);
+        let prd = |addr: u32, len: u32| [addr.to_le_bytes(), (len | 0x8000_0000).to_le_bytes()].concat();
+        // DMA write over sector 702 (ENOSPC once): held, then completed.
+        let data: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 1) as u8).collect();
+        s.port.memw(0x20000, &data);
+        s.port.memw(0x10000, &prd(0x20000, 4096));
+        s.port.outl(BMP + 4, 0x10000);
+        s.port.outb(BMP + 2, 0x06);
+        s.taskfile(0x1f0, 0xca, 0xe0, 698, 8, 0);
+        s.port.outb(BMP, 0x01);
+        let state = s.port.runstate();
+        s.seen.push(format!("dma write runstate: {state}"));
+        s.seen.push(format!("dma write held: alt {:02x} bm {:02x}", s.port.inb(0x3f6), s.port.inb(BMP + 2)));
+        s.port.cont();
+        s.bm("dma write after cont", BMP);
+        s.regs("dma write after cont", 0x1f0);
+        let state = s.port.runstate();
+        s.seen.push(format!("after cont runstate: {state}"));
+        s.port.outb(BMP, 0x00);
+        s.port.memw(0x10000, &prd(0x30000, 4096));
+        s.port.outb(BMP + 2, 0x06);
+        s.port.outb(BMP, 0x08);
+        s.taskfile(0x1f0, 0xc8, 0xe0, 698, 8, 0);
+        s.port.outb(BMP, 0x09);
+        s.bm("read back", BMP);
+        let back = s.port.memr(0x30000, 4096);
+        s.seen.push(format!("held write reached the image: {}", back == data));
+        s.port.outb(BMP, 0x00);
+        // PIO write of sector 1500 (EIO once). (A PIO *read* error under
+        // rerror=stop aborts QEMU 7.2 itself: "ide_handle_rw_error:
+        // Assertion `s->bus->retry_unit == s->unit' failed", so that case
+        // cannot be compared.)
+        s.taskfile(0x1f0, 0x30, 0xe0, 1500, 2, 0);
+        for _ in 0..256 {
+            s.port.outw(0x1f0, 0x1234);
+        }
+        let state = s.port.runstate();
+        s.seen.push(format!("pio write runstate: {state}"));
+        s.seen.push(format!("pio write held: alt {:02x}", s.port.inb(0x3f6)));
+        s.port.cont();
+        s.regs("pio write after cont", 0x1f0);
+        for _ in 0..256 {
+            s.port.outw(0x1f0, 0x5678);
+        }
+        s.regs("pio write done", 0x1f0);
+        s.taskfile(0x1f0, 0x20, 0xe0, 1500, 2, 0);
+        s.words("pio write read back", 0x1f0, 2);
+        s.regs("pio read back", 0x1f0);
+        s.words("pio write read back", 0x1f0, 254);
+        s.words("pio write read back 2", 0x1f0, 256);
+
+    }
+
+    #[test]
+    fn stop_policy_hold_and_retry_match_qemu_7_2() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("disk.img"), vec![0u8; 16 * MIB]).unwrap();
+        std::fs::write(dir.path().join("cd.iso"), vec![0u8; 2048 * 16]).unwrap();
+        let rules = "[inject-error]\nevent = \"write_aio\"\nerrno = \"28\"\niotype = \"write\"\nsector = \"702\"\nonce = \"on\"\n\n\
+                     [inject-error]\nevent = \"write_aio\"\nerrno = \"5\"\niotype = \"write\"\nsector = \"1500\"\nonce = \"on\"\n\n\
+                     [inject-error]\nevent = \"flush_to_disk\"\nerrno = \"5\"\nonce = \"on\"\n";
+        std::fs::write(dir.path().join("blkdebug.ini"), rules).unwrap();
+        let spec = format!(
+            "if=ide,index=0,media=disk,format=raw,werror=stop,rerror=stop,file=blkdebug:{}:{}",
+            dir.path().join("blkdebug.ini").display(),
+            dir.path().join("disk.img").display()
+        );
+        let Some(mut qemu) = Qemu::start(dir.path(), &spec) else {
+            eprintln!("skipping: qemu-system-x86_64 not available");
+            return;
+        };
+        let mut reference = Script { port: &mut qemu, seen: Vec::new() };
+        stop_script(&mut reference);
+        let reference = reference.seen;
+
+        let image = SharedImage::new(16 * MIB);
+        image.inject(BlockOp::Write, Some(702 * 512), libc::ENOSPC, true);
+        image.inject(BlockOp::Write, Some(1500 * 512), libc::EIO, true);
+        image.inject(BlockOp::Flush, None, libc::EIO, true);
+        let cd = SharedImage::new(2048 * 16);
+        let mut rig = Rig::new([Some(disk(&image, ErrorPolicy::Stop, ErrorPolicy::Stop)), None, Some(cdrom(Some(&cd))), None]);
+        rig.ide.reset();
+        let mut ours = WithPci { rig: &mut rig, address: 0 };
+        let mut mine = Script { port: &mut ours, seen: Vec::new() };
+        stop_script(&mut mine);
+        let mine = mine.seen;
+        if std::env::var_os("IDE_VS_QEMU_DUMP").is_some() {
+            reference.iter().for_each(|l| println!("  {}", &l[..l.len().min(140)]));
+        }
+        compare(&reference, &mine);
+        println!("versus QEMU 7.2 with werror/rerror=stop and cont: {} recorded values agree", reference.len());
     }
 }
