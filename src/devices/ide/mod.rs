@@ -196,9 +196,13 @@ impl IdeController {
             .ok_or_else(|| IdeError::NoSuchDevice(id.to_string()))
     }
 
+    /// A host-side tray move: QEMU runs its change-media callback for each
+    /// one, which the command set turns into NOT READY / UNIT ATTENTION and
+    /// a media event for the guest.
     fn move_tray(events: &crate::machine::EventSink, drive: &mut Drive, open: bool) {
         if drive.atapi.tray_open() != open {
             drive.atapi.set_tray_open(open);
+            drive.atapi.medium_changed();
             events.emit(Event::DeviceTrayMoved { device: drive.id.clone(), id: drive.id.clone(), tray_open: open });
         }
     }
@@ -234,7 +238,6 @@ impl IdeController {
         drive.backend = Some(backend);
         drive.filename = filename;
         Self::move_tray(vm.events(), drive, false);
-        drive.atapi.medium_changed();
         Ok(())
     }
 
