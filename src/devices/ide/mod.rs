@@ -1,3 +1,393 @@
 //! PIIX3 IDE: ATA disks, ATAPI CD-ROM, bus-master DMA.
+//!
+//! The controller is one PCI function (8086:7010) with two legacy channels
+//! (0x1f0/0x3f6 on IRQ 14, 0x170/0x376 on IRQ 15) and a 16-byte bus-master
+//! block behind BAR4. Guest-visible values follow QEMU 7.2 as measured in
+//! ide-behaviour.md; host errors go through each drive's werror/rerror.
 
 pub mod atapi;
+pub mod bmdma;
+mod channel;
+pub mod identify;
+
+use crate::block::{BlockBackend, BlockError, CacheMode, ErrorPolicy};
+use crate::devices::bus::BusDevice;
+use crate::devices::pci::config::{self, ConfigSpace};
+use crate::devices::pci::{IoBar, PciFunction};
+use crate::machine::{DriveInfo, Event, GuestMemory, InsertedMedium, IrqLine, VmControl};
+use channel::{Channel, Ctx, Drive};
+use identify::{guess_geometry, Identity, MAX_MULT_SECTORS};
+use std::sync::Arc;
+use thiserror::Error;
+
+pub const PRIMARY_CMD_BASE: u64 = 0x1f0;
+pub const PRIMARY_CTRL_BASE: u64 = 0x3f6;
+pub const SECONDARY_CMD_BASE: u64 = 0x170;
+pub const SECONDARY_CTRL_BASE: u64 = 0x376;
+pub const BMDMA_BAR: usize = 4;
+pub const BMDMA_LEN: u16 = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaKind {
+    Disk,
+    Cdrom,
+}
+
+pub struct DriveConfig {
+    /// "ide0-hd0" or -drive id=.
+    pub id: String,
+    pub media: MediaKind,
+    /// None = empty CD-ROM drive.
+    pub backend: Option<Box<dyn BlockBackend>>,
+    /// For query-block.
+    pub filename: String,
+    pub cache: CacheMode,
+    pub werror: ErrorPolicy,
+    pub rerror: ErrorPolicy,
+    pub serial: Option<String>,
+    pub model: Option<String>,
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum IdeError {
+    #[error("Device '{0}' not found")]
+    NoSuchDevice(String),
+    #[error("Device '{0}' is not removable")]
+    NotRemovable(String),
+    #[error("Device '{0}' is locked and force was not specified, wait for tray to open and try again")]
+    Locked(String),
+}
+
+pub struct IdeController {
+    config: ConfigSpace,
+    channels: [Channel; 2],
+    mem: Arc<dyn GuestMemory>,
+    vm: VmControl,
+}
+
+fn build_drive(position: usize, cfg: DriveConfig) -> Drive {
+    let cdrom = cfg.media == MediaKind::Cdrom;
+    let mut identity = Identity::default_for(position, cdrom);
+    if let Some(s) = cfg.serial {
+        identity.serial = s;
+    }
+    if let Some(m) = cfg.model {
+        identity.model = m;
+    }
+    if let Some(v) = cfg.version {
+        identity.firmware = v;
+    }
+    let mut backend = cfg.backend;
+    let geometry = match backend.as_mut() {
+        Some(b) if !cdrom => {
+            let nb = b.size() / 512;
+            let mut first = [0u8; 512];
+            let mbr = (nb > 0 && b.read_at(0, &mut first).is_ok()).then_some(&first);
+            guess_geometry(nb, mbr)
+        }
+        _ => guess_geometry(0, None),
+    };
+    let mut atapi = atapi::AtapiState::new();
+    atapi.set_serial(&identity.serial);
+    Drive {
+        id: cfg.id,
+        media: cfg.media,
+        backend,
+        filename: cfg.filename,
+        cache: cfg.cache,
+        werror: cfg.werror,
+        rerror: cfg.rerror,
+        identity,
+        default_geometry: geometry,
+        geometry,
+        mult_sectors: MAX_MULT_SECTORS,
+        identify: None,
+        atapi,
+        stats: Default::default(),
+        io_status: "ok",
+        smart_enabled: true,
+        smart_autosave: true,
+    }
+}
+
+fn piix3_config() -> ConfigSpace {
+    let mut c = ConfigSpace::new(0x8086, 0x7010, 0x010180, 0);
+    c.init_io_bar(BMDMA_BAR, BMDMA_LEN as u32);
+    // As on QEMU every device-specific byte is writable: ata_piix needs the
+    // IDE timing registers 0x40-0x43 (decode enable in bit 7 of 0x41/0x43)
+    // and 0x44.
+    for off in 0x40..0x100 {
+        c.set_writable(off, 0xff);
+    }
+    c
+}
+
+impl IdeController {
+    /// drives[i]: i = channel*2 + unit (0 = primary master .. 3 = secondary slave)
+    pub fn new(drives: [Option<DriveConfig>; 4], mem: Arc<dyn GuestMemory>, irqs: [Arc<dyn IrqLine>; 2], vm: VmControl) -> Self {
+        let [d0, d1, d2, d3] = drives;
+        let [irq14, irq15] = irqs;
+        let mk = |pos: usize, d: Option<DriveConfig>| d.map(|cfg| build_drive(pos, cfg));
+        let mut ctl = IdeController {
+            config: piix3_config(),
+            channels: [Channel::new([mk(0, d0), mk(1, d1)], irq14), Channel::new([mk(2, d2), mk(3, d3)], irq15)],
+            mem,
+            vm,
+        };
+        ctl.reset_config();
+        ctl
+    }
+
+    fn reset_config(&mut self) {
+        self.config.set_u16(config::COMMAND, 0);
+        self.config.set_u16(config::STATUS, 0x0280);
+        self.config.set_u32(config::BAR0 + 4 * BMDMA_BAR, 1);
+    }
+
+    fn ctx(&self) -> (Arc<dyn GuestMemory>, VmControl, bool) {
+        (self.mem.clone(), self.vm.clone(), self.config.command() & config::COMMAND_MASTER != 0)
+    }
+
+    /// Re-run requests a `stop` policy held; call after vm.set_running().
+    pub fn restart_held_requests(&mut self) {
+        let (mem, vm, bus_master) = self.ctx();
+        let ctx = Ctx { mem: &*mem, vm: &vm, bus_master };
+        for ch in &mut self.channels {
+            ch.restart_held(&ctx);
+        }
+    }
+
+    pub fn has_held_request(&self) -> bool {
+        self.channels.iter().any(Channel::has_held_request)
+    }
+
+    pub fn drives_info(&self) -> Vec<DriveInfo> {
+        let mut out = Vec::new();
+        for ch in &self.channels {
+            for unit in 0..2 {
+                let Some(d) = ch.drive(unit) else { continue };
+                out.push(DriveInfo {
+                    id: d.id.clone(),
+                    qdev: d.id.clone(),
+                    cdrom: d.is_cdrom(),
+                    removable: d.is_cdrom(),
+                    tray_open: d.atapi.tray_open(),
+                    locked: d.atapi.locked(),
+                    io_status: d.io_status,
+                    inserted: d.backend.as_ref().map(|b| InsertedMedium {
+                        file: d.filename.clone(),
+                        read_only: b.read_only(),
+                        size: b.size(),
+                        cache: d.cache,
+                    }),
+                    stats: d.stats.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    fn find_drive(&mut self, id: &str) -> Result<&mut Drive, IdeError> {
+        self.channels
+            .iter_mut()
+            .flat_map(|ch| ch.drives_mut())
+            .find(|d| d.id == id)
+            .ok_or_else(|| IdeError::NoSuchDevice(id.to_string()))
+    }
+
+    /// A host-side tray move: QEMU runs its change-media callback for each
+    /// one, which the command set turns into NOT READY / UNIT ATTENTION and
+    /// a media event for the guest.
+    fn move_tray(events: &crate::machine::EventSink, drive: &mut Drive, open: bool) {
+        if drive.atapi.tray_open() != open {
+            drive.atapi.set_tray_open(open);
+            drive.atapi.medium_changed();
+            events.emit(Event::DeviceTrayMoved { device: drive.id.clone(), id: drive.id.clone(), tray_open: open });
+        }
+    }
+
+    pub fn eject(&mut self, id: &str, force: bool) -> Result<(), IdeError> {
+        let vm = self.vm.clone();
+        let drive = self.find_drive(id)?;
+        if !drive.is_cdrom() {
+            return Err(IdeError::NotRemovable(id.to_string()));
+        }
+        // The guest learns of the request through GET EVENT STATUS
+        // NOTIFICATION; force also drops its removal lock.
+        drive.atapi.eject_requested(force);
+        if drive.atapi.locked() {
+            return Err(IdeError::Locked(id.to_string()));
+        }
+        Self::move_tray(vm.events(), drive, true);
+        drive.backend = None;
+        drive.filename.clear();
+        Ok(())
+    }
+
+    pub fn change_medium(&mut self, id: &str, backend: Box<dyn BlockBackend>, filename: String) -> Result<(), IdeError> {
+        let vm = self.vm.clone();
+        let drive = self.find_drive(id)?;
+        if !drive.is_cdrom() {
+            return Err(IdeError::NotRemovable(id.to_string()));
+        }
+        if drive.atapi.locked() && !drive.atapi.tray_open() {
+            return Err(IdeError::Locked(id.to_string()));
+        }
+        Self::move_tray(vm.events(), drive, true);
+        drive.backend = Some(backend);
+        drive.filename = filename;
+        Self::move_tray(vm.events(), drive, false);
+        Ok(())
+    }
+
+    /// Flush every image (at exit); the first error is returned after all
+    /// drives were tried.
+    pub fn flush_all(&mut self) -> Result<(), BlockError> {
+        let mut first = Ok(());
+        for d in self.channels.iter_mut().flat_map(|ch| ch.drives_mut()) {
+            if let Some(b) = d.backend.as_mut() {
+                if let Err(e) = b.flush() {
+                    log::error!("flush of {} at exit failed: {e}", d.id);
+                    if first.is_ok() {
+                        first = Err(e);
+                    }
+                }
+            }
+        }
+        first
+    }
+
+    pub fn reset(&mut self) {
+        self.config = piix3_config();
+        self.reset_config();
+        for ch in &mut self.channels {
+            ch.reset();
+        }
+    }
+
+    fn legacy_channel(base: u64) -> Option<(usize, bool)> {
+        match base {
+            PRIMARY_CMD_BASE => Some((0, false)),
+            PRIMARY_CTRL_BASE => Some((0, true)),
+            SECONDARY_CMD_BASE => Some((1, false)),
+            SECONDARY_CTRL_BASE => Some((1, true)),
+            _ => None,
+        }
+    }
+}
+
+fn put_le(data: &mut [u8], v: u32) {
+    for (i, b) in data.iter_mut().enumerate() {
+        *b = if i < 4 { (v >> (8 * i)) as u8 } else { 0xff };
+    }
+}
+
+fn get_le(data: &[u8]) -> u32 {
+    data.iter().take(4).enumerate().fold(0, |v, (i, b)| v | ((*b as u32) << (8 * i)))
+}
+
+impl BusDevice for IdeController {
+    fn read(&mut self, base: u64, offset: u64, data: &mut [u8]) {
+        let (mem, vm, bus_master) = self.ctx();
+        let ctx = Ctx { mem: &*mem, vm: &vm, bus_master };
+        let size = data.len();
+        match Self::legacy_channel(base) {
+            Some((c, false)) => {
+                let ch = &mut self.channels[c];
+                // Measured on QEMU 7.2: a byte access to the data port is a
+                // word access cut to its low byte, word accesses to the
+                // other registers split into bytes, dword accesses to them
+                // read all ones.
+                if offset == 0 {
+                    put_le(data, ch.read_data(&ctx, size.clamp(2, 4)));
+                    return;
+                }
+                if size > 2 {
+                    data.fill(0xff);
+                    return;
+                }
+                for (i, b) in data.iter_mut().enumerate() {
+                    let reg = offset + i as u64;
+                    *b = if reg > 7 { 0xff } else { ch.read_reg(reg) };
+                }
+            }
+            Some((c, true)) => {
+                let status = self.channels[c].read_altstatus();
+                data.fill(0xff);
+                if offset == 0 && size <= 2 {
+                    if let Some(b) = data.first_mut() {
+                        *b = status;
+                    }
+                }
+            }
+            None => {
+                let c = ((offset / 8) as usize).min(1);
+                let off = offset % 8;
+                let v = self.channels[c].bm.read(off, size.min(4).min(8 - off as usize));
+                put_le(data, v);
+                if off as usize + size > 8 {
+                    data[8 - off as usize..].fill(0xff);
+                }
+            }
+        }
+    }
+
+    fn write(&mut self, base: u64, offset: u64, data: &[u8]) {
+        let (mem, vm, bus_master) = self.ctx();
+        let ctx = Ctx { mem: &*mem, vm: &vm, bus_master };
+        let size = data.len();
+        let v = get_le(data);
+        match Self::legacy_channel(base) {
+            Some((c, false)) => {
+                let ch = &mut self.channels[c];
+                if offset == 0 {
+                    ch.write_data(&ctx, size.clamp(2, 4), v);
+                    return;
+                }
+                if size > 2 {
+                    return;
+                }
+                for (i, b) in data.iter().enumerate() {
+                    let reg = offset + i as u64;
+                    if (1..=7).contains(&reg) {
+                        ch.write_reg(&ctx, reg, *b);
+                    }
+                }
+            }
+            Some((c, true)) => {
+                if offset == 0 {
+                    if let Some(b) = data.first() {
+                        self.channels[c].write_ctrl(&ctx, *b);
+                    }
+                }
+            }
+            None => {
+                let c = ((offset / 8) as usize).min(1);
+                let off = offset % 8;
+                self.channels[c].bm_write(&ctx, off, size.min(4).min(8 - off as usize), v);
+            }
+        }
+    }
+}
+
+impl PciFunction for IdeController {
+    fn config_read(&mut self, offset: u8, size: u8) -> u32 {
+        self.config.read(offset, size)
+    }
+
+    fn config_write(&mut self, offset: u8, size: u8, value: u32) {
+        self.config.write(offset, size, value);
+    }
+
+    fn io_bars(&self) -> Vec<IoBar> {
+        self.config
+            .io_bar_base(BMDMA_BAR)
+            .map(|base| IoBar { index: BMDMA_BAR, base, len: BMDMA_LEN })
+            .into_iter()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;
