@@ -1,0 +1,194 @@
+//! From a parsed command line to a running machine behind its front end.
+//!
+//! Order matters for libxl: everything that can fail (options, images, Xen
+//! set-up) happens before "running" is written, so a bad configuration ends
+//! with a one-line error and a non-zero exit before the guest runs.
+
+mod ops;
+pub mod platform;
+mod qtest;
+mod xen;
+
+use crate::block::{self, BlockBackend};
+use crate::control::cmdline::{self, Command, DriveSpec, Flavour, MachineConfig};
+use crate::devices::ide::{DriveConfig, IdeController, MediaKind};
+use crate::machine::pc::{PcMachine, ResumeHook};
+use crate::machine::{GuestMemory, IrqLine};
+use std::sync::{Arc, Mutex};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum LaunchError {
+    #[error("{0}")]
+    Config(#[from] cmdline::ConfigError),
+    #[error("-drive file={file}: {reason}")]
+    Image { file: String, reason: String },
+    #[error("-m {0}: cannot map guest RAM: {1}")]
+    Ram(u64, std::io::Error),
+    #[error("-qtest {0}: {1}")]
+    Qtest(String, std::io::Error),
+    #[error("-qmp/-chardev {0}: {1}")]
+    Qmp(String, String),
+    #[error("xen: {0}")]
+    Xen(String),
+    #[error("{0}")]
+    Privileges(String),
+}
+
+pub fn run(args: Vec<String>) -> i32 {
+    let command = match cmdline::parse_args(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("xen-ioemu: {e}");
+            return 1;
+        }
+    };
+    let config = match command {
+        Command::PrintAndExit { text } => {
+            print!("{text}");
+            return 0;
+        }
+        Command::Run(config) => config,
+    };
+    for w in &config.warnings {
+        log::warn!("{w}");
+    }
+    let result = match config.flavour {
+        Flavour::Qtest => qtest::run_qtest(config),
+        Flavour::QemuXen | Flavour::Traditional | Flavour::Probe => xen::run_xen(config),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            log::error!("{e}");
+            1
+        }
+    }
+}
+
+/// Open every drive's image; an empty CD-ROM drive has no backend.
+pub fn open_drives(specs: &[DriveSpec]) -> Result<[Option<DriveConfig>; 4], LaunchError> {
+    let mut drives: [Option<DriveConfig>; 4] = Default::default();
+    for spec in specs {
+        let backend: Option<Box<dyn BlockBackend>> = match &spec.file {
+            Some(file) => Some(
+                block::open::open_image(&block::open::ImageSpec {
+                    file: file.clone(),
+                    format: spec.format.clone(),
+                    cache: spec.cache,
+                    read_only: spec.read_only,
+                })
+                .map_err(|e| LaunchError::Image { file: file.clone(), reason: e.to_string() })?,
+            ),
+            None => None,
+        };
+        let slot = spec.slot as usize;
+        drives[slot] = Some(DriveConfig {
+            id: spec.id.clone(),
+            media: if spec.cdrom { MediaKind::Cdrom } else { MediaKind::Disk },
+            backend,
+            filename: spec.file.clone().unwrap_or_default(),
+            cache: spec.cache,
+            werror: spec.werror,
+            rerror: spec.rerror,
+            serial: spec.serial.clone(),
+            model: spec.model.clone(),
+            version: None,
+        });
+    }
+    Ok(drives)
+}
+
+/// Re-issues the IDE's held requests when the VM continues.
+struct IdeResume(Arc<Mutex<IdeController>>);
+
+impl ResumeHook for IdeResume {
+    fn resume(&mut self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).restart_held_requests();
+    }
+}
+
+/// The PC pieces both fronts share: i440FX, PIIX3, PIIX3 IDE (legacy ports
+/// and BAR4), PIIX4 PM when ACPI is on.
+pub fn assemble_pc(
+    machine: &mut PcMachine,
+    drives: [Option<DriveConfig>; 4],
+    mem: Arc<dyn GuestMemory>,
+    irq14: Arc<dyn IrqLine>,
+    irq15: Arc<dyn IrqLine>,
+) -> Arc<Mutex<IdeController>> {
+    let vm = machine.vm().clone();
+    let ide = Arc::new(Mutex::new(IdeController::new(drives, mem, [irq14, irq15], vm)));
+    for (base, len) in [(0x1f0u16, 8u16), (0x3f6, 1), (0x170, 8), (0x376, 1)] {
+        if let Err(e) = machine.add_port_device(ide.clone(), base, len) {
+            log::error!("IDE ports {base:#x}: {e}");
+        }
+    }
+    machine.add_pci_function(0x09, ide.clone(), Some(ide.clone()));
+    machine.add_resume_hook(Box::new(IdeResume(ide.clone())));
+    ide
+}
+
+
+/// Ignore a signal for the whole process.
+pub(crate) fn ignore_signal(sig: nix::sys::signal::Signal) {
+    // SAFETY: SIG_IGN installs no handler code, so no async-signal-safety
+    // question arises.
+    if let Err(e) = unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigIgn) } {
+        log::warn!("ignoring {sig}: {e}");
+    }
+}
+
+/// `-chroot DIR` and `-runas USER[:GROUP]` (or `UID:GID`), applied after
+/// every privileged set-up step, as QEMU does for dm_restrict.
+pub(crate) fn drop_privileges(config: &MachineConfig) -> Result<(), LaunchError> {
+    use nix::unistd::{chdir, chroot, setgid, setgroups, setuid, Gid, Group, Uid, User};
+    let target = match &config.runas {
+        None => None,
+        Some(spec) => {
+            let (user, group) = match spec.split_once(':') {
+                Some((u, g)) => (u, Some(g)),
+                None => (spec.as_str(), None),
+            };
+            let (uid, mut gid) = match user.parse::<u32>() {
+                Ok(uid) => (Uid::from_raw(uid), None),
+                Err(_) => match User::from_name(user) {
+                    Ok(Some(u)) => (u.uid, Some(u.gid)),
+                    _ => return Err(LaunchError::Privileges(format!("-runas {spec}: no such user"))),
+                },
+            };
+            if let Some(g) = group {
+                gid = Some(match g.parse::<u32>() {
+                    Ok(gid) => Gid::from_raw(gid),
+                    Err(_) => match Group::from_name(g) {
+                        Ok(Some(g)) => g.gid,
+                        _ => return Err(LaunchError::Privileges(format!("-runas {spec}: no such group"))),
+                    },
+                });
+            }
+            let gid = gid.ok_or_else(|| LaunchError::Privileges(format!("-runas {spec}: give a group for a numeric user")))?;
+            Some((uid, gid))
+        }
+    };
+    if let Some(dir) = &config.chroot {
+        chroot(dir).and_then(|_| chdir("/")).map_err(|e| LaunchError::Privileges(format!("-chroot {}: {e}", dir.display())))?;
+    }
+    if let Some((uid, gid)) = target {
+        setgroups(&[gid])
+            .and_then(|_| setgid(gid))
+            .and_then(|_| setuid(uid))
+            .map_err(|e| LaunchError::Privileges(format!("-runas: {e}")))?;
+        log::info!("running as uid {uid} gid {gid}");
+    }
+    Ok(())
+}
+
+/// What query-chardev lists: the serial ports and the QMP monitors.
+pub(crate) fn chardevs(config: &MachineConfig, platform: &platform::PlatformHandles) -> Vec<(String, String)> {
+    let mut list = Vec::new();
+    if let Some(tty) = &platform.serial_tty {
+        list.push(("serial0".to_string(), format!("pty:{tty}")));
+    }
+    list.extend(crate::control::qmp::monitor_chardevs(&config.qmp));
+    list
+}

@@ -1,0 +1,56 @@
+//! The qtest flavour: QEMU's qtest protocol on stdio or a unix socket.
+
+use super::ops::PcOps;
+use super::{assemble_pc, open_drives, LaunchError};
+use crate::control::{MachineConfig, QmpInfo, QmpServer, QtestEndpoint};
+use crate::machine::pc::PcMachine;
+use crate::machine::{EventSink, RunState, VmControl};
+use crate::qtest::{AnonRam, QtestIrqs, QtestSession, QtestStream};
+use std::io::BufReader;
+use std::sync::{Arc, Mutex};
+
+pub(super) fn run_qtest(config: MachineConfig) -> Result<i32, LaunchError> {
+    let drives = open_drives(&config.drives)?;
+    let events = EventSink::new();
+    let initial = if config.start_paused { RunState::Prelaunch } else { RunState::Running };
+    let vm = VmControl::new(initial, events);
+    let ram = Arc::new(AnonRam::new((config.ram_mib as usize) << 20).map_err(|e| LaunchError::Ram(config.ram_mib, e))?);
+
+    let (input, output): (Box<dyn std::io::Read + Send>, Box<dyn std::io::Write + Send>) = match &config.qtest {
+        Some(QtestEndpoint::Unix(path)) => {
+            let sock = std::os::unix::net::UnixStream::connect(path)
+                .map_err(|e| LaunchError::Qtest(format!("unix:{}", path.display()), e))?;
+            let out = sock.try_clone().map_err(|e| LaunchError::Qtest("unix".into(), e))?;
+            (Box::new(sock), Box::new(out))
+        }
+        _ => (Box::new(std::io::stdin()), Box::new(std::io::stdout())),
+    };
+    let log: Option<Box<dyn std::io::Write + Send>> = match &config.qtest_log {
+        Some(p) if p.as_os_str() == "none" => None,
+        Some(p) => Some(Box::new(
+            std::fs::File::create(p).map_err(|e| LaunchError::Qtest(format!("-qtest-log {}", p.display()), e))?,
+        )),
+        None => None,
+    };
+    let stream = QtestStream::new(output, log);
+    let irqs = QtestIrqs::new(stream.clone());
+
+    let mut machine = PcMachine::new(vm.clone(), true);
+    let ide = assemble_pc(&mut machine, drives, ram.clone(), irqs.line(14), irqs.line(15));
+    let platform = super::platform::add_qtest_platform(&mut machine, &config, &irqs)?;
+    let machine = Arc::new(Mutex::new(machine));
+
+    let chardevs = super::chardevs(&config, &platform);
+    let ops = Arc::new(PcOps::new(machine.clone(), ide.clone(), vm.clone(), chardevs, Box::new(|| std::process::exit(0))));
+    let _qmp = QmpServer::start_all(&config.qmp, ops, vm.events(), &QmpInfo { name: config.name.clone() })
+        .map_err(|e| LaunchError::Qmp("-qmp".into(), e.to_string()))?;
+
+    let mut session = QtestSession::new(machine.clone(), ram, irqs, stream);
+    let mut reader = BufReader::new(input);
+    let served = session.serve(&mut reader);
+    if let Err(e) = ide.lock().unwrap_or_else(|e| e.into_inner()).flush_all() {
+        log::error!("flushing images at exit: {e}");
+    }
+    served.map_err(|e| LaunchError::Qtest("stdio".into(), e))?;
+    Ok(0)
+}

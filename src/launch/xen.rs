@@ -1,0 +1,270 @@
+//! The Xen flavours: an ioreq server for the domain libxl created.
+
+use super::ops::PcOps;
+use super::{assemble_pc, open_drives, LaunchError};
+use crate::control::{drives_from_xenstore, Flavour, MachineConfig, QmpInfo, QmpServer};
+use crate::machine::pc::{PcMachine, PortRangeChange};
+use crate::machine::{EventSink, IrqLine, RunState, VmControl};
+use crate::xen::{
+    DeviceModelHandle, IoHandler, IoRangeKind, IoreqServer, IsaIrq, ServerWaker, XenGuestMemory, XenStore,
+};
+use nix::sys::signal::{SigSet, Signal};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn xen_err(e: crate::xen::XenError) -> LaunchError {
+    LaunchError::Xen(e.to_string())
+}
+
+/// Routes the guest's requests into the machine and keeps the ioreq
+/// server's claimed port ranges in step with BARs the guest moves.
+struct MachineIo {
+    machine: Arc<Mutex<PcMachine>>,
+    vm: VmControl,
+    dm: Arc<DeviceModelHandle>,
+    server_id: u16,
+}
+
+impl MachineIo {
+    fn follow_range_changes(&self, machine: &mut PcMachine) {
+        for change in machine.take_range_changes() {
+            let result = match change {
+                PortRangeChange::Added(r) => self.dm.map_io_range_to_ioreq_server(self.server_id, IoRangeKind::Port, r.base, r.last()),
+                PortRangeChange::Removed(r) => self.dm.unmap_io_range_from_ioreq_server(self.server_id, IoRangeKind::Port, r.base, r.last()),
+            };
+            if let Err(e) = result {
+                log::error!("following a BAR move ({change:?}): {e}");
+            }
+        }
+    }
+}
+
+impl IoHandler for MachineIo {
+    fn pio_read(&mut self, port: u16, size: u8) -> u32 {
+        self.machine.lock().unwrap_or_else(|e| e.into_inner()).pio_read(port, size)
+    }
+
+    fn pio_write(&mut self, port: u16, size: u8, value: u32) {
+        let mut m = self.machine.lock().unwrap_or_else(|e| e.into_inner());
+        m.pio_write(port, size, value);
+        self.follow_range_changes(&mut m);
+    }
+
+    fn mmio_read(&mut self, _addr: u64, size: u8) -> u64 {
+        // We claim no MMIO ranges; Xen only sends what we claimed.
+        if size >= 8 { u64::MAX } else { (1u64 << (8 * size as u32)) - 1 }
+    }
+
+    fn mmio_write(&mut self, _addr: u64, _size: u8, _value: u64) {}
+
+    fn pci_config_read(&mut self, bus: u8, devfn: u8, reg: u16, size: u8) -> u32 {
+        self.machine.lock().unwrap_or_else(|e| e.into_inner()).pci_config_read(bus, devfn, reg, size)
+    }
+
+    fn pci_config_write(&mut self, bus: u8, devfn: u8, reg: u16, size: u8, value: u32) {
+        let mut m = self.machine.lock().unwrap_or_else(|e| e.into_inner());
+        m.pci_config_write(bus, devfn, reg, size, value);
+        self.follow_range_changes(&mut m);
+    }
+
+    /// While the VM is not running (io-error hold, QMP stop) every vCPU
+    /// that touches one of our devices waits: nothing it does can be lost
+    /// or answered with a stale value.
+    fn hold_requests(&self) -> bool {
+        self.vm.state() != RunState::Running
+    }
+}
+
+/// Signals that end the device model: libxl sends SIGHUP on `xl destroy`.
+fn block_exit_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGHUP, Signal::SIGTERM, Signal::SIGINT] {
+        set.add(s);
+    }
+    if let Err(e) = set.thread_block() {
+        log::warn!("blocking exit signals: {e}");
+    }
+    set
+}
+
+fn spawn_signal_thread(set: SigSet, on_signal: impl Fn(Signal) + Send + 'static) {
+    let _ = std::thread::Builder::new().name("signals".into()).spawn(move || loop {
+        match set.wait() {
+            Ok(sig) => on_signal(sig),
+            Err(e) => {
+                log::error!("sigwait: {e}");
+                return;
+            }
+        }
+    });
+}
+
+/// Wake the ioreq loop on every run-state change (so held requests are
+/// re-examined after `cont`), and retry held requests by themselves every
+/// `retry` while the VM is stopped by an I/O error.
+fn spawn_run_state_watcher(machine: Arc<Mutex<PcMachine>>, vm: VmControl, waker: Arc<ServerWaker>, retry: Option<Duration>) {
+    let _ = std::thread::Builder::new().name("runstate".into()).spawn(move || {
+        let mut seen = vm.generation();
+        let mut stopped_since = std::time::Instant::now();
+        loop {
+            let now = vm.wait_change(seen, Duration::from_millis(250));
+            if now != seen {
+                seen = now;
+                stopped_since = std::time::Instant::now();
+                waker.wake();
+            }
+            match vm.state() {
+                RunState::Shutdown => return,
+                RunState::IoError => {
+                    if let Some(interval) = retry {
+                        if stopped_since.elapsed() >= interval {
+                            log::info!("retrying held I/O after {} s", interval.as_secs_f32());
+                            machine.lock().unwrap_or_else(|e| e.into_inner()).cont();
+                            stopped_since = std::time::Instant::now();
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+}
+
+pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
+    let exit_signals = block_exit_signals();
+    // SAFETY-free: ignoring these with nix's safe wrappers is not possible,
+    // see ignore_signal in super.
+    super::ignore_signal(Signal::SIGPIPE);
+    // dm_restrict makes libxl cap RLIMIT_FSIZE; a write past it must come
+    // back as EFBIG (reported to the guest), not kill us.
+    super::ignore_signal(Signal::SIGXFSZ);
+    if config.flavour == Flavour::Probe {
+        return run_probe(config, exit_signals);
+    }
+    let domid = config.domid.ok_or_else(|| LaunchError::Xen("no domain given (-xen-domid or -d)".into()))?;
+    let domid16 = u16::try_from(domid).map_err(|_| LaunchError::Xen(format!("domain id {domid} is out of range")))?;
+    crate::logging::set_domid(domid);
+
+    let dm = Arc::new(DeviceModelHandle::open(domid16).map_err(xen_err)?);
+    let xenstore = XenStore::open().map_err(xen_err)?;
+    let drive_specs = if config.flavour == Flavour::Traditional {
+        drives_from_xenstore(&xenstore, domid)?
+    } else {
+        config.drives.clone()
+    };
+    for d in &drive_specs {
+        log::info!("drive {} slot {} file {:?} werror={} rerror={}", d.id, d.slot, d.file, d.werror.as_str(), d.rerror.as_str());
+    }
+    let drives = open_drives(&drive_specs)?;
+    let platform_device = if config.flavour == Flavour::Traditional {
+        !xenstore.platform_device_disabled(domid16)
+    } else {
+        config.xen_platform_device
+    };
+
+    let events = EventSink::new();
+    let initial = if config.start_paused { RunState::Prelaunch } else { RunState::Running };
+    let vm = VmControl::new(initial, events.clone());
+    let mut server = IoreqServer::create(dm.clone(), true).map_err(xen_err)?;
+    let memory = Arc::new(XenGuestMemory::new(dm.clone()));
+    let irq = |n: u8| -> Arc<dyn IrqLine> { Arc::new(IsaIrq::new(dm.clone(), n)) };
+
+    let mut machine = PcMachine::new(vm.clone(), false);
+    let ide = assemble_pc(&mut machine, drives, memory.clone(), irq(14), irq(15));
+    let platform = super::platform::add_xen_platform(&mut machine, &config, dm.clone(), platform_device, ide.clone(), &irq)?;
+
+    let claimed: Vec<_> = machine.port_ranges().iter().map(|r| r.base as u16..=r.last() as u16).collect();
+    server.claim_ports(&claimed).map_err(xen_err)?;
+    for devfn in machine.pci_devfns() {
+        server.claim_pci(0, devfn).map_err(xen_err)?;
+    }
+    machine.take_range_changes();
+    let machine = Arc::new(Mutex::new(machine));
+    let waker = server.waker();
+
+    let chardevs = super::chardevs(&config, &platform);
+    let stop_on_quit = waker.clone();
+    let ops = Arc::new(PcOps::new(machine.clone(), ide.clone(), vm.clone(), chardevs, Box::new(move || stop_on_quit.stop())));
+    let _qmp = QmpServer::start_all(&config.qmp, ops, &events, &QmpInfo { name: config.name.clone() })
+        .map_err(|e| LaunchError::Qmp("libxl-cmd".into(), e.to_string()))?;
+
+    if let Some(tty) = &platform.serial_tty {
+        if let Err(e) = xenstore.publish_serial_tty(domid16, 0, tty) {
+            log::warn!("publishing serial/0/tty: {e}");
+        }
+    }
+    let retry = drive_specs.iter().map(|d| d.retry_interval).filter(|d| !d.is_zero()).min();
+    spawn_run_state_watcher(machine.clone(), vm.clone(), waker.clone(), retry);
+    let signal_waker = waker.clone();
+    spawn_signal_thread(exit_signals, move |sig| {
+        log::info!("got {sig}; flushing and stopping");
+        signal_waker.stop();
+    });
+
+    if config.domid_restrict {
+        server.restrict().map_err(xen_err)?;
+    } else {
+        xenstore.report_state(domid16, "running").map_err(xen_err)?;
+    }
+    super::drop_privileges(&config)?;
+    if config.flavour == Flavour::Traditional {
+        spawn_traditional_command_watcher(xenstore, domid16, machine.clone());
+    }
+    log::info!("serving domain {domid}");
+
+    let mut io = MachineIo { machine: machine.clone(), vm: vm.clone(), dm: dm.clone(), server_id: server.id() };
+    let served = server.run(&mut io, &*memory);
+    vm.shutdown();
+    let flushed = ide.lock().unwrap_or_else(|e| e.into_inner()).flush_all();
+    drop(server);
+    served.map_err(xen_err)?;
+    if let Err(e) = flushed {
+        log::error!("flushing images at exit: {e}");
+        return Ok(1);
+    }
+    log::info!("device model for domain {domid} exiting");
+    Ok(0)
+}
+
+/// libxl 4.20+ starts the device model once with `-machine none` to ask
+/// QMP which options it has, then quits it.
+fn run_probe(config: MachineConfig, exit_signals: SigSet) -> Result<i32, LaunchError> {
+    let events = EventSink::new();
+    let vm = VmControl::new(RunState::Prelaunch, events.clone());
+    let done = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let quit = done.clone();
+    let ops = Arc::new(super::ops::ProbeOps::new(vm, Box::new(move || {
+        *quit.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        quit.1.notify_all();
+    })));
+    let _qmp = QmpServer::start_all(&config.qmp, ops, &events, &QmpInfo { name: config.name.clone() })
+        .map_err(|e| LaunchError::Qmp("libxl-cmd".into(), e.to_string()))?;
+    let on_signal = done.clone();
+    spawn_signal_thread(exit_signals, move |_| {
+        *on_signal.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        on_signal.1.notify_all();
+    });
+    let mut g = done.0.lock().unwrap_or_else(|e| e.into_inner());
+    while !*g {
+        g = done.1.wait(g).unwrap_or_else(|e| e.into_inner());
+    }
+    Ok(0)
+}
+
+/// qemu-xen-traditional's control node: libxl writes `continue` (after a
+/// pause) or `save` to device-model/<domid>/command and waits for state.
+fn spawn_traditional_command_watcher(xenstore: XenStore, domid: u16, machine: Arc<Mutex<PcMachine>>) {
+    let _ = std::thread::Builder::new().name("xs-command".into()).spawn(move || loop {
+        std::thread::sleep(Duration::from_millis(500));
+        match xenstore.take_command(domid).as_deref() {
+            None => {}
+            Some("continue") => {
+                machine.lock().unwrap_or_else(|e| e.into_inner()).cont();
+                if let Err(e) = xenstore.report_state(domid, "running") {
+                    log::warn!("reporting running: {e}");
+                }
+            }
+            Some(other) => log::warn!("device-model command '{other}' is not supported (save/restore is not implemented)"),
+        }
+    });
+}
