@@ -13,7 +13,8 @@ pub const COMMAND_PORT: u16 = 0x64;
 
 const STATUS_OBF: u8 = 0x01;
 const STATUS_SYSTEM: u8 = 0x04;
-/// The last write went to the command port.
+/// "Last write was a command". QEMU sets it at reset and never changes it;
+/// we do the same so the two read alike.
 const STATUS_CMD: u8 = 0x08;
 const STATUS_UNLOCKED: u8 = 0x10;
 const STATUS_AUX_OBF: u8 = 0x20;
@@ -122,7 +123,6 @@ impl I8042 {
     }
 
     fn command(&mut self, command: u8) {
-        self.status |= STATUS_CMD;
         self.pending = PendingData::None;
         match command {
             0x20 => self.queue(self.mode, false),
@@ -157,7 +157,6 @@ impl I8042 {
     }
 
     fn data(&mut self, value: u8) {
-        self.status &= !STATUS_CMD;
         let pending = std::mem::replace(&mut self.pending, PendingData::None);
         match pending {
             PendingData::CommandByte => {
@@ -175,8 +174,13 @@ impl I8042 {
     }
 
     fn read_data(&mut self) -> u8 {
-        self.status &= !(STATUS_OBF | STATUS_AUX_OBF);
-        self.update_lines();
+        // Only a read that empties the buffer recomputes the output-port
+        // OBF bits, so a value written through 0xd1 reads back unchanged
+        // until then (measured on QEMU 7.2).
+        if self.status & STATUS_OBF != 0 {
+            self.status &= !(STATUS_OBF | STATUS_AUX_OBF);
+            self.update_lines();
+        }
         self.output
     }
 }
@@ -267,7 +271,7 @@ mod tests {
         }
         r.outb(0x64, 0x60);
         r.outb(0x60, 0x65);
-        assert_eq!(r.inb(0x64) & STATUS_CMD, 0);
+        assert_eq!(r.inb(0x64) & STATUS_CMD, STATUS_CMD, "QEMU never clears it");
         r.outb(0x64, 0x20);
         assert_eq!(r.inb(0x60), 0x65);
         r.outb(0x64, 0xad);

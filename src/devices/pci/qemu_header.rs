@@ -9,13 +9,12 @@ pub const CACHE_LINE_SIZE: usize = 0x0c;
 pub const QEMU_SUBSYSTEM_VENDOR: u16 = 0x1af4;
 pub const QEMU_SUBSYSTEM: u16 = 0x1100;
 
-const COMMAND_PARITY: u16 = 1 << 6;
 const COMMAND_SERR: u16 = 1 << 8;
 const COMMAND_INTX_DISABLE: u16 = 1 << 10;
 /// Status bits a guest clears by writing 1 (error reporting bits).
 const STATUS_WRITE1_CLEAR: u16 = 0x0100 | 0x0800 | 0x1000 | 0x2000 | 0x4000 | 0x8000;
 
-/// A header with QEMU's write masks: COMMAND io/mem/master/parity/serr/intx,
+/// A header with QEMU's write masks: COMMAND io/mem/master/serr/intx-disable,
 /// cache line size, interrupt line, and the whole device-specific area
 /// 0x40..0xff writable unless the device narrows it afterwards.
 pub fn qemu_config_space(vendor: u16, device: u16, class_code: u32, revision: u8) -> ConfigSpace {
@@ -25,7 +24,6 @@ pub fn qemu_config_space(vendor: u16, device: u16, class_code: u32, revision: u8
         super::config::COMMAND_IO
             | super::config::COMMAND_MEMORY
             | super::config::COMMAND_MASTER
-            | COMMAND_PARITY
             | COMMAND_SERR
             | COMMAND_INTX_DISABLE,
     );
@@ -63,7 +61,7 @@ mod tests {
         c.write(0x00, 4, 0);
         assert_eq!(c.read(0x00, 4), 0x1237_8086);
         c.write(COMMAND as u8, 2, 0xffff);
-        assert_eq!(c.read(COMMAND as u8, 2), 0x0547);
+        assert_eq!(c.read(COMMAND as u8, 2), 0x0507);
         assert_eq!(c.read(SUBSYSTEM_VENDOR_ID as u8, 4), 0x1100_1af4);
     }
 
