@@ -88,7 +88,9 @@ mod tests {
     use proptest::prelude::*;
     use std::sync::Mutex;
 
-    fn recording() -> (Piix3Isa, Arc<Mutex<Vec<(u8, Option<u8>)>>>) {
+    type Routes = Arc<Mutex<Vec<(u8, Option<u8>)>>>;
+
+    fn recording() -> (Piix3Isa, Routes) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = seen.clone();
         let isa = Piix3Isa::new(Arc::new(move |link, irq| sink.lock().unwrap().push((link, irq))));
@@ -166,7 +168,7 @@ mod tests {
             prop_assert_eq!(isa.config_read(0x0e, 1), 0x80);
             for (link, irq) in seen.lock().unwrap().iter() {
                 prop_assert!(*link < 4);
-                prop_assert!(irq.map_or(true, |i| i < 16));
+                prop_assert!(irq.is_none_or(|i| i < 16));
             }
         }
     }

@@ -48,7 +48,7 @@ pub const APM_ACPI_DISABLE: u8 = 0xf0;
 /// registers themselves are not emulated.
 const SMBUS_BASE: u16 = 0xb100;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Piix4PmOptions {
     /// SMM available to the guest (QEMU TCG: yes; Xen: no). When absent,
     /// QEMU marks SMM as already initialised in config 0x5b.
@@ -56,12 +56,6 @@ pub struct Piix4PmOptions {
     /// A UART at COM1 / COM2 (reflected in config 0x67 as QEMU does).
     pub com1: bool,
     pub com2: bool,
-}
-
-impl Default for Piix4PmOptions {
-    fn default() -> Self {
-        Piix4PmOptions { smm_enabled: false, com1: false, com2: false }
-    }
 }
 
 /// An I/O range the machine must route to this function.

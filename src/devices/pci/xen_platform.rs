@@ -336,7 +336,7 @@ mod tests {
     fn log_lines_are_bounded() {
         let (mut p, _) = platform();
         for _ in 0..3 * LOG_LINE_MAX {
-            p.write(0x10, 2, &[b'x']);
+            p.write(0x10, 2, b"x");
             assert!(p.log_line.len() <= LOG_LINE_MAX);
         }
         p.write(0x10, 2, b"\n");

@@ -38,6 +38,7 @@ pub enum PtyError {
 /// How long the reader waits for input or for FIFO space before looking
 /// at its stop flag again.
 const READER_POLL: Duration = Duration::from_millis(100);
+const READER_POLL_MS: u16 = 100;
 /// How long the reader waits for the guest to drain a full receive FIFO.
 const FIFO_FULL_BACKOFF: Duration = Duration::from_millis(5);
 const READ_CHUNK: usize = 256;
@@ -144,7 +145,7 @@ impl PtyReader {
                     continue;
                 }
                 let mut fds = [PollFd::new(self.master.as_fd(), PollFlags::POLLIN)];
-                let timeout = PollTimeout::try_from(READER_POLL.as_millis() as u16).unwrap_or(PollTimeout::NONE);
+                let timeout = PollTimeout::from(READER_POLL_MS);
                 match poll(&mut fds, timeout) {
                     Ok(0) | Err(Errno::EINTR) => continue,
                     Ok(_) => {}
