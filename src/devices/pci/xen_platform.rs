@@ -83,6 +83,8 @@ impl XenPlatform {
         config.set_u16(super::config::SUBSYSTEM_VENDOR_ID, VENDOR_XEN);
         config.set_u16(super::config::SUBSYSTEM_ID, DEVICE_PLATFORM);
         config.set_byte(INTERRUPT_PIN, 0x01);
+        // QEMU turns I/O and memory decoding on from the start.
+        config.set_u16(super::config::COMMAND, super::config::COMMAND_IO | super::config::COMMAND_MEMORY);
         config.init_io_bar(0, IO_BAR_LEN);
         config.set_u32(BAR1, BAR_MEM_PREFETCHABLE);
         config.set_writable_u32(BAR1, !(MMIO_BAR_LEN - 1));
@@ -132,11 +134,13 @@ impl XenPlatform {
         }
     }
 
+    /// Only the access sizes QEMU answers: a word at 0x10 (magic), bytes
+    /// at 0x10 (flags) and 0x12 (protocol version); the rest floats high.
     fn fixed_read(&self, offset: u64, len: usize) -> u32 {
         match (offset, len) {
-            (0, 2) | (0, 4) => self.magic() as u32,
+            (0, 2) => self.magic() as u32,
             (0, 1) => self.flags as u32,
-            (2, _) => PROTOCOL_VERSION as u32,
+            (2, 1) => PROTOCOL_VERSION as u32,
             _ => u32::MAX,
         }
     }
@@ -158,19 +162,23 @@ impl XenPlatform {
         }
     }
 
-    fn bar_read(&self, offset: u64, len: usize) -> u32 {
-        match (offset, len) {
-            (0, 1) => self.flags as u32,
-            _ => u32::MAX,
+    /// BAR0 decodes byte by byte (wider accesses are split, as in QEMU).
+    fn bar_read_byte(&self, offset: u64) -> u8 {
+        if offset == 0 {
+            self.flags
+        } else {
+            0xff
         }
     }
 
-    fn bar_write(&mut self, offset: u64, len: usize, value: u32) {
-        match (offset, len) {
-            (0, 1) => self.flags = value as u8 & PLATFORM_FLAG_ROM_LOCK,
-            // The old Citrix interface: 1 at BAR0+4 unplugs disks and NICs.
-            (4, _) if value as u8 == 1 => self.unplug(UnplugMask::ALL_IDE_DISKS | UnplugMask::ALL_NICS),
-            (8, 1) => self.log_byte(value as u8),
+    fn bar_write_byte(&mut self, offset: u64, value: u8) {
+        match (offset, value) {
+            (0, _) => self.flags = value & PLATFORM_FLAG_ROM_LOCK,
+            // Older PV drivers' unplug interfaces (SUSE xen-kmp, VMDP).
+            (4, 1) => self.unplug(UnplugMask::ALL_IDE_DISKS | UnplugMask::ALL_NICS),
+            (8, 1) => self.unplug(UnplugMask::ALL_IDE_DISKS),
+            (8, 2) => self.unplug(UnplugMask::ALL_NICS),
+            (8, _) => self.log_byte(value),
             _ => {}
         }
     }
@@ -208,20 +216,22 @@ impl PciFunction for XenPlatform {
 /// matched range tells which of the two the access is for.
 impl BusDevice for XenPlatform {
     fn read(&mut self, base: u64, offset: u64, data: &mut [u8]) {
-        let value = if base == FIXED_PORT_BASE as u64 {
-            self.fixed_read(offset, data.len())
+        if base == FIXED_PORT_BASE as u64 {
+            fill(data, self.fixed_read(offset, data.len()));
         } else {
-            self.bar_read(offset, data.len())
-        };
-        fill(data, value);
+            for (i, byte) in data.iter_mut().enumerate() {
+                *byte = self.bar_read_byte(offset.saturating_add(i as u64));
+            }
+        }
     }
 
     fn write(&mut self, base: u64, offset: u64, data: &[u8]) {
-        let value = to_u32(data);
         if base == FIXED_PORT_BASE as u64 {
-            self.fixed_write(offset, data.len(), value);
+            self.fixed_write(offset, data.len(), to_u32(data));
         } else {
-            self.bar_write(offset, data.len(), value);
+            for (i, &byte) in data.iter().enumerate() {
+                self.bar_write_byte(offset.saturating_add(i as u64), byte);
+            }
         }
     }
 }
@@ -274,13 +284,14 @@ mod tests {
         assert_eq!(p.config_read(0x10, 4), 0xffff_ff01, "256-byte I/O BAR");
         p.config_write(0x14, 4, 0xffff_ffff);
         assert_eq!(p.config_read(0x14, 4), 0xff00_0008, "16 MiB prefetchable memory BAR");
+        assert_eq!(p.config_read(0x04, 2), 0x0003, "decoding on from reset");
         p.config_write(0x10, 4, 0xc100);
         p.config_write(0x14, 4, 0xf200_0000);
-        assert!(p.io_bars().is_empty());
-        assert_eq!(p.mmio_bar(), None);
-        p.config_write(0x04, 2, 0x0003);
         assert_eq!(p.io_bars(), vec![IoBar { index: 0, base: 0xc100, len: 256 }]);
         assert_eq!(p.mmio_bar(), Some((0xf200_0000, 16 << 20)));
+        p.config_write(0x04, 2, 0x0000);
+        assert!(p.io_bars().is_empty());
+        assert_eq!(p.mmio_bar(), None);
     }
 
     #[test]
@@ -294,6 +305,18 @@ mod tests {
         assert_eq!(inw(&mut p, 0x10), MAGIC);
         p.write(0x10, 0, &0x0003u16.to_le_bytes());
         assert_eq!(*seen.lock().unwrap(), vec![UnplugMask(3)]);
+    }
+
+    #[test]
+    fn only_qemus_access_sizes_answer() {
+        let (mut p, _) = platform();
+        let mut w = [0u8; 2];
+        p.read(0x10, 2, &mut w);
+        assert_eq!(w, [0xff, 0xff], "word read at 0x12");
+        let mut l = [0u8; 4];
+        p.read(0x10, 0, &mut l);
+        assert_eq!(l, [0xff; 4], "dword read at 0x10");
+        assert_eq!(inb(&mut p, 0x11), 0xff);
     }
 
     #[test]
@@ -328,8 +351,13 @@ mod tests {
         assert_eq!(b[0], 0xff);
         p.write(0xc100, 4, &[2]);
         assert!(seen.lock().unwrap().is_empty());
-        p.write(0xc100, 4, &[1]);
-        assert_eq!(*seen.lock().unwrap(), vec![UnplugMask(3)]);
+        p.write(0xc100, 4, &1u32.to_le_bytes());
+        p.write(0xc100, 8, &[1]);
+        p.write(0xc100, 8, &[2]);
+        assert_eq!(*seen.lock().unwrap(), vec![UnplugMask(3), UnplugMask(1), UnplugMask(2)]);
+        let mut w = [0u8; 2];
+        p.read(0xc100, 0, &mut w);
+        assert_eq!(w, [0x01, 0xff]);
     }
 
     #[test]
