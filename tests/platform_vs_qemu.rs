@@ -56,7 +56,17 @@ impl Qemu {
         image[0xfff0..0xfff4].copy_from_slice(&[0xfa, 0xf4, 0xeb, 0xfd]);
         std::fs::write(&bios, image).unwrap();
         let child = Command::new("qemu-system-x86_64")
-            .args(["-machine", "pc", "-accel", "tcg", "-m", "128", "-nodefaults", "-display", "none"])
+            .args([
+                "-machine",
+                "pc",
+                "-accel",
+                "tcg",
+                "-m",
+                "128",
+                "-nodefaults",
+                "-display",
+                "none",
+            ])
             .args(["-serial", "null", "-qtest", "stdio", "-bios"])
             .arg(&bios)
             .stdin(Stdio::piped())
@@ -72,7 +82,12 @@ impl Qemu {
         };
         let input = child.stdin.take().unwrap();
         let output = BufReader::new(child.stdout.take().unwrap());
-        Some(Qemu { child, input, output, _dir: dir })
+        Some(Qemu {
+            child,
+            input,
+            output,
+            _dir: dir,
+        })
     }
 
     fn run(&mut self, op: Op) -> Option<u32> {
@@ -93,7 +108,10 @@ impl Qemu {
                 continue;
             }
             assert!(reply.starts_with("OK"), "QEMU said {reply:?} to {line:?}");
-            return reply.split_whitespace().nth(1).map(|v| u32::from_str_radix(v.trim_start_matches("0x"), 16).unwrap());
+            return reply
+                .split_whitespace()
+                .nth(1)
+                .map(|v| u32::from_str_radix(v.trim_start_matches("0x"), 16).unwrap());
         }
     }
 }
@@ -130,19 +148,37 @@ impl Ours {
         let kbc = Arc::new(Mutex::new(I8042::new(power.clone(), None, None)));
         bus.insert(kbc.clone(), 0x60, 1).unwrap();
         bus.insert(kbc, 0x64, 1).unwrap();
-        bus.insert(Arc::new(Mutex::new(PortA::new(power.clone()))), 0x92, 1).unwrap();
-        bus.insert(Arc::new(Mutex::new(ResetControl::new(power.clone()))), 0xcf9, 1).unwrap();
-        bus.insert(Arc::new(Mutex::new(Uart::new(Arc::new(NoIrq), Box::new(NullSerial)))), 0x3f8, 8).unwrap();
+        bus.insert(Arc::new(Mutex::new(PortA::new(power.clone()))), 0x92, 1)
+            .unwrap();
+        bus.insert(Arc::new(Mutex::new(ResetControl::new(power.clone()))), 0xcf9, 1)
+            .unwrap();
+        bus.insert(
+            Arc::new(Mutex::new(Uart::new(Arc::new(NoIrq), Box::new(NullSerial)))),
+            0x3f8,
+            8,
+        )
+        .unwrap();
         let pm = Arc::new(Mutex::new(Piix4Pm::new(
             power.clone(),
-            Piix4PmOptions { smm_enabled: true, com1: true, com2: false },
+            Piix4PmOptions {
+                smm_enabled: true,
+                com1: true,
+                com2: false,
+            },
         )));
         let functions: Vec<(u8, Arc<Mutex<dyn PciFunction>>)> = vec![
             (0x00, Arc::new(Mutex::new(I440fx::new(RAM)))),
             (0x08, Arc::new(Mutex::new(Piix3Isa::new(Arc::new(|_, _| {}))))),
             (0x0b, pm.clone()),
         ];
-        let mut ours = Ours { bus, functions, config_address: 0, power, pm: None, pm_bases: Vec::new() };
+        let mut ours = Ours {
+            bus,
+            functions,
+            config_address: 0,
+            power,
+            pm: None,
+            pm_bases: Vec::new(),
+        };
         ours.pm = Some(pm);
         ours.remap_pm();
         ours
@@ -158,7 +194,9 @@ impl Ours {
             self.bus.remove(base);
         }
         for range in pm.lock().unwrap().io_ranges() {
-            self.bus.insert(pm.clone(), range.base as u64, range.len as u64).unwrap();
+            self.bus
+                .insert(pm.clone(), range.base as u64, range.len as u64)
+                .unwrap();
             self.pm_bases.push(range.base as u64);
         }
     }
@@ -184,7 +222,10 @@ impl Ours {
             Op::In(port @ 0xcfc..=0xcff, size) => {
                 let offset = (self.config_address & 0xfc) as u8 + (port - 0xcfc) as u8;
                 let mask = if size == 4 { u32::MAX } else { (1 << (8 * size)) - 1 };
-                return Some(self.function().map_or(mask, |f| f.lock().unwrap().config_read(offset, size)));
+                return Some(
+                    self.function()
+                        .map_or(mask, |f| f.lock().unwrap().config_read(offset, size)),
+                );
             }
             Op::Out(port, size, v) => {
                 self.bus.write(port as u64, &v.to_le_bytes()[..size as usize]);
@@ -257,7 +298,13 @@ fn script() -> Vec<Op> {
         ops.push(Op::Out(0x70, 1, index));
         ops.push(Op::In(0x71, 1));
     }
-    ops.extend([Op::Out(0x70, 1, 0xc0), Op::Out(0x71, 1, 0x5a), Op::Out(0x70, 1, 0x40), Op::In(0x71, 1), Op::In(0x70, 1)]);
+    ops.extend([
+        Op::Out(0x70, 1, 0xc0),
+        Op::Out(0x71, 1, 0x5a),
+        Op::Out(0x70, 1, 0x40),
+        Op::In(0x71, 1),
+        Op::In(0x70, 1),
+    ]);
     // i8042, port A and the reset control register (no reset bits).
     for (port, value) in [
         (0x64, 0xaa),
@@ -280,10 +327,25 @@ fn script() -> Vec<Op> {
         (0x64, 0xa7),
         (0x64, 0x20),
     ] {
-        ops.extend([Op::Out(port, 1, value), Op::In(0x64, 1), Op::In(0x60, 1), Op::In(0x64, 1)]);
+        ops.extend([
+            Op::Out(port, 1, value),
+            Op::In(0x64, 1),
+            Op::In(0x60, 1),
+            Op::In(0x64, 1),
+        ]);
     }
-    ops.extend([Op::In(0x92, 1), Op::Out(0x92, 1, 0x02), Op::In(0x92, 1), Op::In(0xcf9, 1)]);
-    ops.extend([Op::Out(0xcf9, 1, 0xf3), Op::In(0xcf9, 1), Op::Out(0xcf9, 1, 0x00), Op::In(0xcf9, 1)]);
+    ops.extend([
+        Op::In(0x92, 1),
+        Op::Out(0x92, 1, 0x02),
+        Op::In(0x92, 1),
+        Op::In(0xcf9, 1),
+    ]);
+    ops.extend([
+        Op::Out(0xcf9, 1, 0xf3),
+        Op::In(0xcf9, 1),
+        Op::Out(0xcf9, 1, 0x00),
+        Op::In(0xcf9, 1),
+    ]);
     // UART registers: reset values, hvmloader's IER probe, DLAB, scratch.
     for reg in 0..8 {
         ops.push(Op::In(0x3f8 + reg, 1));
@@ -334,7 +396,15 @@ fn platform_devices_read_like_qemu_7_2() {
             mismatches.push(format!("step {step} {op:x?}: qemu {theirs:x?} ours {mine:x?}"));
         }
     }
-    assert!(ours.power.0.lock().unwrap().is_empty(), "the script must not reset either machine");
+    assert!(
+        ours.power.0.lock().unwrap().is_empty(),
+        "the script must not reset either machine"
+    );
     assert!(compared > 500, "only {compared} values compared");
-    assert!(mismatches.is_empty(), "{} of {compared} values differ:\n{}", mismatches.len(), mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "{} of {compared} values differ:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
 }

@@ -34,6 +34,8 @@ impl IrqLine for NoIrq {
     fn set_level(&self, _high: bool) {}
 }
 
+type RouteLog = Arc<Mutex<Vec<(u8, Option<u8>)>>>;
+
 struct XenMachine {
     bus: Bus,
     power: Arc<Power>,
@@ -42,7 +44,7 @@ struct XenMachine {
     pm_ranges: Vec<u64>,
     platform: Arc<Mutex<XenPlatform>>,
     platform_bar: Option<u64>,
-    routes: Arc<Mutex<Vec<(u8, Option<u8>)>>>,
+    routes: RouteLog,
     unplugs: Arc<Mutex<Vec<UnplugMask>>>,
 }
 
@@ -54,7 +56,10 @@ impl XenMachine {
         let mut bus = Bus::new();
         let cmos = Cmos::new(&CmosSetup {
             scope: CmosScope::NvramOnly,
-            memory: MemoryLayout { below_4g: 1 << 30, above_4g: 0 },
+            memory: MemoryLayout {
+                below_4g: 1 << 30,
+                above_4g: 0,
+            },
             boot_order: BootOrder::parse("dc").unwrap(),
             floppy_boot_check: true,
             hard_disks: [None; 4],
@@ -63,15 +68,34 @@ impl XenMachine {
         let kbc = Arc::new(Mutex::new(I8042::new(power.clone(), None, None)));
         bus.insert(kbc.clone(), 0x60, 1).unwrap();
         bus.insert(kbc, 0x64, 1).unwrap();
-        bus.insert(Arc::new(Mutex::new(PortA::new(power.clone()))), 0x92, 1).unwrap();
-        bus.insert(Arc::new(Mutex::new(ResetControl::new(power.clone()))), 0xcf9, 1).unwrap();
-        bus.insert(Arc::new(Mutex::new(Uart::new(Arc::new(NoIrq), Box::new(NullSerial)))), 0x3f8, 8).unwrap();
+        bus.insert(Arc::new(Mutex::new(PortA::new(power.clone()))), 0x92, 1)
+            .unwrap();
+        bus.insert(Arc::new(Mutex::new(ResetControl::new(power.clone()))), 0xcf9, 1)
+            .unwrap();
+        bus.insert(
+            Arc::new(Mutex::new(Uart::new(Arc::new(NoIrq), Box::new(NullSerial)))),
+            0x3f8,
+            8,
+        )
+        .unwrap();
         let sink = routes.clone();
-        let isa = Arc::new(Mutex::new(Piix3Isa::new(Arc::new(move |l, i| sink.lock().unwrap().push((l, i))))));
-        let pm = Arc::new(Mutex::new(Piix4Pm::new(power.clone(), Piix4PmOptions { smm_enabled: false, com1: true, com2: false })));
+        let isa = Arc::new(Mutex::new(Piix3Isa::new(Arc::new(move |l, i| {
+            sink.lock().unwrap().push((l, i))
+        }))));
+        let pm = Arc::new(Mutex::new(Piix4Pm::new(
+            power.clone(),
+            Piix4PmOptions {
+                smm_enabled: false,
+                com1: true,
+                com2: false,
+            },
+        )));
         let sink = unplugs.clone();
-        let platform = Arc::new(Mutex::new(XenPlatform::new(Arc::new(move |m| sink.lock().unwrap().push(m)))));
-        bus.insert(platform.clone(), FIXED_PORT_BASE as u64, FIXED_PORT_LEN as u64).unwrap();
+        let platform = Arc::new(Mutex::new(XenPlatform::new(Arc::new(move |m| {
+            sink.lock().unwrap().push(m)
+        }))));
+        bus.insert(platform.clone(), FIXED_PORT_BASE as u64, FIXED_PORT_LEN as u64)
+            .unwrap();
         let mut machine = XenMachine {
             bus,
             power,
@@ -93,14 +117,18 @@ impl XenMachine {
             self.bus.remove(base);
         }
         for range in self.pm.lock().unwrap().io_ranges() {
-            self.bus.insert(self.pm.clone(), range.base as u64, range.len as u64).unwrap();
+            self.bus
+                .insert(self.pm.clone(), range.base as u64, range.len as u64)
+                .unwrap();
             self.pm_ranges.push(range.base as u64);
         }
         if let Some(base) = self.platform_bar.take() {
             self.bus.remove(base);
         }
         if let Some(bar) = self.platform.lock().unwrap().io_bars().first() {
-            self.bus.insert(self.platform.clone(), bar.base as u64, bar.len as u64).unwrap();
+            self.bus
+                .insert(self.platform.clone(), bar.base as u64, bar.len as u64)
+                .unwrap();
             self.platform_bar = Some(bar.base as u64);
         }
     }
@@ -140,7 +168,10 @@ fn hvmloader_then_pv_driver_then_poweroff_and_reboot() {
     for (link, irq) in [(0u8, 5u32), (1, 10), (2, 11), (3, 5)] {
         m.config_write(&isa, 0x60 + link, 1, irq);
     }
-    assert_eq!(*m.routes.lock().unwrap(), vec![(0, Some(5)), (1, Some(10)), (2, Some(11)), (3, Some(5))]);
+    assert_eq!(
+        *m.routes.lock().unwrap(),
+        vec![(0, Some(5)), (1, Some(10)), (2, Some(11)), (3, Some(5))]
+    );
     let pm = m.pm.clone();
     m.config_write(&pm, 0x40, 4, 0xb001);
     m.config_write(&pm, 0x80, 1, 0x01);

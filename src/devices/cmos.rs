@@ -89,14 +89,24 @@ impl BootOrder {
                 'c' => 2,
                 'd' => 3,
                 'n' => 4,
-                _ => return Err(BootOrderError::InvalidDevice { order: order.to_string(), device }),
+                _ => {
+                    return Err(BootOrderError::InvalidDevice {
+                        order: order.to_string(),
+                        device,
+                    })
+                }
             };
             if seen.contains(&device) {
-                return Err(BootOrderError::Duplicate { order: order.to_string(), device });
+                return Err(BootOrderError::Duplicate {
+                    order: order.to_string(),
+                    device,
+                });
             }
             seen.push(device);
             if i >= slots.len() {
-                return Err(BootOrderError::TooMany { order: order.to_string() });
+                return Err(BootOrderError::TooMany {
+                    order: order.to_string(),
+                });
             }
             slots[i] = code;
         }
@@ -128,11 +138,21 @@ impl MemoryLayout {
     pub fn qemu_pc(ram_size: u64) -> Self {
         const MAX_BELOW_4G: u64 = 0xe000_0000;
         const ALIGNED_BELOW_4G: u64 = 0xc000_0000;
-        let low = if ram_size >= MAX_BELOW_4G { ALIGNED_BELOW_4G } else { MAX_BELOW_4G };
-        if ram_size >= low {
-            MemoryLayout { below_4g: low, above_4g: ram_size - low }
+        let low = if ram_size >= MAX_BELOW_4G {
+            ALIGNED_BELOW_4G
         } else {
-            MemoryLayout { below_4g: ram_size, above_4g: 0 }
+            MAX_BELOW_4G
+        };
+        if ram_size >= low {
+            MemoryLayout {
+                below_4g: low,
+                above_4g: ram_size - low,
+            }
+        } else {
+            MemoryLayout {
+                below_4g: ram_size,
+                above_4g: 0,
+            }
         }
     }
 }
@@ -160,8 +180,17 @@ impl HardDiskGeometry {
     /// translation once the geometry no longer fits the BIOS CHS limits.
     pub fn guess_for_sectors(total_sectors: u64) -> Self {
         let cylinders = (total_sectors / (16 * 63)).clamp(2, 16383) as u16;
-        let translation = if cylinders <= 1024 { BiosTranslation::None } else { BiosTranslation::Lba };
-        HardDiskGeometry { cylinders, heads: 16, sectors: 63, translation }
+        let translation = if cylinders <= 1024 {
+            BiosTranslation::None
+        } else {
+            BiosTranslation::Lba
+        };
+        HardDiskGeometry {
+            cylinders,
+            heads: 16,
+            sectors: 63,
+            translation,
+        }
     }
 }
 
@@ -206,7 +235,11 @@ fn civil_date(days: i64) -> (i64, u32, u32, u32) {
 
 impl Cmos {
     pub fn new(setup: &CmosSetup) -> Self {
-        let mut cmos = Cmos { scope: setup.scope, bytes: [0; CMOS_SIZE], index: 0 };
+        let mut cmos = Cmos {
+            scope: setup.scope,
+            bytes: [0; CMOS_SIZE],
+            index: 0,
+        };
         cmos.fill_clock(SystemTime::now());
         cmos.fill_memory(setup.memory);
         let [first, second, third] = setup.boot_order.slots();
@@ -394,15 +427,34 @@ mod tests {
     #[test]
     fn small_memory_layout() {
         let mut cmos = Cmos::new(&setup(CmosScope::NvramOnly, 128 * MIB, "c"));
-        assert_eq!(peek(&mut cmos, 0x17) as u16 | (peek(&mut cmos, 0x18) as u16) << 8, 0xffff, "capped");
+        assert_eq!(
+            peek(&mut cmos, 0x17) as u16 | (peek(&mut cmos, 0x18) as u16) << 8,
+            0xffff,
+            "capped"
+        );
         let mut small = Cmos::new(&setup(CmosScope::NvramOnly, 32 * MIB, "c"));
-        assert_eq!(peek(&mut small, 0x30) as u16 | (peek(&mut small, 0x31) as u16) << 8, 31 * 1024);
-        assert_eq!(peek(&mut small, 0x34) as u16 | (peek(&mut small, 0x35) as u16) << 8, 16 * 16);
-        assert_eq!(peek(&mut cmos, 0x34) as u16 | (peek(&mut cmos, 0x35) as u16) << 8, 112 * 16);
+        assert_eq!(
+            peek(&mut small, 0x30) as u16 | (peek(&mut small, 0x31) as u16) << 8,
+            31 * 1024
+        );
+        assert_eq!(
+            peek(&mut small, 0x34) as u16 | (peek(&mut small, 0x35) as u16) << 8,
+            16 * 16
+        );
+        assert_eq!(
+            peek(&mut cmos, 0x34) as u16 | (peek(&mut cmos, 0x35) as u16) << 8,
+            112 * 16
+        );
         assert_eq!(peek(&mut cmos, 0x5b), 0);
         assert_eq!(peek(&mut cmos, 0x3d), 0x02);
         assert_eq!(peek(&mut cmos, 0x38), 0x00);
-        assert_eq!(MemoryLayout::qemu_pc(0xe000_0000), MemoryLayout { below_4g: 0xc000_0000, above_4g: 0x2000_0000 });
+        assert_eq!(
+            MemoryLayout::qemu_pc(0xe000_0000),
+            MemoryLayout {
+                below_4g: 0xc000_0000,
+                above_4g: 0x2000_0000
+            }
+        );
         assert_eq!(MemoryLayout::qemu_pc(0xdfff_0000).above_4g, 0);
     }
 
@@ -419,8 +471,7 @@ mod tests {
         ];
         let mut cmos = Cmos::new(&s);
         let qemu = [
-            0x20, 0x08, 0x10, 0xff, 0xff, 0xc8, 0x20, 0x08, 0x3f, 0xcb, 0x00, 0x10, 0xff, 0xff, 0xc8, 0xcb, 0x00,
-            0x3f,
+            0x20, 0x08, 0x10, 0xff, 0xff, 0xc8, 0x20, 0x08, 0x3f, 0xcb, 0x00, 0x10, 0xff, 0xff, 0xc8, 0xcb, 0x00, 0x3f,
         ];
         for (i, expected) in qemu.iter().enumerate() {
             assert_eq!(peek(&mut cmos, 0x1b + i as u8), *expected, "index {:#x}", 0x1b + i);
@@ -431,7 +482,10 @@ mod tests {
         assert_eq!(peek(&mut cmos, 0x39), 0x11);
         assert_eq!(peek(&mut cmos, 0x3d), 0x12);
         assert_eq!(peek(&mut cmos, 0x38), 0x30);
-        assert_eq!(HardDiskGeometry::guess_for_sectors((20u64 << 30) / 512).cylinders, 16383);
+        assert_eq!(
+            HardDiskGeometry::guess_for_sectors((20u64 << 30) / 512).cylinders,
+            16383
+        );
     }
 
     #[test]
@@ -439,8 +493,14 @@ mod tests {
         assert_eq!(BootOrder::parse("dc").unwrap().slots(), [3, 2, 0]);
         assert_eq!(BootOrder::parse("").unwrap().slots(), [0, 0, 0]);
         let err = BootOrder::parse("cx").unwrap_err();
-        assert_eq!(err.to_string(), "-boot order=cx: invalid boot device 'x' for a PC (use a, b, c, d or n)");
-        assert!(matches!(BootOrder::parse("cdc"), Err(BootOrderError::Duplicate { device: 'c', .. })));
+        assert_eq!(
+            err.to_string(),
+            "-boot order=cx: invalid boot device 'x' for a PC (use a, b, c, d or n)"
+        );
+        assert!(matches!(
+            BootOrder::parse("cdc"),
+            Err(BootOrderError::Duplicate { device: 'c', .. })
+        ));
         assert!(matches!(BootOrder::parse("cdan"), Err(BootOrderError::TooMany { .. })));
         let mut s = setup(CmosScope::Full, 128 * MIB, "n");
         s.floppy_boot_check = false;

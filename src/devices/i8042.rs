@@ -90,7 +90,11 @@ impl I8042 {
         let full = self.status & STATUS_OBF != 0;
         self.outport &= !(OUTPORT_OBF | OUTPORT_AUX_OBF);
         if full {
-            self.outport |= if self.output_is_aux { OUTPORT_AUX_OBF } else { OUTPORT_OBF };
+            self.outport |= if self.output_is_aux {
+                OUTPORT_AUX_OBF
+            } else {
+                OUTPORT_OBF
+            };
         }
         let kbd_level = full && !self.output_is_aux && self.mode & MODE_KBD_INT != 0;
         let aux_level = full && self.output_is_aux && self.mode & MODE_AUX_INT != 0;
@@ -286,7 +290,11 @@ mod tests {
         r.outb(0x60, 0xdd);
         r.outb(0x64, 0xd0);
         assert_eq!(r.inb(0x60), 0xdd);
-        assert_eq!(r.inb(0x64), STATUS_CMD | STATUS_UNLOCKED, "0x1c on QEMU after its earlier self-test");
+        assert_eq!(
+            r.inb(0x64),
+            STATUS_CMD | STATUS_UNLOCKED,
+            "0x1c on QEMU after its earlier self-test"
+        );
         r.outb(0x64, 0xdd);
         r.outb(0x64, 0xd0);
         assert_eq!(r.inb(0x60), 0xcd);

@@ -50,7 +50,9 @@ impl BusDevice for PortA {
     }
 
     fn write(&mut self, _base: u64, offset: u64, data: &[u8]) {
-        let (0, Some(&value)) = (offset, data.first()) else { return };
+        let (0, Some(&value)) = (offset, data.first()) else {
+            return;
+        };
         let old = self.value;
         self.value = value;
         if value & PORT_A_FAST_RESET != 0 && old & PORT_A_FAST_RESET == 0 {
@@ -85,7 +87,9 @@ impl BusDevice for ResetControl {
     }
 
     fn write(&mut self, _base: u64, offset: u64, data: &[u8]) {
-        let (0, Some(&value)) = (offset, data.first()) else { return };
+        let (0, Some(&value)) = (offset, data.first()) else {
+            return;
+        };
         if value & RCR_RESET_CPU != 0 {
             log::info!("port 0xcf9: guest requested a reset ({value:#04x})");
             self.power.request(PowerRequest::Reboot);

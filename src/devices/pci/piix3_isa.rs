@@ -126,7 +126,10 @@ mod tests {
     fn route_writes_call_back_per_link() {
         let (mut isa, seen) = recording();
         isa.config_write(0x60, 4, 0x8005_0b0a);
-        assert_eq!(*seen.lock().unwrap(), vec![(0, Some(10)), (1, Some(11)), (2, Some(5)), (3, None)]);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![(0, Some(10)), (1, Some(11)), (2, Some(5)), (3, None)]
+        );
         assert_eq!(isa.route(1), Some(11));
         assert_eq!(isa.route(3), None);
         assert_eq!(isa.route(9), None);

@@ -75,7 +75,12 @@ pub struct Piix4Pm {
 
 impl Piix4Pm {
     pub fn new(power: Arc<dyn PowerControl>, options: Piix4PmOptions) -> Self {
-        let mut config = qemu_config_space(super::i440fx::VENDOR_INTEL, DEVICE_PIIX4_PM, CLASS_BRIDGE_OTHER, REVISION);
+        let mut config = qemu_config_space(
+            super::i440fx::VENDOR_INTEL,
+            DEVICE_PIIX4_PM,
+            CLASS_BRIDGE_OTHER,
+            REVISION,
+        );
         config.set_u16(STATUS, 0x0280);
         config.set_byte(INTERRUPT_PIN, 0x01);
         config.set_byte(PMBASE, 0x01);
@@ -84,10 +89,19 @@ impl Piix4Pm {
         }
         config.set_byte(0x5f, 0x10);
         config.set_byte(0x63, 0x60);
-        config.set_byte(0x67, if options.com1 { 0x08 } else { 0 } | if options.com2 { 0x90 } else { 0 });
+        config.set_byte(
+            0x67,
+            if options.com1 { 0x08 } else { 0 } | if options.com2 { 0x90 } else { 0 },
+        );
         config.set_u16(0x90, SMBUS_BASE | 1);
         config.set_byte(0xd2, 0x09);
-        Piix4Pm { config, pm1a_cnt: 0, apm_control: 0, apm_status: 0, power }
+        Piix4Pm {
+            config,
+            pm1a_cnt: 0,
+            apm_control: 0,
+            apm_status: 0,
+            power,
+        }
     }
 
     /// The PM block base, if the guest enabled PM I/O decoding.
@@ -100,9 +114,15 @@ impl Piix4Pm {
     /// block (which moves with PMBASE) and the fixed APM ports. The machine
     /// re-reads this after every config write.
     pub fn io_ranges(&self) -> Vec<IoRange> {
-        let mut ranges = vec![IoRange { base: APM_PORT, len: APM_PORT_LEN }];
+        let mut ranges = vec![IoRange {
+            base: APM_PORT,
+            len: APM_PORT_LEN,
+        }];
         if let Some(base) = self.pm_base() {
-            ranges.push(IoRange { base: base + PM1A_CNT_OFFSET, len: PM1A_CNT_LEN });
+            ranges.push(IoRange {
+                base: base + PM1A_CNT_OFFSET,
+                len: PM1A_CNT_LEN,
+            });
         }
         ranges
     }
@@ -162,8 +182,8 @@ impl PciFunction for Piix4Pm {
     fn config_write(&mut self, offset: u8, size: u8, value: u32) {
         let before = self.pm_base();
         self.config.write(offset, size, value);
-        let touched = written_bytes(offset, size, value)
-            .any(|(at, _)| (PMBASE..PMBASE + 4).contains(&at) || at == PMREGMISC);
+        let touched =
+            written_bytes(offset, size, value).any(|(at, _)| (PMBASE..PMBASE + 4).contains(&at) || at == PMREGMISC);
         if touched && before != self.pm_base() {
             log::debug!("piix4-pm: PM block now at {:?}", self.pm_base());
         }
@@ -187,7 +207,9 @@ impl BusDevice for Piix4Pm {
         let mut cnt = self.pm1a_cnt & !SLP_EN;
         let mut cnt_written = false;
         for (i, &byte) in data.iter().enumerate() {
-            let Ok(port) = u16::try_from(base + offset + i as u64) else { continue };
+            let Ok(port) = u16::try_from(base + offset + i as u64) else {
+                continue;
+            };
             if port == APM_PORT {
                 self.write_apm_control(byte);
                 cnt = (cnt & !SCI_EN) | (self.pm1a_cnt & SCI_EN);
@@ -245,7 +267,10 @@ mod tests {
     /// Values read from QEMU 7.2 `-machine pc` (TCG, so SMM on) over qtest.
     #[test]
     fn reset_config_matches_qemu() {
-        let (mut pm, _) = pm(Piix4PmOptions { smm_enabled: true, ..Default::default() });
+        let (mut pm, _) = pm(Piix4PmOptions {
+            smm_enabled: true,
+            ..Default::default()
+        });
         let expected = [
             (0x00, 0x7113_8086),
             (0x04, 0x0280_0000),
@@ -269,7 +294,11 @@ mod tests {
 
     #[test]
     fn xen_options_mark_smm_done_and_com_ports() {
-        let (mut pm, _) = pm(Piix4PmOptions { smm_enabled: false, com1: true, com2: false });
+        let (mut pm, _) = pm(Piix4PmOptions {
+            smm_enabled: false,
+            com1: true,
+            com2: false,
+        });
         assert_eq!(pm.config_read(0x5b, 1), 0x02);
         assert_eq!(pm.config_read(0x67, 1), 0x08);
     }
@@ -281,7 +310,10 @@ mod tests {
         pm.config_write(0x40, 4, 0xb001);
         assert_eq!(pm.pm_base(), None, "PM I/O not enabled yet");
         pm.config_write(0x80, 1, 0x01);
-        assert_eq!(pm.io_ranges(), vec![IoRange { base: 0xb2, len: 2 }, IoRange { base: 0xb004, len: 2 }]);
+        assert_eq!(
+            pm.io_ranges(),
+            vec![IoRange { base: 0xb2, len: 2 }, IoRange { base: 0xb004, len: 2 }]
+        );
         pm.config_write(0x41, 1, 0xc0);
         assert_eq!(pm.pm_base(), Some(0xc000));
         pm.config_write(0x40, 2, 0xc03f);

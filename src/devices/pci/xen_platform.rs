@@ -84,11 +84,22 @@ impl XenPlatform {
         config.set_u16(super::config::SUBSYSTEM_ID, DEVICE_PLATFORM);
         config.set_byte(INTERRUPT_PIN, 0x01);
         // QEMU turns I/O and memory decoding on from the start.
-        config.set_u16(super::config::COMMAND, super::config::COMMAND_IO | super::config::COMMAND_MEMORY);
+        config.set_u16(
+            super::config::COMMAND,
+            super::config::COMMAND_IO | super::config::COMMAND_MEMORY,
+        );
         config.init_io_bar(0, IO_BAR_LEN);
         config.set_u32(BAR1, BAR_MEM_PREFETCHABLE);
         config.set_writable_u32(BAR1, !(MMIO_BAR_LEN - 1));
-        XenPlatform { config, on_unplug, flags: 0, blacklisted: false, product: None, build: None, log_line: Vec::new() }
+        XenPlatform {
+            config,
+            on_unplug,
+            flags: 0,
+            blacklisted: false,
+            product: None,
+            build: None,
+            log_line: Vec::new(),
+        }
     }
 
     /// Make drivers that check the magic after announcing themselves back
@@ -119,7 +130,10 @@ impl XenPlatform {
 
     fn unplug(&self, mask: u16) {
         let mask = UnplugMask(mask);
-        log::info!("xen-platform: guest asked to unplug emulated devices, mask {:#06x}", mask.0);
+        log::info!(
+            "xen-platform: guest asked to unplug emulated devices, mask {:#06x}",
+            mask.0
+        );
         (self.on_unplug)(mask);
     }
 
@@ -185,7 +199,10 @@ impl XenPlatform {
 }
 
 fn to_u32(data: &[u8]) -> u32 {
-    data.iter().take(4).enumerate().fold(0, |v, (i, b)| v | (*b as u32) << (8 * i))
+    data.iter()
+        .take(4)
+        .enumerate()
+        .fold(0, |v, (i, b)| v | (*b as u32) << (8 * i))
 }
 
 fn fill(data: &mut [u8], value: u32) {
@@ -206,7 +223,11 @@ impl PciFunction for XenPlatform {
     fn io_bars(&self) -> Vec<IoBar> {
         self.config
             .io_bar_base(0)
-            .map(|base| IoBar { index: 0, base, len: IO_BAR_LEN as u16 })
+            .map(|base| IoBar {
+                index: 0,
+                base,
+                len: IO_BAR_LEN as u16,
+            })
             .into_iter()
             .collect()
     }
@@ -287,7 +308,14 @@ mod tests {
         assert_eq!(p.config_read(0x04, 2), 0x0003, "decoding on from reset");
         p.config_write(0x10, 4, 0xc100);
         p.config_write(0x14, 4, 0xf200_0000);
-        assert_eq!(p.io_bars(), vec![IoBar { index: 0, base: 0xc100, len: 256 }]);
+        assert_eq!(
+            p.io_bars(),
+            vec![IoBar {
+                index: 0,
+                base: 0xc100,
+                len: 256
+            }]
+        );
         assert_eq!(p.mmio_bar(), Some((0xf200_0000, 16 << 20)));
         p.config_write(0x04, 2, 0x0000);
         assert!(p.io_bars().is_empty());

@@ -83,7 +83,9 @@ impl PtySerial {
 
     /// The input side; hand it to a thread or a poll loop.
     pub fn reader(&self) -> PtyReader {
-        PtyReader { master: self.master.clone() }
+        PtyReader {
+            master: self.master.clone(),
+        }
     }
 }
 
@@ -97,7 +99,10 @@ impl SerialBackend for PtySerial {
                 Err(Errno::EAGAIN) => break,
                 Err(err) => {
                     if !self.reported_error {
-                        log::warn!("serial pty {}: write failed ({err}); output is dropped", self.slave_path.display());
+                        log::warn!(
+                            "serial pty {}: write failed ({err}); output is dropped",
+                            self.slave_path.display()
+                        );
                         self.reported_error = true;
                     }
                     break;
@@ -202,13 +207,19 @@ mod tests {
     #[test]
     fn console_input_reaches_the_guest_through_the_fifo() {
         let pty = PtySerial::open().unwrap();
-        let mut console = OpenOptions::new().read(true).write(true).open(pty.slave_path()).unwrap();
+        let mut console = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(pty.slave_path())
+            .unwrap();
         let reader = pty.reader();
         let uart = Arc::new(Mutex::new(Uart::new(Arc::new(NoIrq), Box::new(pty))));
         uart.lock().unwrap().write(0x3f8, 2, &[0x07]);
         let stop = Arc::new(AtomicBool::new(false));
         let feeder = uart.clone();
-        let thread = reader.spawn(move |bytes| feeder.lock().unwrap().receive(bytes), stop.clone()).unwrap();
+        let thread = reader
+            .spawn(move |bytes| feeder.lock().unwrap().receive(bytes), stop.clone())
+            .unwrap();
         let message: Vec<u8> = (0..40u8).map(|i| b'a' + i % 26).collect();
         console.write_all(&message).unwrap();
         let mut received = Vec::new();
