@@ -2,5 +2,9 @@
 //! accesses, PCI config accesses, guest memory and interrupt lines.
 
 pub mod bus;
+pub mod cmos;
+pub mod i8042;
 pub mod ide;
 pub mod pci;
+pub mod reset;
+pub mod uart;

@@ -6,6 +6,11 @@
 //! function for its I/O BARs so the port bus can follow a relocation.
 
 pub mod config;
+pub mod i440fx;
+pub mod piix3_isa;
+pub mod piix4_pm;
+pub mod qemu_header;
+pub mod xen_platform;
 
 pub use config::ConfigSpace;
 

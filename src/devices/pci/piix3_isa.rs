@@ -1,0 +1,178 @@
+//! The PIIX3 PCI-to-ISA bridge at 00:01.0 (8086:7000). Its only behaviour
+//! that matters to a Xen guest is PCI interrupt routing: the PIRQA-D route
+//! registers at 0x60-0x63. The machine forwards each route change to the
+//! interrupt controller that really does the routing (Xen's
+//! set_pci_link_route); the ELCR belongs to Xen's vPIC, not to us.
+
+use super::qemu_header::{qemu_config_space, written_bytes};
+use super::{ConfigSpace, PciFunction};
+use std::sync::Arc;
+
+pub const DEVICE_PIIX3_ISA: u16 = 0x7000;
+pub const CLASS_ISA_BRIDGE: u32 = 0x060100;
+pub const PIRQ_ROUTE_FIRST: usize = 0x60;
+pub const PIRQ_LINKS: usize = 4;
+/// Route register bit 7: the link is not routed to any ISA IRQ.
+pub const PIRQ_ROUTE_DISABLED: u8 = 0x80;
+
+/// Called with the link (0 = PIRQA .. 3 = PIRQD) and the ISA IRQ it now
+/// goes to, or None when the guest disabled the link.
+pub type PirqRouteFn = Arc<dyn Fn(u8, Option<u8>) + Send + Sync>;
+
+pub struct Piix3Isa {
+    config: ConfigSpace,
+    on_route: PirqRouteFn,
+}
+
+/// The ISA IRQ a route register value selects, as QEMU's Xen glue reads it:
+/// bit 7 disables, the low nibble is the IRQ.
+pub fn decode_route(value: u8) -> Option<u8> {
+    (value & PIRQ_ROUTE_DISABLED == 0).then_some(value & 0x0f)
+}
+
+impl Piix3Isa {
+    pub fn new(on_route: PirqRouteFn) -> Self {
+        let mut config = qemu_config_space(super::i440fx::VENDOR_INTEL, DEVICE_PIIX3_ISA, CLASS_ISA_BRIDGE, 0);
+        config.set_byte(super::config::HEADER_TYPE, 0x80);
+        // Reset values of QEMU's piix3_reset (DEVSEL medium, IRQ routing off,
+        // top-of-memory and APIC base defaults), measured over qtest.
+        config.set_u16(super::config::STATUS, 0x0200);
+        for (offset, value) in [
+            (0x4c, 0x4d),
+            (0x4e, 0x03),
+            (0x69, 0x02),
+            (0x70, 0x80),
+            (0x76, 0x0c),
+            (0x77, 0x0c),
+            (0x78, 0x02),
+            (0xa0, 0x08),
+            (0xa8, 0x0f),
+        ] {
+            config.set_byte(offset, value);
+        }
+        for link in 0..PIRQ_LINKS {
+            config.set_byte(PIRQ_ROUTE_FIRST + link, PIRQ_ROUTE_DISABLED);
+        }
+        Piix3Isa { config, on_route }
+    }
+
+    pub fn route(&self, link: u8) -> Option<u8> {
+        if link as usize >= PIRQ_LINKS {
+            return None;
+        }
+        decode_route(self.config.byte(PIRQ_ROUTE_FIRST + link as usize))
+    }
+}
+
+impl PciFunction for Piix3Isa {
+    fn config_read(&mut self, offset: u8, size: u8) -> u32 {
+        self.config.read(offset, size)
+    }
+
+    fn config_write(&mut self, offset: u8, size: u8, value: u32) {
+        self.config.write(offset, size, value);
+        // Every write to a route register is forwarded, changed or not, as
+        // QEMU does: the hypervisor's copy is the one that counts.
+        for (at, _) in written_bytes(offset, size, value) {
+            if (PIRQ_ROUTE_FIRST..PIRQ_ROUTE_FIRST + PIRQ_LINKS).contains(&at) {
+                let link = (at - PIRQ_ROUTE_FIRST) as u8;
+                (self.on_route)(link, decode_route(self.config.byte(at)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::Mutex;
+
+    type Routes = Arc<Mutex<Vec<(u8, Option<u8>)>>>;
+
+    fn recording() -> (Piix3Isa, Routes) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let isa = Piix3Isa::new(Arc::new(move |link, irq| sink.lock().unwrap().push((link, irq))));
+        (isa, seen)
+    }
+
+    /// Values read from QEMU 7.2 `-machine pc` over qtest.
+    #[test]
+    fn reset_config_matches_qemu() {
+        let (mut isa, _) = recording();
+        let expected = [
+            (0x00, 0x7000_8086),
+            (0x04, 0x0200_0000),
+            (0x08, 0x0601_0000),
+            (0x0c, 0x0080_0000),
+            (0x2c, 0x1100_1af4),
+            (0x4c, 0x0003_004d),
+            (0x60, 0x8080_8080),
+            (0x68, 0x0000_0200),
+            (0x70, 0x0000_0080),
+            (0x74, 0x0c0c_0000),
+            (0x78, 0x0000_0002),
+            (0xa0, 0x0000_0008),
+            (0xa8, 0x0000_000f),
+        ];
+        for (offset, value) in expected {
+            assert_eq!(isa.config_read(offset, 4), value, "offset {offset:#x}");
+        }
+        assert_eq!(isa.config_read(0x3c, 4), 0);
+    }
+
+    #[test]
+    fn route_writes_call_back_per_link() {
+        let (mut isa, seen) = recording();
+        isa.config_write(0x60, 4, 0x8005_0b0a);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![(0, Some(10)), (1, Some(11)), (2, Some(5)), (3, None)]
+        );
+        assert_eq!(isa.route(1), Some(11));
+        assert_eq!(isa.route(3), None);
+        assert_eq!(isa.route(9), None);
+        seen.lock().unwrap().clear();
+        isa.config_write(0x62, 1, 0x09);
+        isa.config_write(0x5f, 2, 0x8b00);
+        assert_eq!(*seen.lock().unwrap(), vec![(2, Some(9)), (0, None)]);
+        assert_eq!(isa.config_read(0x60, 4), 0x8009_0b8b);
+    }
+
+    #[test]
+    fn writes_outside_the_route_registers_do_not_call_back() {
+        let (mut isa, seen) = recording();
+        isa.config_write(0x5c, 4, 0x1234_5678);
+        isa.config_write(0x64, 4, 0x1234_5678);
+        isa.config_write(0x0e, 1, 0);
+        assert!(seen.lock().unwrap().is_empty());
+        assert_eq!(isa.config_read(0x0e, 1), 0x80);
+    }
+
+    #[test]
+    fn upper_nibble_bits_other_than_disable_are_ignored_in_the_irq() {
+        assert_eq!(decode_route(0x7b), Some(11));
+        assert_eq!(decode_route(0x8b), None);
+        assert_eq!(decode_route(0x00), Some(0));
+    }
+
+    proptest! {
+        #[test]
+        fn any_access_keeps_identity_and_links_in_range(
+            accesses in proptest::collection::vec((any::<u8>(), 0u8..8, any::<u32>()), 1..40)
+        ) {
+            let (mut isa, seen) = recording();
+            for (offset, size, value) in accesses {
+                isa.config_write(offset, size, value);
+                let _ = isa.config_read(offset, size);
+            }
+            prop_assert_eq!(isa.config_read(0, 4), 0x7000_8086);
+            prop_assert_eq!(isa.config_read(0x0e, 1), 0x80);
+            for (link, irq) in seen.lock().unwrap().iter() {
+                prop_assert!(*link < 4);
+                prop_assert!(irq.is_none_or(|i| i < 16));
+            }
+        }
+    }
+}
