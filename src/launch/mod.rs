@@ -33,6 +33,8 @@ pub enum LaunchError {
     Xen(String),
     #[error("{0}")]
     Privileges(String),
+    #[error("{0}")]
+    Platform(String),
 }
 
 pub fn run(args: Vec<String>) -> i32 {
@@ -52,6 +54,10 @@ pub fn run(args: Vec<String>) -> i32 {
     };
     for w in &config.warnings {
         log::warn!("{w}");
+    }
+    if let Err(e) = platform::boot_order(&config) {
+        eprintln!("xen-ioemu: {e}");
+        return 1;
     }
     let result = match config.flavour {
         Flavour::Qtest => qtest::run_qtest(config),

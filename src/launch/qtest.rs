@@ -4,6 +4,7 @@ use super::ops::PcOps;
 use super::{assemble_pc, open_drives, LaunchError};
 use crate::control::{MachineConfig, QmpInfo, QmpServer, QtestEndpoint};
 use crate::machine::pc::PcMachine;
+use crate::devices::cmos::CmosScope;
 use crate::machine::{EventSink, RunState, VmControl};
 use crate::qtest::{AnonRam, QtestIrqs, QtestSession, QtestStream};
 use std::io::BufReader;
@@ -37,7 +38,21 @@ pub(super) fn run_qtest(config: MachineConfig) -> Result<i32, LaunchError> {
 
     let mut machine = PcMachine::new(vm.clone(), true);
     let ide = assemble_pc(&mut machine, drives, ram.clone(), irqs.line(14), irqs.line(15));
-    let platform = super::platform::add_qtest_platform(&mut machine, &config, &irqs)?;
+    let line = |n: u8| irqs.line(n as usize);
+    let platform = super::platform::add_platform(
+        &mut machine,
+        &config,
+        &ide,
+        super::platform::PlatformWiring {
+            power: Arc::new(super::platform::QtestPower { vm: vm.clone() }),
+            irq: &line,
+            // QEMU's pc routes PIRQs in its own PIIX3 model; no hypervisor to tell.
+            pirq_route: Arc::new(|_, _| {}),
+            cmos_scope: CmosScope::Full,
+            xen_platform: false,
+            smm: true,
+        },
+    )?;
     let machine = Arc::new(Mutex::new(machine));
 
     let chardevs = super::chardevs(&config, &platform);

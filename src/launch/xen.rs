@@ -3,10 +3,12 @@
 use super::ops::PcOps;
 use super::{assemble_pc, open_drives, LaunchError};
 use crate::control::{drives_from_xenstore, Flavour, MachineConfig, QmpInfo, QmpServer};
+use crate::devices::cmos::CmosScope;
 use crate::machine::pc::{PcMachine, PortRangeChange};
 use crate::machine::{EventSink, IrqLine, RunState, VmControl};
 use crate::xen::{
-    DeviceModelHandle, IoHandler, IoRangeKind, IoreqServer, IsaIrq, ServerWaker, XenGuestMemory, XenStore,
+    DeviceModelHandle, IoHandler, IoRangeKind, IoreqServer, IsaIrq, ServerWaker, XenGuestMemory, XenPowerControl,
+    XenStore,
 };
 use nix::sys::signal::{SigSet, Signal};
 use std::sync::{Arc, Mutex};
@@ -171,7 +173,26 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
 
     let mut machine = PcMachine::new(vm.clone(), false);
     let ide = assemble_pc(&mut machine, drives, memory.clone(), irq(14), irq(15));
-    let platform = super::platform::add_xen_platform(&mut machine, &config, dm.clone(), platform_device, ide.clone(), &irq)?;
+    let link_router = dm.clone();
+    let platform = super::platform::add_platform(
+        &mut machine,
+        &config,
+        &ide,
+        super::platform::PlatformWiring {
+            power: Arc::new(XenPowerControl::new(dm.clone())),
+            irq: &irq,
+            // PIIX3 PIRQ routing goes to Xen's virtual PCI link (0 = off), as
+            // QEMU's xen_piix_pci_write_config_client does.
+            pirq_route: Arc::new(move |link, irq| {
+                if let Err(e) = link_router.set_pci_link_route(link, irq.unwrap_or(0)) {
+                    log::warn!("set_pci_link_route({link}, {irq:?}): {e}");
+                }
+            }),
+            cmos_scope: CmosScope::NvramOnly,
+            xen_platform: platform_device,
+            smm: false,
+        },
+    )?;
 
     let claimed: Vec<_> = machine.port_ranges().iter().map(|r| r.base as u16..=r.last() as u16).collect();
     server.claim_ports(&claimed).map_err(xen_err)?;

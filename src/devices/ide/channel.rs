@@ -572,6 +572,23 @@ impl Channel {
         self.held.is_some()
     }
 
+    /// Take the hard disk at `unit` off the bus (Xen platform unplug): the
+    /// slot then reads as an absent device. Returns the drive so the caller
+    /// can flush it. CD-ROMs stay.
+    pub fn unplug_disk(&mut self, unit: usize) -> Option<Drive> {
+        let slot = self.units.get_mut(unit)?;
+        if slot.drive.as_ref().is_none_or(|d| d.is_cdrom()) {
+            return None;
+        }
+        if self.held.is_some() {
+            log::warn!("unplugging a disk while a request is held on its channel; the held request is dropped");
+            self.held = None;
+        }
+        let drive = slot.drive.take();
+        *slot = Unit::new(None);
+        drive
+    }
+
     fn set_irq(&mut self) {
         if self.ctrl & CTRL_NIEN == 0 {
             self.bm.status |= BM_STATUS_INTR;

@@ -243,6 +243,28 @@ impl IdeController {
 
     /// Flush every image (at exit); the first error is returned after all
     /// drives were tried.
+    /// The Xen platform device's unplug protocol: remove the emulated hard
+    /// disks (all of them, or with `aux_only` all but the primary master)
+    /// so PV drivers never share an image with the emulated path. Each
+    /// removed disk is flushed first. Returns the ids removed.
+    pub fn unplug_disks(&mut self, aux_only: bool) -> Vec<String> {
+        let mut removed = Vec::new();
+        for (c, ch) in self.channels.iter_mut().enumerate() {
+            for unit in 0..2 {
+                if aux_only && c == 0 && unit == 0 {
+                    continue;
+                }
+                if let Some(mut drive) = ch.unplug_disk(unit) {
+                    if let Some(Err(e)) = drive.backend.as_mut().map(|b| b.flush()) {
+                        log::error!("flushing {} before unplug: {e}", drive.id);
+                    }
+                    removed.push(drive.id.clone());
+                }
+            }
+        }
+        removed
+    }
+
     pub fn flush_all(&mut self) -> Result<(), BlockError> {
         let mut first = Ok(());
         for d in self.channels.iter_mut().flat_map(|ch| ch.drives_mut()) {

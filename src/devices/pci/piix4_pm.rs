@@ -9,7 +9,7 @@
 
 use super::config::{INTERRUPT_PIN, STATUS};
 use super::qemu_header::{qemu_config_space, written_bytes};
-use super::{ConfigSpace, PciFunction};
+use super::{ConfigSpace, IoBar, PciFunction};
 use crate::devices::bus::BusDevice;
 use crate::machine::{PowerControl, PowerRequest};
 use std::sync::Arc;
@@ -187,6 +187,16 @@ impl PciFunction for Piix4Pm {
         if touched && before != self.pm_base() {
             log::debug!("piix4-pm: PM block now at {:?}", self.pm_base());
         }
+    }
+
+    /// PM1a_CNT moves with PMBASE like a BAR does, so the machine follows
+    /// it the same way (APM at 0xb2 is fixed and registered once).
+    fn io_bars(&self) -> Vec<IoBar> {
+        self.io_ranges()
+            .into_iter()
+            .filter(|r| r.base != APM_PORT)
+            .map(|r| IoBar { index: 0, base: r.base, len: r.len })
+            .collect()
     }
 }
 
