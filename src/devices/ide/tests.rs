@@ -2501,3 +2501,19 @@ mod versus_qemu {
         println!("versus QEMU 7.2 with werror/rerror=stop and cont: {} recorded values agree", reference.len());
     }
 }
+
+/// The Xen platform unplug takes the hard disks off the bus (they then read
+/// as absent, status 0) and leaves the CD-ROM, as QEMU's PIIX unplug does.
+#[test]
+fn platform_unplug_removes_disks_and_keeps_the_cdrom() {
+    let image = SharedImage::new(MIB);
+    let cd = SharedImage::new(64 * 2048);
+    let mut rig = Rig::new([Some(disk(&image, ErrorPolicy::Report, ErrorPolicy::Report)), None, Some(cdrom(Some(&cd))), None]);
+    rig.outb(0x1f6, 0xa0);
+    assert_eq!(rig.inb(0x1f7), 0x50);
+    assert_eq!(rig.ide.unplug_disks(false), vec!["ide0-hd0".to_string()]);
+    rig.outb(0x1f6, 0xa0);
+    assert_eq!(rig.inb(0x1f7), 0x00, "no drive on the primary channel any more");
+    assert_eq!(rig.ide.drives_info().iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), vec!["ide1-cd0"]);
+    assert!(rig.ide.unplug_disks(false).is_empty());
+}
