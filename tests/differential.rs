@@ -1,0 +1,193 @@
+//! Differential suite: every scenario runs against Debian's QEMU 7.2 and
+//! against xen-ioemu with the same argv, and the two observation logs must
+//! be equal.
+//!
+//! Environment:
+//! * `DIFF_ONLY=name[,name]` runs only those scenarios (a trailing `*`
+//!   matches a prefix).
+//! * `DIFF_QEMU_ONLY=1` runs QEMU alone and checks its values against the
+//!   facts in docs/ide-behaviour.md (a development mode; the real suite
+//!   always compares both and fails if xen-ioemu cannot start).
+//! * `DIFF_VERBOSE=1` prints every observation.
+//! * `DIFF_JOBS=n` scenarios in parallel (default 2).
+//! * `DIFF_QEMU=/path` QEMU binary (default qemu-system-x86_64).
+
+#[path = "differential/image.rs"]
+mod image;
+#[path = "differential/launcher.rs"]
+mod launcher;
+#[path = "differential/qmp.rs"]
+mod qmp;
+#[path = "differential/qtest.rs"]
+mod qtest;
+#[path = "differential/scenarios.rs"]
+mod scenarios;
+#[path = "differential/session.rs"]
+mod session;
+
+use launcher::Backend;
+use scenarios::Scenario;
+use session::Session;
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+struct Outcome {
+    name: String,
+    line: String,
+    difference: bool,
+    detail: Vec<String>,
+}
+
+/// Part of an observation before ` = `, which deviations refer to.
+fn label_of(observation: &str) -> &str {
+    observation.split(" = ").next().unwrap_or(observation)
+}
+
+fn run_backend(backend: Backend, scenario: &Scenario) -> Result<(Vec<String>, Vec<String>), String> {
+    let mut session = Session::start(backend, &scenario.machine, scenario.program_pci)?;
+    let result = (scenario.run)(&mut session);
+    if let Err(e) = result {
+        let log = session.stderr_log();
+        return Err(format!("{}: {e}; stderr tail: {}", backend.name(), tail(&log)));
+    }
+    Ok((session.obs, session.fact_failures))
+}
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(3)..].join(" / ")
+}
+
+fn first_divergence(qemu: &[String], ours: &[String]) -> Option<String> {
+    for i in 0..qemu.len().max(ours.len()) {
+        let left = qemu.get(i).map(String::as_str).unwrap_or("<nothing>");
+        let right = ours.get(i).map(String::as_str).unwrap_or("<nothing>");
+        if left != right {
+            return Some(format!("observation #{i}:\n    qemu:      {left}\n    xen-ioemu: {right}"));
+        }
+    }
+    None
+}
+
+fn run_scenario(scenario: &Scenario, qemu_only: bool, verbose: bool) -> Outcome {
+    let name = scenario.name.clone();
+    let mut detail = Vec::new();
+    let (qemu_obs, facts) = match run_backend(Backend::Qemu, scenario) {
+        Ok(result) => result,
+        Err(e) => {
+            return Outcome { line: format!("diff {name}: DIFFERENT (QEMU run failed)"), name, difference: true, detail: vec![e] }
+        }
+    };
+    if verbose {
+        detail.extend(qemu_obs.iter().map(|o| format!("  qemu: {o}")));
+    }
+    let fact_problem = !facts.is_empty();
+    detail.extend(facts.iter().map(|f| format!("  fact mismatch: {f}")));
+    if qemu_only {
+        let verdict = if fact_problem { "FACT-MISMATCH" } else { "qemu-only" };
+        return Outcome {
+            line: format!("diff {name}: {verdict} ({} observations)", qemu_obs.len()),
+            name,
+            difference: fact_problem,
+            detail,
+        };
+    }
+    let ours_obs = match run_backend(Backend::XenIoemu, scenario) {
+        Ok((obs, _)) => obs,
+        Err(e) => {
+            detail.push(e);
+            return Outcome { line: format!("diff {name}: DIFFERENT (xen-ioemu run failed)"), name, difference: true, detail };
+        }
+    };
+    if verbose {
+        detail.extend(ours_obs.iter().map(|o| format!("  ours: {o}")));
+    }
+    let (verdict, difference) = match &scenario.deviation {
+        None => match first_divergence(&qemu_obs, &ours_obs) {
+            None => ("same", false),
+            Some(where_) => {
+                detail.push(where_);
+                ("DIFFERENT", true)
+            }
+        },
+        Some(deviation) => {
+            let keep = |obs: &[String]| -> Vec<String> {
+                obs.iter().filter(|o| !deviation.labels.contains(&label_of(o))).cloned().collect()
+            };
+            let mut different = false;
+            if let Some(where_) = first_divergence(&keep(&qemu_obs), &keep(&ours_obs)) {
+                detail.push(where_);
+                different = true;
+            }
+            for (label, want) in &deviation.ours {
+                let found = ours_obs.iter().any(|o| label_of(o) == *label && o.split(" = ").nth(1).map(|v| v.split(" | ").next() == Some(*want)) == Some(true));
+                if !found {
+                    detail.push(format!("expected deviation not seen: xen-ioemu `{label} = {want}` ({})", deviation.reason));
+                    different = true;
+                }
+            }
+            if different { ("DIFFERENT", true) } else { ("expected-deviation", false) }
+        }
+    };
+    let verdict = if fact_problem && !difference { "DIFFERENT (QEMU contradicts ide-behaviour.md)" } else { verdict };
+    Outcome { line: format!("diff {name}: {verdict}"), name, difference: difference || fact_problem, detail }
+}
+
+fn selected(name: &str, only: &Option<String>) -> bool {
+    let Some(only) = only else { return true };
+    only.split(',').any(|pattern| match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => name == pattern,
+    })
+}
+
+#[test]
+fn differential() {
+    let only = std::env::var("DIFF_ONLY").ok().filter(|s| !s.is_empty());
+    let qemu_only = std::env::var("DIFF_QEMU_ONLY").map(|v| v == "1").unwrap_or(false);
+    let verbose = std::env::var("DIFF_VERBOSE").map(|v| v == "1").unwrap_or(false);
+    let jobs: usize = std::env::var("DIFF_JOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(2).max(1);
+
+    let all = scenarios::all();
+    let mut names = std::collections::HashSet::new();
+    for scenario in &all {
+        assert!(names.insert(scenario.name.clone()), "duplicate scenario name {}", scenario.name);
+    }
+    let chosen: Vec<&Scenario> = all.iter().filter(|s| selected(&s.name, &only)).collect();
+    assert!(!chosen.is_empty(), "DIFF_ONLY={only:?} matches no scenario");
+
+    let next = AtomicUsize::new(0);
+    let outcomes = Mutex::new(Vec::new());
+    // Written straight to the process's stderr so it shows without --nocapture.
+    let report = |text: &str| {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{text}");
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(chosen.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(scenario) = chosen.get(i) else { break };
+                let outcome = run_scenario(scenario, qemu_only, verbose);
+                let mut text = outcome.line.clone();
+                for line in &outcome.detail {
+                    text.push_str("\n    ");
+                    text.push_str(line);
+                }
+                report(&text);
+                outcomes.lock().expect("outcomes lock").push(outcome);
+            });
+        }
+    });
+    let outcomes = outcomes.into_inner().expect("outcomes lock");
+    let differences: Vec<&Outcome> = outcomes.iter().filter(|o| o.difference).collect();
+    let summary = if qemu_only {
+        format!("differential (QEMU only): {} scenarios run, {} fact mismatches or failures", outcomes.len(), differences.len())
+    } else {
+        format!("differential: {} scenarios compared, {} differences", outcomes.len(), differences.len())
+    };
+    report(&summary);
+    let names: Vec<&str> = differences.iter().map(|o| o.name.as_str()).collect();
+    assert!(differences.is_empty(), "{summary}: {names:?}");
+}
