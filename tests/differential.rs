@@ -10,7 +10,8 @@
 //!   always compares both and fails if xen-ioemu cannot start).
 //! * `DIFF_VERBOSE=1` prints every observation.
 //! * `DIFF_JOBS=n` scenarios in parallel (default 2).
-//! * `DIFF_QEMU=/path` QEMU binary (default qemu-system-x86_64).
+//! * `DIFF_QEMU=/path` QEMU binary (default qemu-system-x86_64);
+//!   `DIFF_XEN_IOEMU=/path` another xen-ioemu build (default: this crate's).
 
 #[path = "differential/image.rs"]
 mod image;

@@ -25,7 +25,9 @@ impl Backend {
     fn program(self) -> PathBuf {
         match self {
             Backend::Qemu => std::env::var_os("DIFF_QEMU").map(PathBuf::from).unwrap_or_else(|| "qemu-system-x86_64".into()),
-            Backend::XenIoemu => PathBuf::from(env!("CARGO_BIN_EXE_xen-ioemu")),
+            Backend::XenIoemu => std::env::var_os("DIFF_XEN_IOEMU")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_xen-ioemu"))),
         }
     }
 }

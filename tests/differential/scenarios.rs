@@ -1082,8 +1082,9 @@ fn error_scenario(op: ErrorOp, policy: Policy) -> Scenario {
                 stopped_then_cont(s, policy, &move |s| {
                     let done = s.wait_not_busy()?;
                     note!(s, "after cont: altstatus", hex(done));
-                    // The failed block is retried from the buffer; later blocks still need data.
-                    pio_out(s, "write after cont", block * 512, 8 / block, 4 / block)
+                    // The failed block (sector 702, block 4/block) is retried from the
+                    // buffer; the blocks after it still need data.
+                    pio_out(s, "write after cont", block * 512, 8 / block, 4 / block + 1)
                 })?;
                 s.note_image(0)
             }
