@@ -8,6 +8,8 @@
 //! * `DIFF_QEMU_ONLY=1` runs QEMU alone and checks its values against the
 //!   facts in docs/ide-behaviour.md (a development mode; the real suite
 //!   always compares both and fails if xen-ioemu cannot start).
+//! * `DIFF_SELF=1` compares QEMU with a second QEMU run: a check of the
+//!   suite itself, which exposes timing-dependent observations.
 //! * `DIFF_VERBOSE=1` prints every observation.
 //! * `DIFF_JOBS=n` scenarios in parallel (default 2).
 //! * `DIFF_QEMU=/path` QEMU binary (default qemu-system-x86_64);
@@ -71,7 +73,7 @@ fn first_divergence(qemu: &[String], ours: &[String]) -> Option<String> {
     None
 }
 
-fn run_scenario(scenario: &Scenario, qemu_only: bool, verbose: bool) -> Outcome {
+fn run_scenario(scenario: &Scenario, qemu_only: bool, self_check: bool, verbose: bool) -> Outcome {
     let name = scenario.name.clone();
     let mut detail = Vec::new();
     let (qemu_obs, facts) = match run_backend(Backend::Qemu, scenario) {
@@ -94,7 +96,8 @@ fn run_scenario(scenario: &Scenario, qemu_only: bool, verbose: bool) -> Outcome 
             detail,
         };
     }
-    let ours_obs = match run_backend(Backend::XenIoemu, scenario) {
+    let other = if self_check { Backend::Qemu } else { Backend::XenIoemu };
+    let ours_obs = match run_backend(other, scenario) {
         Ok((obs, _)) => obs,
         Err(e) => {
             detail.push(e);
@@ -147,6 +150,7 @@ fn selected(name: &str, only: &Option<String>) -> bool {
 fn differential() {
     let only = std::env::var("DIFF_ONLY").ok().filter(|s| !s.is_empty());
     let qemu_only = std::env::var("DIFF_QEMU_ONLY").map(|v| v == "1").unwrap_or(false);
+    let self_check = std::env::var("DIFF_SELF").map(|v| v == "1").unwrap_or(false);
     let verbose = std::env::var("DIFF_VERBOSE").map(|v| v == "1").unwrap_or(false);
     let jobs: usize = std::env::var("DIFF_JOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(2).max(1);
 
@@ -170,7 +174,7 @@ fn differential() {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(scenario) = chosen.get(i) else { break };
-                let outcome = run_scenario(scenario, qemu_only, verbose);
+                let outcome = run_scenario(scenario, qemu_only, self_check, verbose);
                 let mut text = outcome.line.clone();
                 for line in &outcome.detail {
                     text.push_str("\n    ");
