@@ -196,3 +196,67 @@ fn differential() {
     let names: Vec<&str> = differences.iter().map(|o| o.name.as_str()).collect();
     assert!(differences.is_empty(), "{summary}: {names:?}");
 }
+
+/// Round-trip benchmark (tools/bench/qtest-roundtrips.sh runs it): qtest
+/// round trips, 1-sector PIO READ SECTORS and 8-sector READ DMA per second,
+/// for QEMU and xen-ioemu in the same run.
+#[test]
+#[ignore]
+fn bench_roundtrips() {
+    use launcher::{Drive, Machine};
+    use std::time::{Duration, Instant};
+    let round_trips: u32 = std::env::var("BENCH_ROUNDTRIPS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let window = Duration::from_secs(std::env::var("BENCH_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3));
+    let machine = Machine { drives: vec![Drive::disk(0)] };
+    let mut report = Vec::new();
+    for backend in [Backend::Qemu, Backend::XenIoemu] {
+        let mut session = match Session::start(backend, &machine, true) {
+            Ok(session) => session,
+            Err(e) => {
+                report.push(format!("bench {}: cannot start: {e}", backend.name()));
+                continue;
+            }
+        };
+        let result: Result<String, String> = (|| {
+            let start = Instant::now();
+            for _ in 0..round_trips {
+                session.inb(0x1f7)?;
+            }
+            let per_second = f64::from(round_trips) / start.elapsed().as_secs_f64();
+            let mut pio = 0u32;
+            let start = Instant::now();
+            while start.elapsed() < window {
+                session.taskfile28(0, pio % 1024, 1)?;
+                session.command(0x20)?;
+                session.wait_not_busy()?;
+                session.pio_read(512)?;
+                session.status()?;
+                pio += 1;
+            }
+            let pio_rate = f64::from(pio) / start.elapsed().as_secs_f64();
+            let mut dma = 0u32;
+            let start = Instant::now();
+            while start.elapsed() < window {
+                let bm = session.dma(0xc8, u64::from(dma % 1024) * 8, 8, &[(session::BUFFER, 4096, true)], true)?;
+                if bm != 0x04 {
+                    return Err(format!("READ DMA ended with BM status 0x{bm:02x}"));
+                }
+                session.bm_command(0)?;
+                session.status()?;
+                dma += 1;
+            }
+            let dma_rate = f64::from(dma) / start.elapsed().as_secs_f64();
+            Ok(format!(
+                "bench {}: {per_second:.0} qtest round trips/s ({:.1} us each), {pio_rate:.0} PIO READ SECTORS (1 sector)/s, {dma_rate:.0} READ DMA (8 sectors)/s",
+                backend.name(),
+                1e6 / per_second
+            ))
+        })();
+        report.push(result.unwrap_or_else(|e| format!("bench {}: failed: {e}", backend.name())));
+    }
+    let mut err = std::io::stderr().lock();
+    for line in &report {
+        let _ = writeln!(err, "{line}");
+    }
+    assert!(report.iter().all(|line| !line.contains("failed")), "benchmark failed: {report:?}");
+}

@@ -1388,7 +1388,10 @@ fn atapi_scenarios(out: &mut Vec<Scenario>) {
             rules: vec![Rule { event: "read_aio", errno: 5, iotype: Some("read"), sector: None, once: true }],
             ..Drive::cdrom(2)
         };
-        out.push(scenario(format!("error/cd-read10/{name}"), vec![Drive::disk(0), drive], move |s| {
+        // ATAPI PIO reads report host errors directly (ide_atapi_io_error):
+        // QEMU applies no rerror policy and emits no BLOCK_IO_ERROR, even
+        // with rerror=stop; the scenario pins that.
+        out.push(scenario(format!("error/cd-read10-pio/rerror-{name}"), vec![Drive::disk(0), drive], move |s| {
             let stops = policy == "stop";
             if stops {
                 s.ch = SECONDARY;
@@ -1401,11 +1404,11 @@ fn atapi_scenarios(out: &mut Vec<Scenario>) {
                 for pair in read10(4, 1).chunks(2) {
                     s.outw(SECONDARY.base, u16::from_le_bytes([pair[0], pair[1]]))?;
                 }
-                s.wait_event("STOP", Duration::from_secs(3))?;
+                s.wait_event("STOP", Duration::from_millis(300))?;
                 s.note_taskfile("stopped")?;
                 note_qmp_state(s)?;
-                s.cont()?;
-                s.wait_event("RESUME", Duration::from_secs(3))?;
+                let cont = s.qmp("cont", None).map(|_| "ok".to_string()).unwrap_or_else(|e| e);
+                note!(s, "cont while running", cont);
                 s.wait_not_busy()?;
                 s.note_taskfile("after cont")?;
                 note_qmp_state(s)?;
@@ -1417,6 +1420,56 @@ fn atapi_scenarios(out: &mut Vec<Scenario>) {
             let sense = packet(s, "request sense", [0x03, 0, 0, 0, 18, 0, 0, 0, 0, 0, 0, 0], 18)?;
             fact!(s, "sense key/asc", format!("{:x}/{:02x}", sense[2] & 0x0f, sense[12]), "5/21".to_string());
             note_qmp_state(s)
+        }));
+    }
+}
+
+/// ATAPI READ(10) by DMA on the secondary channel; returns BM status.
+fn cd_dma_read(s: &mut Session, lba: u32, blocks: u16) -> Result<u8, String> {
+    s.ch = SECONDARY;
+    let len = usize::from(blocks) * 2048;
+    s.memset(BUFFER, len, 0xcc)?;
+    s.bm_command(0)?;
+    s.bm_clear()?;
+    s.set_prdt(&[(BUFFER, len as u32, true)])?;
+    s.select(0)?;
+    s.set_reg(1, 0x01)?;
+    s.command(0xa0)?;
+    s.wait_not_busy()?;
+    for pair in read10(lba, blocks).chunks(2) {
+        s.outw(SECONDARY.base, u16::from_le_bytes([pair[0], pair[1]]))?;
+    }
+    s.bm_command(0x09)?;
+    s.wait_dma()
+}
+
+fn atapi_dma_error_scenarios(out: &mut Vec<Scenario>) {
+    for policy in ["report", "stop"] {
+        let drive = Drive {
+            rerror: Some(policy),
+            werror: Some(policy),
+            rules: vec![Rule { event: "read_aio", errno: 5, iotype: Some("read"), sector: None, once: true }],
+            ..Drive::cdrom(2)
+        };
+        out.push(scenario(format!("error/cd-read10-dma/rerror-{policy}"), vec![Drive::disk(0), drive], move |s| {
+            let bm = cd_dma_read(s, 4, 2)?;
+            note!(s, "cd dma: bm status", hex(bm));
+            s.note_taskfile("cd dma")?;
+            note_qmp_state(s)?;
+            if policy == "stop" {
+                s.cont()?;
+                s.wait_event("RESUME", Duration::from_secs(3))?;
+                let bm = s.wait_dma()?;
+                note!(s, "cd dma after cont: bm status", hex(bm));
+                s.wait_not_busy()?;
+                s.note_taskfile("after cont")?;
+                note_qmp_state(s)?;
+            }
+            s.bm_command(0)?;
+            s.note_mem(BUFFER, 4096, 2048)?;
+            let sense = packet(s, "request sense", [0x03, 0, 0, 0, 18, 0, 0, 0, 0, 0, 0, 0], 18)?;
+            note!(s, "sense", hexdump(&sense));
+            Ok(())
         }));
     }
 }
@@ -1487,6 +1540,7 @@ pub fn all() -> Vec<Scenario> {
     flush_scenarios(&mut out);
     error_scenarios(&mut out);
     atapi_scenarios(&mut out);
+    atapi_dma_error_scenarios(&mut out);
     pci_scenarios(&mut out);
     let _ = PRIMARY;
     out

@@ -345,6 +345,12 @@ impl Session {
             }
             if let Some(data) = event.get_mut("data").and_then(Value::as_object_mut) {
                 data.remove("node-name");
+                // QEMU's generated QOM path of an unnamed device, e.g.
+                // "/machine/unattached/device[19]", is an artefact of QEMU's
+                // object tree, not guest- or libxl-visible behaviour.
+                if data.get("id").and_then(Value::as_str).is_some_and(|id| id.starts_with("/machine/")) {
+                    data.insert("id".into(), Value::String("<qom-path>".into()));
+                }
             }
             let name = event["event"].as_str().unwrap_or("?").to_string();
             self.note(format!("event {name}"), event.get("data").map(Value::to_string).unwrap_or_default());
