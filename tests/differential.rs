@@ -197,6 +197,31 @@ fn differential() {
     assert!(differences.is_empty(), "{summary}: {names:?}");
 }
 
+#[cfg(test)]
+mod comparator_tests {
+    use super::*;
+
+    #[test]
+    fn first_divergence_names_both_values_and_length_mismatches() {
+        let a = vec!["x = 1 | irq14=0 irq15=0".to_string(), "y = 2".to_string()];
+        let mut b = a.clone();
+        assert_eq!(first_divergence(&a, &b), None);
+        b[1] = "y = 3".into();
+        let text = first_divergence(&a, &b).unwrap();
+        assert!(text.contains("#1") && text.contains("y = 2") && text.contains("y = 3"), "{text}");
+        b.truncate(1);
+        assert!(first_divergence(&a, &b).unwrap().contains("<nothing>"));
+        assert_eq!(label_of("inb 0x1f7 = 0x58 | irq14=1 irq15=0"), "inb 0x1f7");
+    }
+
+    #[test]
+    fn selection_accepts_names_lists_and_prefixes() {
+        assert!(selected("a/b", &None));
+        assert!(selected("error/pio-read/stop", &Some("x,error/pio-*".into())));
+        assert!(!selected("error/flush/stop", &Some("error/pio-*".into())));
+    }
+}
+
 /// Round-trip benchmark (tools/bench/qtest-roundtrips.sh runs it): qtest
 /// round trips, 1-sector PIO READ SECTORS and 8-sector READ DMA per second,
 /// for QEMU and xen-ioemu in the same run.

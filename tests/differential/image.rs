@@ -82,3 +82,34 @@ pub fn describe(data: &[u8], block_size: usize) -> String {
     }
     parts.join(" ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initial_image_is_described_as_one_run_of_its_own_blocks() {
+        assert_eq!(describe(&initial_image(64 * 512, 512), 512), "0-63:blk0-63");
+        assert_eq!(describe(&initial_image(8 * 2048, 2048), 2048), "0-7:blk0-7");
+    }
+
+    #[test]
+    fn fills_moved_blocks_and_foreign_data_are_told_apart() {
+        let mut data = initial_image(8 * 512, 512);
+        data[512..1024].fill(0x55);
+        data[1024..1536].fill(0x55);
+        data[1536..2048].copy_from_slice(&pattern(512, 7));
+        data[2048] ^= 1;
+        let text = describe(&data, 512);
+        assert!(text.starts_with("0:blk0 1-2:fill55 3:blk7 4:h"), "{text}");
+        assert!(text.ends_with(" 5-7:blk5-7"), "{text}");
+    }
+
+    #[test]
+    fn every_block_pattern_is_distinct_and_not_a_fill() {
+        let a = pattern(512, 1);
+        let b = pattern(512, 257);
+        assert_ne!(a, b);
+        assert!(!a.iter().all(|&x| x == a[0]));
+    }
+}

@@ -188,7 +188,8 @@ pub fn launch(backend: Backend, machine: &Machine) -> Result<Instance, String> {
     let stdin = child.stdin.take().expect("stdin was piped");
     let stdout = child.stdout.take().expect("stdout was piped");
     let qtest = Qtest::new(stdin, stdout);
-    let qmp = match Qmp::connect(&dir.path().join("qmp.sock"), Duration::from_secs(10)) {
+    let exited = || child.try_wait().ok().flatten().map(|status| status.to_string());
+    let qmp = match Qmp::connect(&dir.path().join("qmp.sock"), Duration::from_secs(10), exited) {
         Ok(qmp) => qmp,
         Err(e) => {
             let _ = child.kill();
@@ -198,4 +199,49 @@ pub fn launch(backend: Backend, machine: &Machine) -> Result<Instance, String> {
         }
     };
     Ok(Instance { child, qtest, qmp, images, stderr_path, dir })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn halt_bios_resets_into_cli_hlt_loop() {
+        let bios = halt_bios();
+        assert_eq!(bios.len(), 0x10000);
+        assert_eq!(&bios[0xfff0..0xfff4], &[0xfa, 0xf4, 0xeb, 0xfd]);
+        assert_eq!(bios[0], 0xf4);
+    }
+
+    #[test]
+    fn argv_carries_blkdebug_policies_and_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let rule = Rule { event: "write_aio", errno: 28, iotype: Some("write"), sector: Some(702), once: true };
+        let machine = Machine {
+            drives: vec![
+                Drive { werror: Some("stop"), rerror: Some("report"), rules: vec![rule], ..Drive::disk(0) },
+                Drive::empty_cdrom(2),
+            ],
+        };
+        let (argv, images) = build_argv(dir.path(), &machine).unwrap();
+        let drives: Vec<&String> = argv.iter().skip_while(|a| *a != "-drive").filter(|a| a.starts_with("if=ide")).collect();
+        let rules = dir.path().join("blkdebug0.ini");
+        let image = dir.path().join("drive0.img");
+        assert_eq!(
+            drives[0],
+            &format!(
+                "if=ide,index=0,media=disk,format=raw,cache=writeback,file=blkdebug:{}:{},werror=stop,rerror=report",
+                rules.display(),
+                image.display()
+            )
+        );
+        assert_eq!(drives[1], "if=ide,index=2,media=cdrom");
+        assert_eq!(images.len(), 1);
+        assert_eq!(std::fs::metadata(&image).unwrap().len(), image::DISK_SIZE);
+        let text = std::fs::read_to_string(rules).unwrap();
+        assert_eq!(text, "[inject-error]\nevent = \"write_aio\"\nerrno = \"28\"\niotype = \"write\"\nsector = \"702\"\nonce = \"on\"\n\n");
+        assert!(argv.windows(2).any(|w| w[0] == "-qtest" && w[1] == "stdio"));
+        assert_eq!(Drive::cdrom(2).qmp_id(), "ide1-cd0");
+        assert_eq!(Drive::disk(1).qmp_id(), "ide0-hd1");
+    }
 }

@@ -18,17 +18,23 @@ pub struct Qmp {
 }
 
 impl Qmp {
-    /// Connects, retrying while the backend is still creating the socket.
-    pub fn connect(path: &Path, deadline: Duration) -> Result<Self, String> {
+    /// Connects, retrying while the backend is still creating the socket;
+    /// `exited` reports a backend that died meanwhile, so that is not
+    /// mistaken for slowness.
+    pub fn connect(path: &Path, deadline: Duration, mut exited: impl FnMut() -> Option<String>) -> Result<Self, String> {
         let start = Instant::now();
         let stream = loop {
             match UnixStream::connect(path) {
                 Ok(stream) => break stream,
-                Err(e) if start.elapsed() < deadline => {
-                    let _ = e;
+                Err(e) => {
+                    if let Some(status) = exited() {
+                        return Err(format!("backend exited ({status}) before QMP was up"));
+                    }
+                    if start.elapsed() >= deadline {
+                        return Err(format!("QMP connect {}: {e}", path.display()));
+                    }
                     std::thread::sleep(Duration::from_millis(10));
                 }
-                Err(e) => return Err(format!("QMP connect {}: {e}", path.display())),
             }
         };
         let reader = stream.try_clone().map_err(|e| format!("QMP clone: {e}"))?;

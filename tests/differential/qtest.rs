@@ -1,20 +1,24 @@
 //! Client for QEMU's qtest line protocol over a child's stdin/stdout.
 //!
-//! Replies are read on a separate thread so a backend that stops answering
-//! turns into a timeout error instead of hanging the whole suite.
+//! Replies are read in the calling thread (a thread hop per round trip
+//! would dominate the benchmark), but only after poll(2) says data is there,
+//! so a backend that stops answering is a timeout error, not a hang.
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::process::{ChildStdin, ChildStdout};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long one qtest reply may take; a stuck backend is a failure, not a hang.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Qtest {
     input: ChildStdin,
-    lines: Receiver<String>,
+    output: ChildStdout,
+    /// Bytes read from the backend that do not yet form a whole line.
+    pending: Vec<u8>,
     /// Current level of each intercepted IRQ line, from async `IRQ raise/lower N`.
     levels: HashMap<u32, bool>,
     /// Raise edges per line, so scenarios can tell "raised again" from "still high".
@@ -24,17 +28,35 @@ pub struct Qtest {
 
 impl Qtest {
     pub fn new(input: ChildStdin, output: ChildStdout) -> Self {
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            let reader = BufReader::new(output);
-            for line in reader.lines() {
-                let Ok(line) = line else { break };
-                if sender.send(line).is_err() {
-                    break;
-                }
+        Qtest { input, output, pending: Vec::new(), levels: HashMap::new(), raises: HashMap::new(), round_trips: 0 }
+    }
+
+    fn read_line(&mut self, command: &str) -> Result<String, String> {
+        let deadline = Instant::now() + REPLY_TIMEOUT;
+        loop {
+            if let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=end).collect();
+                return Ok(String::from_utf8_lossy(&line[..end]).into_owned());
             }
-        });
-        Qtest { input, lines, levels: HashMap::new(), raises: HashMap::new(), round_trips: 0 }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!("qtest `{command}`: no reply within {REPLY_TIMEOUT:?}"));
+            }
+            let wait = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+            let mut fds = [PollFd::new(self.output.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, wait) {
+                Ok(0) => continue,
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(format!("qtest `{command}`: poll: {e}")),
+            }
+            let mut chunk = [0u8; 65536];
+            let read = self.output.read(&mut chunk).map_err(|e| format!("qtest `{command}`: read: {e}"))?;
+            if read == 0 {
+                return Err(format!("qtest `{command}`: backend closed its stdout"));
+            }
+            self.pending.extend_from_slice(&chunk[..read]);
+        }
     }
 
     fn track_irq(&mut self, line: &str) -> bool {
@@ -63,11 +85,7 @@ impl Qtest {
         self.input.flush().map_err(|e| format!("qtest flush: {e}"))?;
         self.round_trips += 1;
         loop {
-            let line = match self.lines.recv_timeout(REPLY_TIMEOUT) {
-                Ok(line) => line,
-                Err(RecvTimeoutError::Timeout) => return Err(format!("qtest `{command}`: no reply within {REPLY_TIMEOUT:?}")),
-                Err(RecvTimeoutError::Disconnected) => return Err(format!("qtest `{command}`: backend closed its stdout")),
-            };
+            let line = self.read_line(command)?;
             if self.track_irq(&line) {
                 continue;
             }
@@ -122,12 +140,6 @@ impl Qtest {
         self.cmd(&format!("outl 0x{port:x} 0x{value:x}")).map(drop)
     }
 
-    pub fn readl(&mut self, addr: u64) -> Result<u32, String> {
-        let command = format!("readl 0x{addr:x}");
-        let reply = self.cmd(&command)?;
-        Ok(Self::parse_hex(&reply, &command)? as u32)
-    }
-
     pub fn memwrite(&mut self, addr: u64, data: &[u8]) -> Result<(), String> {
         let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
         self.cmd(&format!("write 0x{addr:x} 0x{:x} 0x{hex}", data.len())).map(drop)
@@ -176,5 +188,53 @@ impl Qtest {
     pub fn pci_write8(&mut self, device: u8, function: u8, offset: u8, value: u8) -> Result<(), String> {
         self.outl(0xcf8, Self::pci_address(device, function, offset))?;
         self.outb(0xcfc + u16::from(offset & 3), value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Command, Stdio};
+
+    /// A stand-in backend: answers every command with an IRQ edge and then
+    /// a reply chosen by the command's first word.
+    fn fake_backend() -> (std::process::Child, Qtest) {
+        let script = r#"while read cmd rest; do
+            case "$cmd" in
+              inb) echo "IRQ raise 14"; echo "OK 0x0058" ;;
+              outb) echo "IRQ lower 14"; echo "OK" ;;
+              read) echo "OK 0x00ff10" ;;
+              *) echo "FAIL unknown command $cmd" ;;
+            esac
+        done"#;
+        let mut child = Command::new("sh").arg("-c").arg(script).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("sh");
+        let qtest = Qtest::new(child.stdin.take().unwrap(), child.stdout.take().unwrap());
+        (child, qtest)
+    }
+
+    #[test]
+    fn replies_values_and_irq_edges_are_parsed() {
+        let (mut child, mut qtest) = fake_backend();
+        assert_eq!(qtest.inb(0x1f7).unwrap(), 0x58);
+        assert!(qtest.irq_level(14));
+        assert_eq!(qtest.irq_raises(14), 1);
+        qtest.outb(0x1f7, 0xec).unwrap();
+        assert!(!qtest.irq_level(14));
+        assert!(!qtest.irq_level(15));
+        assert_eq!(qtest.memread(0x1000, 3).unwrap(), vec![0x00, 0xff, 0x10]);
+        assert!(qtest.memread(0x1000, 4).is_err(), "a short read reply must be an error");
+        let failure = qtest.cmd("bogus").unwrap_err();
+        assert!(failure.contains("FAIL unknown command bogus"), "{failure}");
+        assert_eq!(qtest.round_trips, 5);
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn a_dead_backend_is_an_error_not_a_hang() {
+        let (mut child, mut qtest) = fake_backend();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(qtest.inb(0x1f7).is_err());
     }
 }

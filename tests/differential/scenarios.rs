@@ -1353,12 +1353,13 @@ fn atapi_scenarios(out: &mut Vec<Scenario>) {
     }));
     out.push(scenario("atapi/eject-and-change", cd_secondary(), |s| {
         tur_and_sense(s, "initial")?;
-        s.eject("ide1-cd0")?;
+        let cd = Drive::cdrom(2).qmp_id();
+        s.eject(&cd)?;
         note_qmp_state(s)?;
         tur_and_sense(s, "after eject")?;
         let iso = s.inst.dir.path().join("new.iso");
         std::fs::write(&iso, image::initial_image(512 * 1024, 2048)).map_err(|e| format!("write new.iso: {e}"))?;
-        s.qmp("blockdev-change-medium", Some(json!({ "device": "ide1-cd0", "filename": iso.display().to_string(), "format": "raw" })))?;
+        s.qmp("blockdev-change-medium", Some(json!({ "device": cd, "filename": iso.display().to_string(), "format": "raw" })))?;
         note_qmp_state(s)?;
         tur_and_sense(s, "after change 1")?;
         tur_and_sense(s, "after change 2")?;
@@ -1490,6 +1491,7 @@ fn pci_scenarios(out: &mut Vec<Scenario>) {
     out.push(unprogrammed("pci/ide-function-config", |s| {
         fact!(s, "00:01.1 id", format!("0x{:08x}", s.pci_read32(1, 1, 0)?), "0x70108086".to_string());
         fact!(s, "00:01.1 bar4 at reset", format!("0x{:08x}", s.pci_read32(1, 1, 0x20)?), "0x00000001".to_string());
+        fact!(s, "00:01.1 class/prog-if", format!("{:02x}/{:02x}", s.pci_read8(1, 1, 0x0b)?, s.pci_read8(1, 1, 0x09)?), "01/80".to_string());
         fact!(s, "00:01.1 command at reset", format!("0x{:04x}", s.pci_read16(1, 1, 0x04)?), "0x0000".to_string());
         pci_dump(s, 1, 1, "00:01.1")
     }));

@@ -31,7 +31,6 @@ pub const SECONDARY: Channel = Channel { base: 0x170, control: 0x376, bmdma: BMD
 pub struct Session {
     pub backend: Backend,
     pub inst: Instance,
-    pub machine: Machine,
     pub obs: Vec<String>,
     /// QEMU values that contradict ide-behaviour.md (checked on QEMU only).
     pub fact_failures: Vec<String>,
@@ -44,7 +43,7 @@ impl Session {
     pub fn start(backend: Backend, machine: &Machine, program_pci: bool) -> Result<Self, String> {
         let inst = launcher::launch(backend, machine)?;
         let mut session =
-            Session { backend, inst, machine: machine.clone(), obs: Vec::new(), fact_failures: Vec::new(), ch: PRIMARY };
+            Session { backend, inst, obs: Vec::new(), fact_failures: Vec::new(), ch: PRIMARY };
         session.inst.qtest.cmd("irq_intercept_in ioapic")?;
         if program_pci {
             // Firmware is a halt loop, so the client places BAR4 and enables
