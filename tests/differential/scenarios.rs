@@ -1583,6 +1583,188 @@ fn pci_scenarios(out: &mut Vec<Scenario>) {
     }));
 }
 
+
+// ---- hostile guests and corner cases ------------------------------------------------
+
+fn hostile_scenarios(out: &mut Vec<Scenario>) {
+    out.push(scenario(
+        "regs/ignored-while-bsy",
+        vec![Drive {
+            werror: Some("stop"),
+            rerror: Some("stop"),
+            rules: vec![Rule { event: "flush_to_disk", errno: 5, iotype: None, sector: None, once: true }],
+            ..Drive::disk(0)
+        }],
+        |s| {
+            make_dirty(s)?;
+            s.select(0)?;
+            s.command(0xe7)?;
+            s.wait_event("STOP", Duration::from_secs(3))?;
+            // The flush is held with BSY set: taskfile and command writes must be ignored.
+            s.set_reg(2, 0x77)?;
+            s.set_reg(3, 0x66)?;
+            s.command(0xec)?;
+            s.note_taskfile("while BSY")?;
+            let word = s.inw(0x1f0)?;
+            note!(s, "data port while BSY", format!("0x{word:04x}"));
+            s.cont()?;
+            s.wait_event("RESUME", Duration::from_secs(3))?;
+            s.wait_not_busy()?;
+            s.note_taskfile("after cont")?;
+            note_qmp_state(s)
+        },
+    ));
+    out.push(scenario("bmdma/prdt-no-eot-table-limit", one_disk(), |s| {
+        // 512 two-byte entries without EOT fill the 4 KiB table but cover
+        // only 1 KiB of an 8-sector transfer.
+        s.memset(BUFFER, 4096, 0xcc)?;
+        let table: Vec<(u32, u32, bool)> = (0..512).map(|i| (BUFFER + i * 2, 2, false)).collect();
+        let bm = s.dma(0xc8, 0, 8, &table, true)?;
+        note_dma_result(s, "read with table overrun", bm)?;
+        s.note_mem(BUFFER, 4096, 512)
+    }));
+    out.push(scenario("bmdma/prdt-table-outside-ram", one_disk(), |s| {
+        s.bm_command(0)?;
+        s.bm_clear()?;
+        s.outl(0xc004, 0xffff_f000)?;
+        s.taskfile28(0, 0, 8)?;
+        s.command(0xc8)?;
+        s.bm_command(0x09)?;
+        let bm = s.wait_dma()?;
+        note_dma_result(s, "read with PRD table at 0xfffff000", bm)?;
+        s.status()?;
+        s.outl(0xc004, 0x07ff_fffc)?;
+        s.taskfile28(0, 0, 8)?;
+        s.command(0xca)?;
+        s.bm_command(0x01)?;
+        let bm = s.wait_dma()?;
+        note_dma_result(s, "write with PRD table straddling the end of RAM", bm)?;
+        s.note_image(0)
+    }));
+    out.push(scenario("bmdma/write-from-outside-ram", one_disk(), |s| {
+        let bm = s.dma(0xca, 40, 8, &[(0xf000_0000, 4096, true)], false)?;
+        note_dma_result(s, "write dma from unbacked address", bm)?;
+        note_qmp_state(s)?;
+        s.note_image(0)
+    }));
+    out.push(scenario("bmdma/lba48-huge-count", one_disk(), |s| {
+        s.memset(BUFFER, 4096, 0xcc)?;
+        let bm = s.dma(0x25, 0, 0, &[(BUFFER, 4096, true)], true)?;
+        note_dma_result(s, "read dma ext count 0 (65536 sectors)", bm)?;
+        s.note_mem(BUFFER, 4096, 512)
+    }));
+    out.push(scenario("bmdma/two-commands-back-to-back", one_disk(), |s| {
+        s.memset(BUFFER, 8192, 0xcc)?;
+        let bm = s.dma(0xc8, 10, 8, &[(BUFFER, 4096, true)], true)?;
+        note_dma_result(s, "first", bm)?;
+        s.status()?;
+        let bm = s.dma(0xc8, 30, 8, &[(BUFFER + 4096, 4096, true)], true)?;
+        note_dma_result(s, "second", bm)?;
+        s.note_mem(BUFFER, 8192, 512)
+    }));
+    out.push(scenario("pio/chs-sector-zero", one_disk(), |s| {
+        s.taskfile_chs(0, 0, 0, 0, 1)?;
+        s.command(0x20)?;
+        s.settle_and_note("chs sector 0")?;
+        s.note_taskfile("after")
+    }));
+    out.push(scenario("pio/chs-past-capacity", one_disk(), |s| {
+        s.taskfile_chs(0, 0xffff, 15, 63, 1)?;
+        s.command(0x20)?;
+        s.settle_and_note("chs past capacity")?;
+        s.note_taskfile("after")?;
+        note_qmp_state(s)
+    }));
+    out.push(scenario("pio/read-sectors-to-absent-slave", one_disk(), |s| {
+        s.taskfile28(1, 0, 1)?;
+        s.command(0x20)?;
+        s.note_taskfile("slave")?;
+        s.select(0)?;
+        s.note_taskfile("master")
+    }));
+    out.push(scenario("cmd/set-features-xfer-before-identify", one_disk(), |s| {
+        s.select(0)?;
+        s.set_reg(1, 0x03)?;
+        s.set_reg(2, 0x21)?;
+        s.command(0xef)?;
+        s.settle_and_note("xfer mode MWDMA1 before identify")?;
+        let words = identify_words(s, 0xec)?;
+        note!(s, "w62/w63/w88", format!("{:04x} {:04x} {:04x}", words[62], words[63], words[88]));
+        Ok(())
+    }));
+}
+
+fn atapi_more_scenarios(out: &mut Vec<Scenario>) {
+    out.push(scenario("atapi/misc-commands", cd_secondary(), |s| {
+        let commands: [(&str, [u8; 12], u16); 9] = [
+            ("get configuration", [0x46, 0x02, 0, 0, 0, 0, 0, 0, 0x40, 0, 0, 0], 0x40),
+            ("get event status", [0x4a, 0x01, 0, 0, 0x10, 0, 0, 0, 0x08, 0, 0, 0], 0x08),
+            ("read disc information", [0x51, 0, 0, 0, 0, 0, 0, 0, 0x22, 0, 0, 0], 0x22),
+            ("mechanism status", [0xbd, 0, 0, 0, 0, 0, 0, 0, 0x08, 0, 0, 0], 0x08),
+            ("seek", [0x2b, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0], 0),
+            ("set speed", [0xbb, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0], 0),
+            ("read(12)", [0xa8, 0, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0], 2048),
+            ("read cd", [0xbe, 0, 0, 0, 0, 3, 0, 0, 1, 0x10, 0, 0], 2048),
+            ("read dvd structure", [0xad, 0, 0, 0, 0, 0, 0, 0, 0, 0x20, 0, 0], 0x20),
+        ];
+        for (name, cdb, limit) in commands {
+            let data = packet(s, name, cdb, limit.max(2))?;
+            if data.len() > 64 {
+                note!(s, format!("{name} data"), image::describe(&data, 2048));
+            } else {
+                note!(s, format!("{name} data"), hexdump(&data));
+            }
+        }
+        Ok(())
+    }));
+    out.push(scenario("atapi/prevent-removal-and-eject", cd_secondary(), |s| {
+        let cd = Drive::cdrom(2).qmp_id();
+        packet(s, "prevent removal", [0x1e, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0], 0)?;
+        note_qmp_state(s)?;
+        let eject = s.qmp("eject", Some(json!({ "device": cd }))).map(|_| "ok".to_string()).unwrap_or_else(|e| e);
+        note!(s, "eject while locked", eject);
+        note_qmp_state(s)?;
+        let data = packet(s, "get event status", [0x4a, 0x01, 0, 0, 0x10, 0, 0, 0, 0x08, 0, 0, 0], 8)?;
+        note!(s, "event status", hexdump(&data));
+        packet(s, "allow removal", [0x1e, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 0)?;
+        packet(s, "start stop unit: eject", [0x1b, 0, 0, 0, 0x02, 0, 0, 0, 0, 0, 0, 0], 0)?;
+        note_qmp_state(s)?;
+        tur_and_sense(s, "after guest eject")
+    }));
+    out.push(scenario("atapi/packet-dma-without-prd", cd_secondary(), |s| {
+        // DMA requested but the bus master is never started.
+        s.ch = SECONDARY;
+        s.select(0)?;
+        s.set_reg(1, 0x01)?;
+        s.command(0xa0)?;
+        s.wait_not_busy()?;
+        for pair in read10(0, 1).chunks(2) {
+            s.outw(SECONDARY.base, u16::from_le_bytes([pair[0], pair[1]]))?;
+        }
+        s.note_taskfile("dma packet, engine idle")?;
+        note!(s, "bm status", hex(s.bm_status()?));
+        s.device_control(0x04)?;
+        s.device_control(0x00)?;
+        s.wait_not_busy()?;
+        s.note_taskfile("after SRST")
+    }));
+    out.push(scenario("atapi/srst-clears-unit-attention", cd_secondary(), |s| {
+        let cd = Drive::cdrom(2).qmp_id();
+        s.eject(&cd)?;
+        let iso = s.inst.dir.path().join("new.iso");
+        std::fs::write(&iso, image::initial_image(256 * 1024, 2048)).map_err(|e| format!("write new.iso: {e}"))?;
+        s.qmp("blockdev-change-medium", Some(json!({ "device": cd, "filename": iso.display().to_string(), "format": "raw" })))?;
+        s.ch = SECONDARY;
+        s.device_control(0x04)?;
+        s.device_control(0x00)?;
+        s.wait_not_busy()?;
+        s.note_taskfile("after SRST")?;
+        tur_and_sense(s, "after SRST 1")?;
+        tur_and_sense(s, "after SRST 2")?;
+        note_qmp_state(s)
+    }));
+}
+
 pub fn all() -> Vec<Scenario> {
     let mut out = Vec::new();
     identify_scenarios(&mut out);
@@ -1595,6 +1777,8 @@ pub fn all() -> Vec<Scenario> {
     atapi_scenarios(&mut out);
     atapi_dma_error_scenarios(&mut out);
     pci_scenarios(&mut out);
+    hostile_scenarios(&mut out);
+    atapi_more_scenarios(&mut out);
     let _ = PRIMARY;
     out
 }
