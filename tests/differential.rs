@@ -29,7 +29,7 @@ mod scenarios;
 mod session;
 
 use launcher::Backend;
-use scenarios::Scenario;
+use scenarios::{Deviation, Scenario};
 use session::Session;
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -73,6 +73,33 @@ fn first_divergence(qemu: &[String], ours: &[String]) -> Option<String> {
     None
 }
 
+/// Compares the two logs; with a documented deviation, the listed labels are
+/// left out of the comparison and xen-ioemu must show the stated values.
+fn compare(qemu: &[String], ours: &[String], deviation: Option<&Deviation>) -> Result<&'static str, Vec<String>> {
+    let Some(deviation) = deviation else {
+        return match first_divergence(qemu, ours) {
+            None => Ok("same"),
+            Some(where_) => Err(vec![where_]),
+        };
+    };
+    let keep = |obs: &[String]| -> Vec<String> { obs.iter().filter(|o| !deviation.labels.contains(&label_of(o))).cloned().collect() };
+    let mut problems = Vec::new();
+    if let Some(where_) = first_divergence(&keep(qemu), &keep(ours)) {
+        problems.push(where_);
+    }
+    for (label, want) in &deviation.ours {
+        let value_of = |o: &String| o.split(" = ").nth(1).and_then(|v| v.split(" | ").next()).map(str::to_string);
+        if !ours.iter().any(|o| label_of(o) == *label && value_of(o).as_deref() == Some(*want)) {
+            problems.push(format!("expected deviation not seen: xen-ioemu `{label} = {want}` ({})", deviation.reason));
+        }
+    }
+    if problems.is_empty() {
+        Ok("expected-deviation")
+    } else {
+        Err(problems)
+    }
+}
+
 fn run_scenario(scenario: &Scenario, qemu_only: bool, self_check: bool, verbose: bool) -> Outcome {
     let name = scenario.name.clone();
     let mut detail = Vec::new();
@@ -107,31 +134,11 @@ fn run_scenario(scenario: &Scenario, qemu_only: bool, self_check: bool, verbose:
     if verbose {
         detail.extend(ours_obs.iter().map(|o| format!("  ours: {o}")));
     }
-    let (verdict, difference) = match &scenario.deviation {
-        None => match first_divergence(&qemu_obs, &ours_obs) {
-            None => ("same", false),
-            Some(where_) => {
-                detail.push(where_);
-                ("DIFFERENT", true)
-            }
-        },
-        Some(deviation) => {
-            let keep = |obs: &[String]| -> Vec<String> {
-                obs.iter().filter(|o| !deviation.labels.contains(&label_of(o))).cloned().collect()
-            };
-            let mut different = false;
-            if let Some(where_) = first_divergence(&keep(&qemu_obs), &keep(&ours_obs)) {
-                detail.push(where_);
-                different = true;
-            }
-            for (label, want) in &deviation.ours {
-                let found = ours_obs.iter().any(|o| label_of(o) == *label && o.split(" = ").nth(1).map(|v| v.split(" | ").next() == Some(*want)) == Some(true));
-                if !found {
-                    detail.push(format!("expected deviation not seen: xen-ioemu `{label} = {want}` ({})", deviation.reason));
-                    different = true;
-                }
-            }
-            if different { ("DIFFERENT", true) } else { ("expected-deviation", false) }
+    let (verdict, difference) = match compare(&qemu_obs, &ours_obs, scenario.deviation.as_ref()) {
+        Ok(verdict) => (verdict, false),
+        Err(problems) => {
+            detail.extend(problems);
+            ("DIFFERENT", true)
         }
     };
     let verdict = if fact_problem && !difference { "DIFFERENT (QEMU contradicts ide-behaviour.md)" } else { verdict };
@@ -212,6 +219,20 @@ mod comparator_tests {
         b.truncate(1);
         assert!(first_divergence(&a, &b).unwrap().contains("<nothing>"));
         assert_eq!(label_of("inb 0x1f7 = 0x58 | irq14=1 irq15=0"), "inb 0x1f7");
+    }
+
+    #[test]
+    fn deviations_exclude_their_labels_and_require_our_value() {
+        let qemu = vec!["a = 1 | irq14=0 irq15=0".to_string(), "b = 2 | irq14=0 irq15=0".to_string()];
+        let ours = vec!["a = 1 | irq14=0 irq15=0".to_string(), "b = 9 | irq14=0 irq15=0".to_string()];
+        assert_eq!(compare(&qemu, &qemu, None), Ok("same"));
+        assert!(compare(&qemu, &ours, None).is_err());
+        let deviation = Deviation { reason: "test", labels: vec!["b"], ours: vec![("b", "9")] };
+        assert_eq!(compare(&qemu, &ours, Some(&deviation)), Ok("expected-deviation"));
+        let wrong = Deviation { reason: "test", labels: vec!["b"], ours: vec![("b", "8")] };
+        assert!(compare(&qemu, &ours, Some(&wrong)).is_err(), "our value must be the documented one");
+        let narrow = Deviation { reason: "test", labels: vec!["c"], ours: vec![] };
+        assert!(compare(&qemu, &ours, Some(&narrow)).is_err(), "only listed labels may differ");
     }
 
     #[test]
