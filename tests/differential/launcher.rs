@@ -150,7 +150,16 @@ pub fn build_argv(dir: &Path, machine: &Machine) -> Result<(Vec<String>, Vec<(Dr
         let mut spec = format!("if=ide,index={},media={media}", drive.index);
         if drive.size > 0 {
             let path = dir.join(format!("drive{}.img", drive.index));
-            write(&path, &image::initial_image(drive.size as usize, drive.block_size()))?;
+            // Large images get the pattern at the start only and stay sparse.
+            let patterned = drive.size.min(image::DISK_SIZE) as usize;
+            write(&path, &image::initial_image(patterned, drive.block_size()))?;
+            if drive.size > patterned as u64 {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|file| file.set_len(drive.size))
+                    .map_err(|e| format!("extend {}: {e}", path.display()))?;
+            }
             let file = if drive.rules.is_empty() {
                 path.display().to_string()
             } else {

@@ -1694,6 +1694,61 @@ fn hostile_scenarios(out: &mut Vec<Scenario>) {
     }));
 }
 
+/// hd-geo-test's territory: the geometry and capacities IDENTIFY reports
+/// for image sizes around the CHS and LBA28 limits, plus the last sector.
+fn geometry_scenarios(out: &mut Vec<Scenario>) {
+    let sizes: [(&str, u64); 6] = [
+        ("1m", 1 << 20),
+        ("100m", 100 << 20),
+        ("chs-limit", 1024 * 16 * 63 * 512),
+        ("8g", 8 << 30),
+        ("lba28-limit", (1 << 28) * 512),
+        ("200g", 200 << 30),
+    ];
+    for (name, size) in sizes {
+        out.push(scenario(format!("identify/geometry/{name}"), vec![Drive { size, ..Drive::disk(0) }], move |s| {
+            s.select(0)?;
+            let words = identify_words(s, 0xec)?;
+            let w = |i: usize| format!("{:04x}", words[i]);
+            let summary = [1, 3, 6, 54, 55, 56, 57, 58, 60, 61, 100, 101, 102, 103].map(|i| format!("w{i}={}", w(i))).join(" ");
+            note!(s, "geometry words", summary);
+            let sectors = size / 512;
+            let lba48 = u64::from(words[100]) | u64::from(words[101]) << 16 | u64::from(words[102]) << 32 | u64::from(words[103]) << 48;
+            fact!(s, "lba48 capacity", lba48, sectors);
+            let lba28 = u64::from(words[60]) | u64::from(words[61]) << 16;
+            fact!(s, "lba28 capacity", lba28, sectors.min((1 << 28) - 1));
+            s.set_reg(6, 0x40)?;
+            s.command(0x27)?;
+            s.settle_and_note("read native max ext")?;
+            s.note_taskfile("native max (low)")?;
+            s.device_control(0x80)?;
+            s.note_taskfile("native max (hob)")?;
+            s.device_control(0x00)?;
+            s.status()?;
+            // Last sector by DMA, then one past it.
+            s.memset(BUFFER, 512, 0xe7)?;
+            let bm = s.dma(0x35, sectors - 1, 1, &[(BUFFER, 512, true)], false)?;
+            note_dma_result(s, "write last sector", bm)?;
+            s.status()?;
+            let bm = s.dma(0x25, sectors, 1, &[(BUFFER, 512, true)], true)?;
+            note_dma_result(s, "read one past the end", bm)?;
+            let image = s.inst.images[0].1.clone();
+            let len = std::fs::metadata(&image).map_err(|e| e.to_string())?.len();
+            fact!(s, "image length after writes", len, size);
+            let tail = {
+                use std::io::{Read, Seek, SeekFrom};
+                let mut file = std::fs::File::open(&image).map_err(|e| e.to_string())?;
+                file.seek(SeekFrom::Start(size - 512)).map_err(|e| e.to_string())?;
+                let mut last = vec![0u8; 512];
+                file.read_exact(&mut last).map_err(|e| e.to_string())?;
+                last
+            };
+            note!(s, "last sector on disk", image::describe(&tail, 512));
+            Ok(())
+        }));
+    }
+}
+
 fn atapi_more_scenarios(out: &mut Vec<Scenario>) {
     out.push(scenario("atapi/misc-commands", cd_secondary(), |s| {
         let commands: [(&str, [u8; 12], u16); 9] = [
@@ -1779,6 +1834,7 @@ pub fn all() -> Vec<Scenario> {
     pci_scenarios(&mut out);
     hostile_scenarios(&mut out);
     atapi_more_scenarios(&mut out);
+    geometry_scenarios(&mut out);
     let _ = PRIMARY;
     out
 }
