@@ -1205,6 +1205,55 @@ fn error_scenarios(out: &mut Vec<Scenario>) {
             out.push(error_scenario(op, policy));
         }
     }
+    // report with a genuine ENOSPC: BLOCK_IO_ERROR carries nospace=true.
+    for op in [PioWrite, DmaWrite, Flush] {
+        let policy = Policy { name: "report-nospace", option: "report", errno: 28, stops: false, reports: true };
+        out.push(error_scenario(op, policy));
+    }
+    out.push(scenario(
+        "error/dma-write/stop-buffer-changed-before-cont",
+        vec![Drive { werror: Some("stop"), rerror: Some("stop"), rules: vec![ErrorOp::DmaWrite.rule(28)], ..Drive::disk(0) }],
+        |s| {
+            s.memset(BUFFER, 4096, 0x5a)?;
+            let bm = s.dma(0xca, 698, 8, &[(BUFFER, 4096, true)], false)?;
+            note!(s, "held: bm", hex(bm));
+            note_qmp_state(s)?;
+            // QEMU restarts the whole request on cont, so it writes what the
+            // guest buffer holds then, not what it held at the first attempt.
+            s.memset(BUFFER, 4096, 0xa5)?;
+            s.cont()?;
+            s.wait_event("RESUME", Duration::from_secs(3))?;
+            let bm = s.wait_dma()?;
+            note!(s, "after cont: bm", hex(bm));
+            s.note_taskfile("after cont")?;
+            note_qmp_state(s)?;
+            s.note_image(0)
+        },
+    ));
+    out.push(scenario(
+        "error/dma-write/stop-persistent-error",
+        vec![Drive {
+            werror: Some("stop"),
+            rerror: Some("stop"),
+            rules: vec![Rule { event: "write_aio", errno: 5, iotype: Some("write"), sector: Some(702), once: false }],
+            ..Drive::disk(0)
+        }],
+        |s| {
+            s.memset(BUFFER, 4096, 0x5a)?;
+            let bm = s.dma(0xca, 698, 8, &[(BUFFER, 4096, true)], false)?;
+            note!(s, "first attempt: bm", hex(bm));
+            note_qmp_state(s)?;
+            for round in 1..=2 {
+                s.cont()?;
+                s.wait_event("RESUME", Duration::from_secs(3))?;
+                s.wait_event("STOP", Duration::from_secs(3))?;
+                note!(s, format!("retry {round}: bm"), hex(s.bm_status()?));
+                s.note_taskfile(&format!("retry {round}"))?;
+                note_qmp_state(s)?;
+            }
+            s.note_image(0)
+        },
+    ));
     out.push(scenario(
         "error/default-policy-enospc-write",
         vec![Drive { rules: vec![ErrorOp::DmaWrite.rule(28)], ..Drive::disk(0) }],
