@@ -376,6 +376,53 @@ fn register_scenarios(out: &mut Vec<Scenario>) {
         s.outw(0x1f0, 0x1234)?;
         s.note_taskfile("after idle data write")
     }));
+    out.push(scenario("regs/data-port-widths", one_disk(), |s| {
+        s.select(0)?;
+        s.command(0xec)?;
+        s.wait_not_busy()?;
+        let mut reads = Vec::new();
+        for _ in 0..4 {
+            reads.push(format!("b{:02x}", s.inb(0x1f0)?));
+        }
+        reads.push(format!("w{:04x}", s.inw(0x1f0)?));
+        reads.push(format!("l{:08x}", s.inl(0x1f0)?));
+        reads.push(format!("w{:04x}", s.inw(0x1f1)?));
+        reads.push(format!("l{:08x}", s.inl(0x1f2)?));
+        note!(s, "mixed-width reads during IDENTIFY", reads.join(" "));
+        s.note_taskfile("after mixed reads")?;
+        // Data-out into a data-in phase is ignored; then drain the block.
+        s.outw(0x1f0, 0x1234)?;
+        let mut drained = 0;
+        while s.altstatus()? & DRQ != 0 && drained < 256 {
+            s.inw(0x1f0)?;
+            drained += 1;
+        }
+        note!(s, "words left in the IDENTIFY block", drained);
+        s.taskfile28(0, 20, 1)?;
+        s.command(0x30)?;
+        s.wait_not_busy()?;
+        for i in 0..64u32 {
+            s.outl(0x1f0, 0x0101_0101 * (i & 0xff))?;
+        }
+        for _ in 0..128 {
+            s.outb(0x1f0, 0xee)?;
+        }
+        s.wait_not_busy()?;
+        s.note_taskfile("after dword and byte data writes")?;
+        s.note_image(0)
+    }));
+    out.push(scenario("regs/control-block-ports", vec![Drive::disk(0), Drive::cdrom(2)], |s| {
+        // 0x3f7 and 0x3f5 belong to QEMU's floppy controller (present even
+        // with -nodefaults), which is outside the IDE comparison.
+        for port in [0x3f6u16, 0x376, 0x377, 0x1f8, 0x178] {
+            note!(s, format!("inb 0x{port:x}"), hex(s.inb(port)?));
+        }
+        s.outw(0x3f6, 0x0402)?;
+        note!(s, "0x3f6 after word write", hex(s.inb(0x3f6)?));
+        s.outb(0x3f6, 0x00)?;
+        s.wait_not_busy()?;
+        s.note_taskfile("after")
+    }));
     out.push(scenario("regs/data-port-32bit", one_disk(), |s| {
         s.select(0)?;
         s.command(0xec)?;
