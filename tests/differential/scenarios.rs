@@ -1729,6 +1729,7 @@ fn hostile_scenarios(out: &mut Vec<Scenario>) {
         let bm = s.wait_dma()?;
         note_dma_result(s, "read with PRD table at 0xfffff000", bm)?;
         s.status()?;
+        s.bm_clear()?;
         s.outl(0xc004, 0x07ff_fffc)?;
         s.taskfile28(0, 0, 8)?;
         s.command(0xca)?;
