@@ -47,12 +47,19 @@ fn label_of(observation: &str) -> &str {
     observation.split(" = ").next().unwrap_or(observation)
 }
 
-fn run_backend(backend: Backend, scenario: &Scenario) -> Result<(Vec<String>, Vec<String>), String> {
+fn run_backend(
+    backend: Backend,
+    scenario: &Scenario,
+) -> Result<(Vec<String>, Vec<String>), String> {
     let mut session = Session::start(backend, &scenario.machine, scenario.program_pci)?;
     let result = (scenario.run)(&mut session);
     if let Err(e) = result {
         let log = session.stderr_log();
-        return Err(format!("{}: {e}; stderr tail: {}", backend.name(), tail(&log)));
+        return Err(format!(
+            "{}: {e}; stderr tail: {}",
+            backend.name(),
+            tail(&log)
+        ));
     }
     Ok((session.obs, session.fact_failures))
 }
@@ -67,7 +74,9 @@ fn first_divergence(qemu: &[String], ours: &[String]) -> Option<String> {
         let left = qemu.get(i).map(String::as_str).unwrap_or("<nothing>");
         let right = ours.get(i).map(String::as_str).unwrap_or("<nothing>");
         if left != right {
-            return Some(format!("observation #{i}:\n    qemu:      {left}\n    xen-ioemu: {right}"));
+            return Some(format!(
+                "observation #{i}:\n    qemu:      {left}\n    xen-ioemu: {right}"
+            ));
         }
     }
     None
@@ -75,22 +84,42 @@ fn first_divergence(qemu: &[String], ours: &[String]) -> Option<String> {
 
 /// Compares the two logs; with a documented deviation, the listed labels are
 /// left out of the comparison and xen-ioemu must show the stated values.
-fn compare(qemu: &[String], ours: &[String], deviation: Option<&Deviation>) -> Result<&'static str, Vec<String>> {
+fn compare(
+    qemu: &[String],
+    ours: &[String],
+    deviation: Option<&Deviation>,
+) -> Result<&'static str, Vec<String>> {
     let Some(deviation) = deviation else {
         return match first_divergence(qemu, ours) {
             None => Ok("same"),
             Some(where_) => Err(vec![where_]),
         };
     };
-    let keep = |obs: &[String]| -> Vec<String> { obs.iter().filter(|o| !deviation.labels.contains(&label_of(o))).cloned().collect() };
+    let keep = |obs: &[String]| -> Vec<String> {
+        obs.iter()
+            .filter(|o| !deviation.labels.contains(&label_of(o)))
+            .cloned()
+            .collect()
+    };
     let mut problems = Vec::new();
     if let Some(where_) = first_divergence(&keep(qemu), &keep(ours)) {
         problems.push(where_);
     }
     for (label, want) in &deviation.ours {
-        let value_of = |o: &String| o.split(" = ").nth(1).and_then(|v| v.split(" | ").next()).map(str::to_string);
-        if !ours.iter().any(|o| label_of(o) == *label && value_of(o).as_deref() == Some(*want)) {
-            problems.push(format!("expected deviation not seen: xen-ioemu `{label} = {want}` ({})", deviation.reason));
+        let value_of = |o: &String| {
+            o.split(" = ")
+                .nth(1)
+                .and_then(|v| v.split(" | ").next())
+                .map(str::to_string)
+        };
+        if !ours
+            .iter()
+            .any(|o| label_of(o) == *label && value_of(o).as_deref() == Some(*want))
+        {
+            problems.push(format!(
+                "expected deviation not seen: xen-ioemu `{label} = {want}` ({})",
+                deviation.reason
+            ));
         }
     }
     if problems.is_empty() {
@@ -106,7 +135,12 @@ fn run_scenario(scenario: &Scenario, qemu_only: bool, self_check: bool, verbose:
     let (qemu_obs, facts) = match run_backend(Backend::Qemu, scenario) {
         Ok(result) => result,
         Err(e) => {
-            return Outcome { line: format!("diff {name}: DIFFERENT (QEMU run failed)"), name, difference: true, detail: vec![e] }
+            return Outcome {
+                line: format!("diff {name}: DIFFERENT (QEMU run failed)"),
+                name,
+                difference: true,
+                detail: vec![e],
+            }
         }
     };
     if verbose {
@@ -115,7 +149,11 @@ fn run_scenario(scenario: &Scenario, qemu_only: bool, self_check: bool, verbose:
     let fact_problem = !facts.is_empty();
     detail.extend(facts.iter().map(|f| format!("  fact mismatch: {f}")));
     if qemu_only {
-        let verdict = if fact_problem { "FACT-MISMATCH" } else { "qemu-only" };
+        let verdict = if fact_problem {
+            "FACT-MISMATCH"
+        } else {
+            "qemu-only"
+        };
         return Outcome {
             line: format!("diff {name}: {verdict} ({} observations)", qemu_obs.len()),
             name,
@@ -123,12 +161,21 @@ fn run_scenario(scenario: &Scenario, qemu_only: bool, self_check: bool, verbose:
             detail,
         };
     }
-    let other = if self_check { Backend::Qemu } else { Backend::XenIoemu };
+    let other = if self_check {
+        Backend::Qemu
+    } else {
+        Backend::XenIoemu
+    };
     let ours_obs = match run_backend(other, scenario) {
         Ok((obs, _)) => obs,
         Err(e) => {
             detail.push(e);
-            return Outcome { line: format!("diff {name}: DIFFERENT (xen-ioemu run failed)"), name, difference: true, detail };
+            return Outcome {
+                line: format!("diff {name}: DIFFERENT (xen-ioemu run failed)"),
+                name,
+                difference: true,
+                detail,
+            };
         }
     };
     if verbose {
@@ -141,8 +188,17 @@ fn run_scenario(scenario: &Scenario, qemu_only: bool, self_check: bool, verbose:
             ("DIFFERENT", true)
         }
     };
-    let verdict = if fact_problem && !difference { "DIFFERENT (QEMU contradicts ide-behaviour.md)" } else { verdict };
-    Outcome { line: format!("diff {name}: {verdict}"), name, difference: difference || fact_problem, detail }
+    let verdict = if fact_problem && !difference {
+        "DIFFERENT (QEMU contradicts ide-behaviour.md)"
+    } else {
+        verdict
+    };
+    Outcome {
+        line: format!("diff {name}: {verdict}"),
+        name,
+        difference: difference || fact_problem,
+        detail,
+    }
 }
 
 fn selected(name: &str, only: &Option<String>) -> bool {
@@ -154,7 +210,9 @@ fn selected(name: &str, only: &Option<String>) -> bool {
 fn glob_match(pattern: &str, name: &str) -> bool {
     let mut parts = pattern.split('*');
     let first = parts.next().unwrap_or("");
-    let Some(mut rest) = name.strip_prefix(first) else { return false };
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
     let parts: Vec<&str> = parts.collect();
     if parts.is_empty() {
         return rest.is_empty();
@@ -174,15 +232,29 @@ fn glob_match(pattern: &str, name: &str) -> bool {
 #[test]
 fn differential() {
     let only = std::env::var("DIFF_ONLY").ok().filter(|s| !s.is_empty());
-    let qemu_only = std::env::var("DIFF_QEMU_ONLY").map(|v| v == "1").unwrap_or(false);
-    let self_check = std::env::var("DIFF_SELF").map(|v| v == "1").unwrap_or(false);
-    let verbose = std::env::var("DIFF_VERBOSE").map(|v| v == "1").unwrap_or(false);
-    let jobs: usize = std::env::var("DIFF_JOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(2).max(1);
+    let qemu_only = std::env::var("DIFF_QEMU_ONLY")
+        .map(|v| v == "1")
+        .unwrap_or(false);
+    let self_check = std::env::var("DIFF_SELF")
+        .map(|v| v == "1")
+        .unwrap_or(false);
+    let verbose = std::env::var("DIFF_VERBOSE")
+        .map(|v| v == "1")
+        .unwrap_or(false);
+    let jobs: usize = std::env::var("DIFF_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
+        .max(1);
 
     let all = scenarios::all();
     let mut names = std::collections::HashSet::new();
     for scenario in &all {
-        assert!(names.insert(scenario.name.clone()), "duplicate scenario name {}", scenario.name);
+        assert!(
+            names.insert(scenario.name.clone()),
+            "duplicate scenario name {}",
+            scenario.name
+        );
     }
     let chosen: Vec<&Scenario> = all.iter().filter(|s| selected(&s.name, &only)).collect();
     assert!(!chosen.is_empty(), "DIFF_ONLY={only:?} matches no scenario");
@@ -213,9 +285,17 @@ fn differential() {
     let outcomes = outcomes.into_inner().expect("outcomes lock");
     let differences: Vec<&Outcome> = outcomes.iter().filter(|o| o.difference).collect();
     let summary = if qemu_only {
-        format!("differential (QEMU only): {} scenarios run, {} fact mismatches or failures", outcomes.len(), differences.len())
+        format!(
+            "differential (QEMU only): {} scenarios run, {} fact mismatches or failures",
+            outcomes.len(),
+            differences.len()
+        )
     } else {
-        format!("differential: {} scenarios compared, {} differences", outcomes.len(), differences.len())
+        format!(
+            "differential: {} scenarios compared, {} differences",
+            outcomes.len(),
+            differences.len()
+        )
     };
     report(&summary);
     let names: Vec<&str> = differences.iter().map(|o| o.name.as_str()).collect();
@@ -233,7 +313,10 @@ mod comparator_tests {
         assert_eq!(first_divergence(&a, &b), None);
         b[1] = "y = 3".into();
         let text = first_divergence(&a, &b).unwrap();
-        assert!(text.contains("#1") && text.contains("y = 2") && text.contains("y = 3"), "{text}");
+        assert!(
+            text.contains("#1") && text.contains("y = 2") && text.contains("y = 3"),
+            "{text}"
+        );
         b.truncate(1);
         assert!(first_divergence(&a, &b).unwrap().contains("<nothing>"));
         assert_eq!(label_of("inb 0x1f7 = 0x58 | irq14=1 irq15=0"), "inb 0x1f7");
@@ -241,25 +324,61 @@ mod comparator_tests {
 
     #[test]
     fn deviations_exclude_their_labels_and_require_our_value() {
-        let qemu = vec!["a = 1 | irq14=0 irq15=0".to_string(), "b = 2 | irq14=0 irq15=0".to_string()];
-        let ours = vec!["a = 1 | irq14=0 irq15=0".to_string(), "b = 9 | irq14=0 irq15=0".to_string()];
+        let qemu = vec![
+            "a = 1 | irq14=0 irq15=0".to_string(),
+            "b = 2 | irq14=0 irq15=0".to_string(),
+        ];
+        let ours = vec![
+            "a = 1 | irq14=0 irq15=0".to_string(),
+            "b = 9 | irq14=0 irq15=0".to_string(),
+        ];
         assert_eq!(compare(&qemu, &qemu, None), Ok("same"));
         assert!(compare(&qemu, &ours, None).is_err());
-        let deviation = Deviation { reason: "test", labels: vec!["b"], ours: vec![("b", "9")] };
-        assert_eq!(compare(&qemu, &ours, Some(&deviation)), Ok("expected-deviation"));
-        let wrong = Deviation { reason: "test", labels: vec!["b"], ours: vec![("b", "8")] };
-        assert!(compare(&qemu, &ours, Some(&wrong)).is_err(), "our value must be the documented one");
-        let narrow = Deviation { reason: "test", labels: vec!["c"], ours: vec![] };
-        assert!(compare(&qemu, &ours, Some(&narrow)).is_err(), "only listed labels may differ");
+        let deviation = Deviation {
+            reason: "test",
+            labels: vec!["b"],
+            ours: vec![("b", "9")],
+        };
+        assert_eq!(
+            compare(&qemu, &ours, Some(&deviation)),
+            Ok("expected-deviation")
+        );
+        let wrong = Deviation {
+            reason: "test",
+            labels: vec!["b"],
+            ours: vec![("b", "8")],
+        };
+        assert!(
+            compare(&qemu, &ours, Some(&wrong)).is_err(),
+            "our value must be the documented one"
+        );
+        let narrow = Deviation {
+            reason: "test",
+            labels: vec!["c"],
+            ours: vec![],
+        };
+        assert!(
+            compare(&qemu, &ours, Some(&narrow)).is_err(),
+            "only listed labels may differ"
+        );
     }
 
     #[test]
     fn selection_accepts_names_lists_and_prefixes() {
         assert!(selected("a/b", &None));
-        assert!(selected("error/pio-read/stop", &Some("x,error/pio-*".into())));
+        assert!(selected(
+            "error/pio-read/stop",
+            &Some("x,error/pio-*".into())
+        ));
         assert!(!selected("error/flush/stop", &Some("error/pio-*".into())));
-        assert!(selected("error/flush/report-nospace", &Some("error/*/report-nospace".into())));
-        assert!(!selected("error/flush/report", &Some("error/*/report-nospace".into())));
+        assert!(selected(
+            "error/flush/report-nospace",
+            &Some("error/*/report-nospace".into())
+        ));
+        assert!(!selected(
+            "error/flush/report",
+            &Some("error/*/report-nospace".into())
+        ));
         assert!(selected("identify", &Some("*".into())));
         assert!(!selected("identify/slave", &Some("identify".into())));
     }
@@ -273,9 +392,19 @@ mod comparator_tests {
 fn bench_roundtrips() {
     use launcher::{Drive, Machine};
     use std::time::{Duration, Instant};
-    let round_trips: u32 = std::env::var("BENCH_ROUNDTRIPS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
-    let window = Duration::from_secs(std::env::var("BENCH_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3));
-    let machine = Machine { drives: vec![Drive::disk(0)] };
+    let round_trips: u32 = std::env::var("BENCH_ROUNDTRIPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let window = Duration::from_secs(
+        std::env::var("BENCH_SECONDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3),
+    );
+    let machine = Machine {
+        drives: vec![Drive::disk(0)],
+    };
     let mut report = Vec::new();
     for backend in [Backend::Qemu, Backend::XenIoemu] {
         let mut session = match Session::start(backend, &machine, true) {
@@ -305,7 +434,13 @@ fn bench_roundtrips() {
             let mut dma = 0u32;
             let start = Instant::now();
             while start.elapsed() < window {
-                let bm = session.dma(0xc8, u64::from(dma % 1024) * 8, 8, &[(session::BUFFER, 4096, true)], true)?;
+                let bm = session.dma(
+                    0xc8,
+                    u64::from(dma % 1024) * 8,
+                    8,
+                    &[(session::BUFFER, 4096, true)],
+                    true,
+                )?;
                 if bm != 0x04 {
                     return Err(format!("READ DMA ended with BM status 0x{bm:02x}"));
                 }
@@ -328,5 +463,10 @@ fn bench_roundtrips() {
     }
     // Both numbers are the point of the benchmark: a backend that cannot
     // run it is a failure, not a silently shorter report.
-    assert!(report.iter().all(|line| !line.contains("failed") && !line.contains("cannot start")), "benchmark failed: {report:?}");
+    assert!(
+        report
+            .iter()
+            .all(|line| !line.contains("failed") && !line.contains("cannot start")),
+        "benchmark failed: {report:?}"
+    );
 }

@@ -70,7 +70,11 @@ pub fn describe(data: &[u8], block_size: usize) -> String {
             }
             end += 1;
         }
-        let range = if start == end { format!("{start}") } else { format!("{start}-{end}") };
+        let range = if start == end {
+            format!("{start}")
+        } else {
+            format!("{start}-{end}")
+        };
         let what = match (&labels[start], &labels[end]) {
             (Label::Fill(b), _) => format!("fill{b:02x}"),
             (Label::Block(a), Label::Block(b)) if a != b => format!("blk{a}-{b}"),

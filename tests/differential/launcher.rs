@@ -24,7 +24,9 @@ impl Backend {
     }
     fn program(self) -> PathBuf {
         match self {
-            Backend::Qemu => std::env::var_os("DIFF_QEMU").map(PathBuf::from).unwrap_or_else(|| "qemu-system-x86_64".into()),
+            Backend::Qemu => std::env::var_os("DIFF_QEMU")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| "qemu-system-x86_64".into()),
             Backend::XenIoemu => std::env::var_os("DIFF_XEN_IOEMU")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_xen-ioemu"))),
@@ -62,13 +64,30 @@ pub struct Drive {
 
 impl Drive {
     pub fn disk(index: u8) -> Self {
-        Drive { index, media: Media::Disk, size: image::DISK_SIZE, werror: None, rerror: None, rules: Vec::new() }
+        Drive {
+            index,
+            media: Media::Disk,
+            size: image::DISK_SIZE,
+            werror: None,
+            rerror: None,
+            rules: Vec::new(),
+        }
     }
     pub fn cdrom(index: u8) -> Self {
-        Drive { index, media: Media::Cdrom, size: image::CD_SIZE, werror: None, rerror: None, rules: Vec::new() }
+        Drive {
+            index,
+            media: Media::Cdrom,
+            size: image::CD_SIZE,
+            werror: None,
+            rerror: None,
+            rules: Vec::new(),
+        }
     }
     pub fn empty_cdrom(index: u8) -> Self {
-        Drive { size: 0, ..Drive::cdrom(index) }
+        Drive {
+            size: 0,
+            ..Drive::cdrom(index)
+        }
     }
     pub fn block_size(&self) -> usize {
         match self.media {
@@ -78,7 +97,11 @@ impl Drive {
     }
     /// QEMU's BlockBackend name for `-drive if=ide,index=N`.
     pub fn qmp_id(&self) -> String {
-        let kind = if self.media == Media::Disk { "hd" } else { "cd" };
+        let kind = if self.media == Media::Disk {
+            "hd"
+        } else {
+            "cd"
+        };
         format!("ide{}-{}{}", self.index / 2, kind, self.index % 2)
     }
 }
@@ -88,11 +111,14 @@ pub struct Machine {
     pub drives: Vec<Drive>,
 }
 
+/// A drive and the per-backend image file created for it.
+pub type DriveImage = (Drive, PathBuf);
+
 pub struct Instance {
     pub child: Child,
     pub qtest: Qtest,
     pub qmp: Qmp,
-    pub images: Vec<(Drive, PathBuf)>,
+    pub images: Vec<DriveImage>,
     pub stderr_path: PathBuf,
     pub dir: tempfile::TempDir,
 }
@@ -115,7 +141,11 @@ pub fn halt_bios() -> Vec<u8> {
 fn rules_text(rules: &[Rule]) -> String {
     let mut text = String::new();
     for rule in rules {
-        let _ = writeln!(text, "[inject-error]\nevent = \"{}\"\nerrno = \"{}\"", rule.event, rule.errno);
+        let _ = writeln!(
+            text,
+            "[inject-error]\nevent = \"{}\"\nerrno = \"{}\"",
+            rule.event, rule.errno
+        );
         if let Some(iotype) = rule.iotype {
             let _ = writeln!(text, "iotype = \"{iotype}\"");
         }
@@ -131,22 +161,33 @@ fn rules_text(rules: &[Rule]) -> String {
 }
 
 /// The argv both backends receive (ours ignores -accel tcg and -bios).
-pub fn build_argv(dir: &Path, machine: &Machine) -> Result<(Vec<String>, Vec<(Drive, PathBuf)>), String> {
-    let write = |path: &Path, data: &[u8]| std::fs::write(path, data).map_err(|e| format!("write {}: {e}", path.display()));
+pub fn build_argv(dir: &Path, machine: &Machine) -> Result<(Vec<String>, Vec<DriveImage>), String> {
+    let write = |path: &Path, data: &[u8]| {
+        std::fs::write(path, data).map_err(|e| format!("write {}: {e}", path.display()))
+    };
     let bios = dir.join("halt.bin");
     write(&bios, &halt_bios())?;
-    let mut argv: Vec<String> = [
-        "-machine", "pc", "-m", "128", "-accel", "tcg", "-bios",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut argv: Vec<String> = ["-machine", "pc", "-m", "128", "-accel", "tcg", "-bios"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     argv.push(bios.display().to_string());
-    argv.extend(["-nodefaults", "-display", "none", "-qtest", "stdio", "-qmp"].iter().map(|s| s.to_string()));
-    argv.push(format!("unix:{},server=on,wait=off", dir.join("qmp.sock").display()));
+    argv.extend(
+        ["-nodefaults", "-display", "none", "-qtest", "stdio", "-qmp"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    argv.push(format!(
+        "unix:{},server=on,wait=off",
+        dir.join("qmp.sock").display()
+    ));
     let mut images = Vec::new();
     for drive in &machine.drives {
-        let media = if drive.media == Media::Disk { "disk" } else { "cdrom" };
+        let media = if drive.media == Media::Disk {
+            "disk"
+        } else {
+            "cdrom"
+        };
         let mut spec = format!("if=ide,index={},media={media}", drive.index);
         if drive.size > 0 {
             let path = dir.join(format!("drive{}.img", drive.index));
@@ -183,7 +224,10 @@ pub fn build_argv(dir: &Path, machine: &Machine) -> Result<(Vec<String>, Vec<(Dr
 }
 
 pub fn launch(backend: Backend, machine: &Machine) -> Result<Instance, String> {
-    let dir = tempfile::Builder::new().prefix("xen-ioemu-diff-").tempdir().map_err(|e| format!("tempdir: {e}"))?;
+    let dir = tempfile::Builder::new()
+        .prefix("xen-ioemu-diff-")
+        .tempdir()
+        .map_err(|e| format!("tempdir: {e}"))?;
     let (argv, images) = build_argv(dir.path(), machine)?;
     let stderr_path = dir.path().join("stderr.log");
     let stderr = std::fs::File::create(&stderr_path).map_err(|e| format!("stderr log: {e}"))?;
@@ -193,12 +237,28 @@ pub fn launch(backend: Backend, machine: &Machine) -> Result<Instance, String> {
         .stdout(Stdio::piped())
         .stderr(stderr)
         .spawn()
-        .map_err(|e| format!("{}: cannot start {}: {e}", backend.name(), backend.program().display()))?;
+        .map_err(|e| {
+            format!(
+                "{}: cannot start {}: {e}",
+                backend.name(),
+                backend.program().display()
+            )
+        })?;
     let stdin = child.stdin.take().expect("stdin was piped");
     let stdout = child.stdout.take().expect("stdout was piped");
     let qtest = Qtest::new(stdin, stdout);
-    let exited = || child.try_wait().ok().flatten().map(|status| status.to_string());
-    let qmp = match Qmp::connect(&dir.path().join("qmp.sock"), Duration::from_secs(10), exited) {
+    let exited = || {
+        child
+            .try_wait()
+            .ok()
+            .flatten()
+            .map(|status| status.to_string())
+    };
+    let qmp = match Qmp::connect(
+        &dir.path().join("qmp.sock"),
+        Duration::from_secs(10),
+        exited,
+    ) {
         Ok(qmp) => qmp,
         Err(e) => {
             let _ = child.kill();
@@ -207,7 +267,14 @@ pub fn launch(backend: Backend, machine: &Machine) -> Result<Instance, String> {
             return Err(format!("{}: {e}; stderr: {}", backend.name(), log.trim()));
         }
     };
-    Ok(Instance { child, qtest, qmp, images, stderr_path, dir })
+    Ok(Instance {
+        child,
+        qtest,
+        qmp,
+        images,
+        stderr_path,
+        dir,
+    })
 }
 
 #[cfg(test)]
@@ -225,15 +292,30 @@ mod tests {
     #[test]
     fn argv_carries_blkdebug_policies_and_images() {
         let dir = tempfile::tempdir().unwrap();
-        let rule = Rule { event: "write_aio", errno: 28, iotype: Some("write"), sector: Some(702), once: true };
+        let rule = Rule {
+            event: "write_aio",
+            errno: 28,
+            iotype: Some("write"),
+            sector: Some(702),
+            once: true,
+        };
         let machine = Machine {
             drives: vec![
-                Drive { werror: Some("stop"), rerror: Some("report"), rules: vec![rule], ..Drive::disk(0) },
+                Drive {
+                    werror: Some("stop"),
+                    rerror: Some("report"),
+                    rules: vec![rule],
+                    ..Drive::disk(0)
+                },
                 Drive::empty_cdrom(2),
             ],
         };
         let (argv, images) = build_argv(dir.path(), &machine).unwrap();
-        let drives: Vec<&String> = argv.iter().skip_while(|a| *a != "-drive").filter(|a| a.starts_with("if=ide")).collect();
+        let drives: Vec<&String> = argv
+            .iter()
+            .skip_while(|a| *a != "-drive")
+            .filter(|a| a.starts_with("if=ide"))
+            .collect();
         let rules = dir.path().join("blkdebug0.ini");
         let image = dir.path().join("drive0.img");
         assert_eq!(

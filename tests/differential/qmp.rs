@@ -21,7 +21,11 @@ impl Qmp {
     /// Connects, retrying while the backend is still creating the socket;
     /// `exited` reports a backend that died meanwhile, so that is not
     /// mistaken for slowness.
-    pub fn connect(path: &Path, deadline: Duration, mut exited: impl FnMut() -> Option<String>) -> Result<Self, String> {
+    pub fn connect(
+        path: &Path,
+        deadline: Duration,
+        mut exited: impl FnMut() -> Option<String>,
+    ) -> Result<Self, String> {
         let start = Instant::now();
         let stream = loop {
             match UnixStream::connect(path) {
@@ -45,13 +49,18 @@ impl Qmp {
                 if line.trim().is_empty() {
                     continue;
                 }
-                let value = serde_json::from_str(&line).unwrap_or_else(|_| json!({ "unparsable": line }));
+                let value =
+                    serde_json::from_str(&line).unwrap_or_else(|_| json!({ "unparsable": line }));
                 if sender.send(value).is_err() {
                     break;
                 }
             }
         });
-        let mut qmp = Qmp { stream, messages, pending_events: Vec::new() };
+        let mut qmp = Qmp {
+            stream,
+            messages,
+            pending_events: Vec::new(),
+        };
         let greeting = qmp.next_message(REPLY_TIMEOUT)?;
         if greeting.get("QMP").is_none() {
             return Err(format!("QMP: expected a greeting, got {greeting}"));
@@ -77,9 +86,13 @@ impl Qmp {
         }
         let mut text = request.to_string();
         text.push('\n');
-        self.stream.write_all(text.as_bytes()).map_err(|e| format!("QMP write: {e}"))?;
+        self.stream
+            .write_all(text.as_bytes())
+            .map_err(|e| format!("QMP write: {e}"))?;
         loop {
-            let message = self.next_message(REPLY_TIMEOUT).map_err(|e| format!("{e} (command {command})"))?;
+            let message = self
+                .next_message(REPLY_TIMEOUT)
+                .map_err(|e| format!("{e} (command {command})"))?;
             if message.get("event").is_some() {
                 self.pending_events.push(message);
                 continue;
@@ -88,7 +101,10 @@ impl Qmp {
                 return Ok(value.clone());
             }
             if let Some(error) = message.get("error") {
-                return Err(format!("QMP {command}: {}", error.get("class").and_then(Value::as_str).unwrap_or("?")));
+                return Err(format!(
+                    "QMP {command}: {}",
+                    error.get("class").and_then(Value::as_str).unwrap_or("?")
+                ));
             }
         }
     }

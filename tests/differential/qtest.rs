@@ -28,7 +28,14 @@ pub struct Qtest {
 
 impl Qtest {
     pub fn new(input: ChildStdin, output: ChildStdout) -> Self {
-        Qtest { input, output, pending: Vec::new(), levels: HashMap::new(), raises: HashMap::new(), round_trips: 0 }
+        Qtest {
+            input,
+            output,
+            pending: Vec::new(),
+            levels: HashMap::new(),
+            raises: HashMap::new(),
+            round_trips: 0,
+        }
     }
 
     fn read_line(&mut self, command: &str) -> Result<String, String> {
@@ -40,7 +47,9 @@ impl Qtest {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(format!("qtest `{command}`: no reply within {REPLY_TIMEOUT:?}"));
+                return Err(format!(
+                    "qtest `{command}`: no reply within {REPLY_TIMEOUT:?}"
+                ));
             }
             let wait = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
             let mut fds = [PollFd::new(self.output.as_fd(), PollFlags::POLLIN)];
@@ -51,7 +60,10 @@ impl Qtest {
                 Err(e) => return Err(format!("qtest `{command}`: poll: {e}")),
             }
             let mut chunk = [0u8; 65536];
-            let read = self.output.read(&mut chunk).map_err(|e| format!("qtest `{command}`: read: {e}"))?;
+            let read = self
+                .output
+                .read(&mut chunk)
+                .map_err(|e| format!("qtest `{command}`: read: {e}"))?;
             if read == 0 {
                 return Err(format!("qtest `{command}`: backend closed its stdout"));
             }
@@ -82,7 +94,9 @@ impl Qtest {
     /// Sends one command and returns the words after `OK`; `FAIL` is an error.
     pub fn cmd(&mut self, command: &str) -> Result<String, String> {
         writeln!(self.input, "{command}").map_err(|e| format!("qtest write `{command}`: {e}"))?;
-        self.input.flush().map_err(|e| format!("qtest flush: {e}"))?;
+        self.input
+            .flush()
+            .map_err(|e| format!("qtest flush: {e}"))?;
         self.round_trips += 1;
         loop {
             let line = self.read_line(command)?;
@@ -112,7 +126,8 @@ impl Qtest {
 
     fn parse_hex(reply: &str, command: &str) -> Result<u64, String> {
         let digits = reply.trim_start_matches("0x");
-        u64::from_str_radix(digits, 16).map_err(|_| format!("qtest `{command}`: bad value `{reply}`"))
+        u64::from_str_radix(digits, 16)
+            .map_err(|_| format!("qtest `{command}`: bad value `{reply}`"))
     }
 
     fn input(&mut self, width: &str, port: u16) -> Result<u64, String> {
@@ -142,11 +157,13 @@ impl Qtest {
 
     pub fn memwrite(&mut self, addr: u64, data: &[u8]) -> Result<(), String> {
         let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
-        self.cmd(&format!("write 0x{addr:x} 0x{:x} 0x{hex}", data.len())).map(drop)
+        self.cmd(&format!("write 0x{addr:x} 0x{:x} 0x{hex}", data.len()))
+            .map(drop)
     }
 
     pub fn memset(&mut self, addr: u64, len: usize, value: u8) -> Result<(), String> {
-        self.cmd(&format!("memset 0x{addr:x} 0x{len:x} 0x{value:02x}")).map(drop)
+        self.cmd(&format!("memset 0x{addr:x} 0x{len:x} 0x{value:02x}"))
+            .map(drop)
     }
 
     pub fn memread(&mut self, addr: u64, len: usize) -> Result<Vec<u8>, String> {
@@ -154,15 +171,24 @@ impl Qtest {
         let reply = self.cmd(&command)?;
         let digits = reply.trim_start_matches("0x");
         if digits.len() != len * 2 {
-            return Err(format!("qtest `{command}`: {} hex digits for {len} bytes", digits.len()));
+            return Err(format!(
+                "qtest `{command}`: {} hex digits for {len} bytes",
+                digits.len()
+            ));
         }
         (0..len)
-            .map(|i| u8::from_str_radix(&digits[2 * i..2 * i + 2], 16).map_err(|_| format!("qtest `{command}`: bad hex")))
+            .map(|i| {
+                u8::from_str_radix(&digits[2 * i..2 * i + 2], 16)
+                    .map_err(|_| format!("qtest `{command}`: bad hex"))
+            })
             .collect()
     }
 
     fn pci_address(device: u8, function: u8, offset: u8) -> u32 {
-        0x8000_0000 | (u32::from(device) << 11) | (u32::from(function) << 8) | u32::from(offset & 0xfc)
+        0x8000_0000
+            | (u32::from(device) << 11)
+            | (u32::from(function) << 8)
+            | u32::from(offset & 0xfc)
     }
 
     pub fn pci_read32(&mut self, device: u8, function: u8, offset: u8) -> Result<u32, String> {
@@ -177,15 +203,33 @@ impl Qtest {
         self.outl(0xcf8, Self::pci_address(device, function, offset))?;
         self.inb(0xcfc + u16::from(offset & 3))
     }
-    pub fn pci_write32(&mut self, device: u8, function: u8, offset: u8, value: u32) -> Result<(), String> {
+    pub fn pci_write32(
+        &mut self,
+        device: u8,
+        function: u8,
+        offset: u8,
+        value: u32,
+    ) -> Result<(), String> {
         self.outl(0xcf8, Self::pci_address(device, function, offset))?;
         self.outl(0xcfc, value)
     }
-    pub fn pci_write16(&mut self, device: u8, function: u8, offset: u8, value: u16) -> Result<(), String> {
+    pub fn pci_write16(
+        &mut self,
+        device: u8,
+        function: u8,
+        offset: u8,
+        value: u16,
+    ) -> Result<(), String> {
         self.outl(0xcf8, Self::pci_address(device, function, offset))?;
         self.outw(0xcfc + u16::from(offset & 2), value)
     }
-    pub fn pci_write8(&mut self, device: u8, function: u8, offset: u8, value: u8) -> Result<(), String> {
+    pub fn pci_write8(
+        &mut self,
+        device: u8,
+        function: u8,
+        offset: u8,
+        value: u8,
+    ) -> Result<(), String> {
         self.outl(0xcf8, Self::pci_address(device, function, offset))?;
         self.outb(0xcfc + u16::from(offset & 3), value)
     }
@@ -207,7 +251,13 @@ mod tests {
               *) echo "FAIL unknown command $cmd" ;;
             esac
         done"#;
-        let mut child = Command::new("sh").arg("-c").arg(script).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("sh");
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("sh");
         let qtest = Qtest::new(child.stdin.take().unwrap(), child.stdout.take().unwrap());
         (child, qtest)
     }
@@ -222,7 +272,10 @@ mod tests {
         assert!(!qtest.irq_level(14));
         assert!(!qtest.irq_level(15));
         assert_eq!(qtest.memread(0x1000, 3).unwrap(), vec![0x00, 0xff, 0x10]);
-        assert!(qtest.memread(0x1000, 4).is_err(), "a short read reply must be an error");
+        assert!(
+            qtest.memread(0x1000, 4).is_err(),
+            "a short read reply must be an error"
+        );
         let failure = qtest.cmd("bogus").unwrap_err();
         assert!(failure.contains("FAIL unknown command bogus"), "{failure}");
         assert_eq!(qtest.round_trips, 5);

@@ -25,8 +25,18 @@ pub struct Channel {
     pub irq: u32,
 }
 
-pub const PRIMARY: Channel = Channel { base: 0x1f0, control: 0x3f6, bmdma: BMDMA_BASE, irq: 14 };
-pub const SECONDARY: Channel = Channel { base: 0x170, control: 0x376, bmdma: BMDMA_BASE + 8, irq: 15 };
+pub const PRIMARY: Channel = Channel {
+    base: 0x1f0,
+    control: 0x3f6,
+    bmdma: BMDMA_BASE,
+    irq: 14,
+};
+pub const SECONDARY: Channel = Channel {
+    base: 0x170,
+    control: 0x376,
+    bmdma: BMDMA_BASE + 8,
+    irq: 15,
+};
 
 pub struct Session {
     pub backend: Backend,
@@ -39,11 +49,19 @@ pub struct Session {
 
 pub type Step = Result<(), String>;
 
+/// One PRD entry: guest-physical address, byte count (0 = 64 KiB), end of table.
+pub type Prd = (u32, u32, bool);
+
 impl Session {
     pub fn start(backend: Backend, machine: &Machine, program_pci: bool) -> Result<Self, String> {
         let inst = launcher::launch(backend, machine)?;
-        let mut session =
-            Session { backend, inst, obs: Vec::new(), fact_failures: Vec::new(), ch: PRIMARY };
+        let mut session = Session {
+            backend,
+            inst,
+            obs: Vec::new(),
+            fact_failures: Vec::new(),
+            ch: PRIMARY,
+        };
         session.inst.qtest.cmd("irq_intercept_in ioapic")?;
         if program_pci {
             // Firmware is a halt loop, so the client places BAR4 and enables
@@ -62,7 +80,11 @@ impl Session {
 
     pub fn note(&mut self, label: impl Display, value: impl Display) {
         let q = &self.inst.qtest;
-        let line = format!("{label} = {value} | irq14={} irq15={}", u8::from(q.irq_level(14)), u8::from(q.irq_level(15)));
+        let line = format!(
+            "{label} = {value} | irq14={} irq15={}",
+            u8::from(q.irq_level(14)),
+            u8::from(q.irq_level(15))
+        );
         self.obs.push(line);
     }
 
@@ -71,7 +93,9 @@ impl Session {
     pub fn fact<T: Display + PartialEq>(&mut self, label: impl Display, got: T, want: T) {
         let label = label.to_string();
         if self.backend == Backend::Qemu && got != want {
-            self.fact_failures.push(format!("{label}: QEMU gave {got}, ide-behaviour.md says {want}"));
+            self.fact_failures.push(format!(
+                "{label}: QEMU gave {got}, ide-behaviour.md says {want}"
+            ));
         }
         self.note(label, got);
     }
@@ -184,7 +208,14 @@ impl Session {
         self.set_reg(5, (lba >> 16) as u8)?;
         self.set_reg(6, 0x40 | (device << 4))
     }
-    pub fn taskfile_chs(&mut self, device: u8, cylinder: u16, head: u8, sector: u8, count: u8) -> Step {
+    pub fn taskfile_chs(
+        &mut self,
+        device: u8,
+        cylinder: u16,
+        head: u8,
+        sector: u8,
+        count: u8,
+    ) -> Step {
         self.set_reg(2, count)?;
         self.set_reg(3, sector)?;
         self.set_reg(4, cylinder as u8)?;
@@ -203,7 +234,7 @@ impl Session {
                 return Ok(status);
             }
             polls += 1;
-            if polls % 64 == 0 {
+            if polls.is_multiple_of(64) {
                 self.inst.qmp.poll_events(Duration::from_millis(1));
                 if self.inst.qmp.has_event("STOP") || start.elapsed() > COMPLETION_TIMEOUT {
                     return Ok(status);
@@ -224,9 +255,17 @@ impl Session {
     /// Checks the settled result against stated facts.
     pub fn settle_expect(&mut self, what: &str, status: u8, error: u8, irq: bool) -> Step {
         let got = self.wait_not_busy()?;
-        self.fact(format!("{what}: altstatus"), format!("0x{got:02x}"), format!("0x{status:02x}"));
+        self.fact(
+            format!("{what}: altstatus"),
+            format!("0x{got:02x}"),
+            format!("0x{status:02x}"),
+        );
         let got_error = self.reg(1)?;
-        self.fact(format!("{what}: error"), format!("0x{got_error:02x}"), format!("0x{error:02x}"));
+        self.fact(
+            format!("{what}: error"),
+            format!("0x{got_error:02x}"),
+            format!("0x{error:02x}"),
+        );
         self.fact_irq(irq);
         Ok(())
     }
@@ -237,7 +276,10 @@ impl Session {
             regs.push(format!("{:02x}", self.reg(offset)?));
         }
         let alt = self.altstatus()?;
-        self.note(format!("{what}: err/cnt/lba0/lba1/lba2/dev alt"), format!("{} {alt:02x}", regs.join("/")));
+        self.note(
+            format!("{what}: err/cnt/lba0/lba1/lba2/dev alt"),
+            format!("{} {alt:02x}", regs.join("/")),
+        );
         Ok(())
     }
 
@@ -253,7 +295,10 @@ impl Session {
     pub fn pio_write(&mut self, data: &[u8]) -> Step {
         let port = self.ch.base;
         for word in data.chunks(2) {
-            self.outw(port, u16::from_le_bytes([word[0], *word.get(1).unwrap_or(&0)]))?;
+            self.outw(
+                port,
+                u16::from_le_bytes([word[0], *word.get(1).unwrap_or(&0)]),
+            )?;
         }
         Ok(())
     }
@@ -262,7 +307,7 @@ impl Session {
 
     /// Writes a PRD table of (address, byte count, end-of-table) entries and
     /// points the channel's PRD register at it.
-    pub fn set_prdt(&mut self, entries: &[(u32, u32, bool)]) -> Step {
+    pub fn set_prdt(&mut self, entries: &[Prd]) -> Step {
         let mut table = Vec::new();
         for &(addr, count, eot) in entries {
             table.extend_from_slice(&addr.to_le_bytes());
@@ -296,7 +341,7 @@ impl Session {
                 return Ok(status);
             }
             polls += 1;
-            if polls % 64 == 0 {
+            if polls.is_multiple_of(64) {
                 self.inst.qmp.poll_events(Duration::from_millis(1));
                 if self.inst.qmp.has_event("STOP") || start.elapsed() > COMPLETION_TIMEOUT {
                     return Ok(status);
@@ -307,7 +352,14 @@ impl Session {
 
     /// Issues a DMA command the way ide-test does: taskfile, command, then
     /// START (with direction), waits, and returns the BM status.
-    pub fn dma(&mut self, opcode: u8, lba: u64, count: u16, prdt: &[(u32, u32, bool)], to_memory: bool) -> Result<u8, String> {
+    pub fn dma(
+        &mut self,
+        opcode: u8,
+        lba: u64,
+        count: u16,
+        prdt: &[Prd],
+        to_memory: bool,
+    ) -> Result<u8, String> {
         self.bm_command(0)?;
         self.bm_clear()?;
         self.set_prdt(prdt)?;
@@ -347,12 +399,19 @@ impl Session {
                 // QEMU's generated QOM path of an unnamed device, e.g.
                 // "/machine/unattached/device[19]", is an artefact of QEMU's
                 // object tree, not guest- or libxl-visible behaviour.
-                if data.get("id").and_then(Value::as_str).is_some_and(|id| id.starts_with("/machine/")) {
+                if data
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .is_some_and(|id| id.starts_with("/machine/"))
+                {
                     data.insert("id".into(), Value::String("<qom-path>".into()));
                 }
             }
             let name = event["event"].as_str().unwrap_or("?").to_string();
-            self.note(format!("event {name}"), event.get("data").map(Value::to_string).unwrap_or_default());
+            self.note(
+                format!("event {name}"),
+                event.get("data").map(Value::to_string).unwrap_or_default(),
+            );
         }
     }
 
@@ -372,7 +431,12 @@ impl Session {
         let devices = self.inst.qmp.execute("query-block", None)?;
         for device in devices.as_array().cloned().unwrap_or_default() {
             let name = device["device"].as_str().unwrap_or("?").to_string();
-            let field = |key: &str| device.get(key).map(Value::to_string).unwrap_or_else(|| "-".into());
+            let field = |key: &str| {
+                device
+                    .get(key)
+                    .map(Value::to_string)
+                    .unwrap_or_else(|| "-".into())
+            };
             let value = format!(
                 "io-status={} removable={} locked={} tray_open={} inserted={}",
                 field("io-status"),
@@ -395,7 +459,8 @@ impl Session {
     }
 
     pub fn eject(&mut self, device: &str) -> Step {
-        self.qmp("eject", Some(json!({ "device": device, "force": true }))).map(drop)
+        self.qmp("eject", Some(json!({ "device": device, "force": true })))
+            .map(drop)
     }
 
     // ---- contents -----------------------------------------------------------
