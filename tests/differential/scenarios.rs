@@ -68,6 +68,10 @@ fn cd_secondary() -> Vec<Drive> {
     vec![Drive::disk(0), Drive::cdrom(2)]
 }
 
+fn word_hex(v: u16) -> String {
+    format!("0x{v:04x}")
+}
+
 fn hex(v: u8) -> String {
     format!("0x{v:02x}")
 }
@@ -205,19 +209,19 @@ fn identify_scenarios(out: &mut Vec<Scenario>) {
         }
         let end = s.altstatus()?;
         fact!(s, "identify: altstatus after data", hex(end), hex(0x50));
-        fact!(s, "identify w0", words[0], 0x0040);
-        fact!(s, "identify w47", words[47], 0x8010);
-        fact!(s, "identify w49", words[49], 0x0b00);
-        fact!(s, "identify w59", words[59], 0x0110);
+        fact!(s, "identify w0", word_hex(words[0]), "0x0040".to_string());
+        fact!(s, "identify w47", word_hex(words[47]), "0x8010".to_string());
+        fact!(s, "identify w49", word_hex(words[49]), "0x0b00".to_string());
+        fact!(s, "identify w59", word_hex(words[59]), "0x0110".to_string());
         fact!(
             s,
             "identify w60-61",
             u32::from(words[60]) | u32::from(words[61]) << 16,
             DISK_SECTORS as u32
         );
-        fact!(s, "identify w83", words[83], 0x7400);
-        fact!(s, "identify w85", words[85], 0x4021);
-        fact!(s, "identify w88", words[88], 0x203f);
+        fact!(s, "identify w83", word_hex(words[83]), "0x7400".to_string());
+        fact!(s, "identify w85", word_hex(words[85]), "0x4021".to_string());
+        fact!(s, "identify w88", word_hex(words[88]), "0x203f".to_string());
         fact!(
             s,
             "identify serial",
@@ -280,7 +284,12 @@ fn identify_scenarios(out: &mut Vec<Scenario>) {
         s.ch = SECONDARY;
         s.select(0)?;
         let words = identify_words(s, 0xa1)?;
-        fact!(s, "identify packet w0", words[0], 0x85c0);
+        fact!(
+            s,
+            "identify packet w0",
+            word_hex(words[0]),
+            "0x85c0".to_string()
+        );
         fact!(
             s,
             "identify packet model",
@@ -615,12 +624,22 @@ fn command_scenarios(out: &mut Vec<Scenario>) {
         s.command(0xef)?;
         s.settle_and_note("write cache off")?;
         let words = identify_words(s, 0xec)?;
-        fact!(s, "w85 write cache off", words[85], 0x4001);
+        fact!(
+            s,
+            "w85 write cache off",
+            word_hex(words[85]),
+            "0x4001".to_string()
+        );
         s.set_reg(1, 0x02)?;
         s.command(0xef)?;
         s.settle_and_note("write cache on")?;
         let words = identify_words(s, 0xec)?;
-        fact!(s, "w85 write cache on", words[85], 0x4021);
+        fact!(
+            s,
+            "w85 write cache on",
+            word_hex(words[85]),
+            "0x4021".to_string()
+        );
         note_qmp_state(s)
     }));
     out.push(scenario("cmd/set-features-xfer-mode", one_disk(), |s| {
