@@ -1488,6 +1488,8 @@ fn error_scenario(op: ErrorOp, policy: Policy) -> Scenario {
                     fact!(s, "read: altstatus", hex(s.altstatus()?), hex(0x41));
                     fact!(s, "read: error", hex(s.reg(1)?), hex(0x04));
                     s.fact_irq(true);
+                    // ide-behaviour.md §4: PIO leaves LBA and count at the failing block.
+                    s.fact_taskfile("registers after the error", "04/04/be/02/00/e0 41")?;
                 }
                 stopped_then_cont(s, policy, &move |s| {
                     pio_in(s, "read after cont", block * 512, 8 / block)
@@ -1509,6 +1511,8 @@ fn error_scenario(op: ErrorOp, policy: Policy) -> Scenario {
                     fact!(s, "write: altstatus", hex(s.altstatus()?), hex(0x41));
                     fact!(s, "write: error", hex(s.reg(1)?), hex(0x04));
                     s.fact_irq(true);
+                    // ide-behaviour.md §4: PIO leaves LBA and count at the failing block.
+                    s.fact_taskfile("registers after the error", "04/04/be/02/00/e0 41")?;
                 }
                 stopped_then_cont(s, policy, &move |s| {
                     let done = s.wait_not_busy()?;
@@ -1534,6 +1538,10 @@ fn error_scenario(op: ErrorOp, policy: Policy) -> Scenario {
                     fact!(s, "dma: altstatus", hex(s.altstatus()?), hex(0x41));
                     fact!(s, "dma: error", hex(s.reg(1)?), hex(0x04));
                     s.fact_irq(true);
+                    // ide-behaviour.md §4: DMA leaves LBA and count as the command set them.
+                    if matches!(op, ErrorOp::DmaRead | ErrorOp::DmaWrite) {
+                        s.fact_taskfile("registers after the error", "04/08/ba/02/00/e0 41")?;
+                    }
                 } else if policy.stops {
                     fact!(s, "dma while stopped: bm status", hex(bm), hex(0x01));
                     fact!(

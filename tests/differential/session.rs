@@ -270,15 +270,28 @@ impl Session {
         Ok(())
     }
 
-    pub fn note_taskfile(&mut self, what: &str) -> Step {
+    fn taskfile_text(&mut self) -> Result<String, String> {
         let mut regs = Vec::new();
         for offset in 1..=6 {
             regs.push(format!("{:02x}", self.reg(offset)?));
         }
         let alt = self.altstatus()?;
-        self.note(
+        Ok(format!("{} {alt:02x}", regs.join("/")))
+    }
+
+    pub fn note_taskfile(&mut self, what: &str) -> Step {
+        let text = self.taskfile_text()?;
+        self.note(format!("{what}: err/cnt/lba0/lba1/lba2/dev alt"), text);
+        Ok(())
+    }
+
+    /// `want` in the form `err/cnt/lba0/lba1/lba2/dev alt`, e.g. `04/04/be/02/00/e0 41`.
+    pub fn fact_taskfile(&mut self, what: &str, want: &str) -> Step {
+        let text = self.taskfile_text()?;
+        self.fact(
             format!("{what}: err/cnt/lba0/lba1/lba2/dev alt"),
-            format!("{} {alt:02x}", regs.join("/")),
+            text,
+            want.to_string(),
         );
         Ok(())
     }
