@@ -1626,6 +1626,34 @@ fn error_scenarios(out: &mut Vec<Scenario>) {
         };
         out.push(error_scenario(op, policy));
     }
+    // What libata does after 0x41/0x04: re-IDENTIFY, then retry the same
+    // WRITE DMA, which now succeeds (the rule fires once).
+    out.push(scenario(
+        "error/dma-write/report-then-guest-retry",
+        vec![Drive {
+            werror: Some("report"),
+            rerror: Some("report"),
+            rules: vec![ErrorOp::DmaWrite.rule(28)],
+            ..Drive::disk(0)
+        }],
+        |s| {
+            s.memset(BUFFER, 4096, 0x5a)?;
+            let bm = s.dma(0xca, 698, 8, &[(BUFFER, 4096, true)], false)?;
+            fact!(s, "first attempt: bm", hex(bm), hex(0x04));
+            fact!(s, "first attempt: status", hex(s.status()?), hex(0x41));
+            s.bm_command(0)?;
+            s.note_image(0)?;
+            s.select(0)?;
+            identify_words(s, 0xec)?;
+            s.status()?;
+            let bm = s.dma(0xca, 698, 8, &[(BUFFER, 4096, true)], false)?;
+            fact!(s, "retry: bm", hex(bm), hex(0x04));
+            fact!(s, "retry: status", hex(s.status()?), hex(0x50));
+            s.bm_command(0)?;
+            note_qmp_state(s)?;
+            s.note_image(0)
+        },
+    ));
     out.push(scenario(
         "error/dma-write/stop-buffer-changed-before-cont",
         vec![Drive {
