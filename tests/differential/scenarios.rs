@@ -2469,6 +2469,58 @@ fn geometry_scenarios(out: &mut Vec<Scenario>) {
     }
 }
 
+fn qmp_scenarios(out: &mut Vec<Scenario>) {
+    out.push(scenario("qmp/system-reset", cd_secondary(), |s| {
+        set_multiple(s, 4)?;
+        s.taskfile28(0, 0x123456, 9)?;
+        s.device_control(0x02)?;
+        s.bm_command(0x08)?;
+        s.outl(0xc004, 0x0001_2340)?;
+        s.qmp("system_reset", None)?;
+        s.wait_event("RESET", Duration::from_secs(3))?;
+        note_qmp_state(s)?;
+        note!(
+            s,
+            "00:01.1 command",
+            format!("0x{:04x}", s.pci_read16(1, 1, 0x04)?)
+        );
+        note!(
+            s,
+            "00:01.1 bar4",
+            format!("0x{:08x}", s.pci_read32(1, 1, 0x20)?)
+        );
+        s.pci_write32(0x01, 1, 0x20, 0xc001)?;
+        s.pci_write16(0x01, 1, 0x04, 0x0005)?;
+        note!(
+            s,
+            "bm command/status/prd after reset",
+            format!(
+                "{} {} 0x{:08x}",
+                hex(s.inb(0xc000)?),
+                hex(s.inb(0xc002)?),
+                s.inl(0xc004)?
+            )
+        );
+        s.note_taskfile("primary after reset")?;
+        s.ch = SECONDARY;
+        s.note_taskfile("secondary after reset")?;
+        s.ch = PRIMARY;
+        let words = identify_words(s, 0xec)?;
+        note!(s, "w59 after reset", word_hex(words[59]));
+        Ok(())
+    }));
+    out.push(scenario("qmp/stop-cont-idle", one_disk(), |s| {
+        s.qmp("stop", None)?;
+        note_qmp_state(s)?;
+        s.select(0)?;
+        s.command(0xe5)?;
+        s.settle_and_note("check power mode while stopped")?;
+        s.cont()?;
+        s.wait_event("RESUME", Duration::from_secs(3))?;
+        note_qmp_state(s)
+    }));
+}
+
 fn atapi_more_scenarios(out: &mut Vec<Scenario>) {
     out.push(scenario("atapi/misc-commands", cd_secondary(), |s| {
         let commands: [(&str, [u8; 12], u16); 9] = [
@@ -2620,6 +2672,7 @@ pub fn all() -> Vec<Scenario> {
     hostile_scenarios(&mut out);
     atapi_more_scenarios(&mut out);
     geometry_scenarios(&mut out);
+    qmp_scenarios(&mut out);
     let _ = PRIMARY;
     out
 }
