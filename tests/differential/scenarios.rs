@@ -126,10 +126,9 @@ fn pio_in(s: &mut Session, label: &str, block_bytes: usize, max_blocks: usize) -
             hex(status)
         );
         let data = s.pio_read(block_bytes)?;
-        note!(
-            s,
+        s.note_untimed(
             format!("{label} block {block}: data"),
-            image::describe(&data, 512)
+            image::describe(&data, 512),
         );
     }
     let status = s.wait_not_busy()?;
@@ -1442,6 +1441,11 @@ fn stopped_then_cont(
     policy: Policy,
     finish: &dyn Fn(&mut Session) -> Step,
 ) -> Step {
+    if policy.stops {
+        // STOP may trail BLOCK_IO_ERROR (a PIO write shows 0x50 at once); wait
+        // for it so the event log does not depend on when it is sent.
+        s.wait_event("STOP", Duration::from_secs(3))?;
+    }
     s.note_taskfile("after error")?;
     note_qmp_state(s)?;
     if policy.stops {
