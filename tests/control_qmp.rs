@@ -372,7 +372,7 @@ fn events_reach_negotiated_connections_in_qemu_shape() {
         node_name: "#block001".into(),
         operation: IoOperation::Write,
         action: "stop",
-        nospace: true,
+        nospace: Some(true),
         reason: "No space left on device".into(),
     });
     f.events.emit(Event::Stop);

@@ -949,13 +949,16 @@ fn command_line_options(only: Option<&str>) -> Result<Value, CommandError> {
 pub fn event_json(event: &Event, now: SystemTime) -> Value {
     let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let (name, data) = match event {
-        Event::BlockIoError { device, node_name, operation, action, nospace, reason } => (
-            "BLOCK_IO_ERROR",
-            Some(json!({
+        Event::BlockIoError { device, node_name, operation, action, nospace, reason } => {
+            let mut data = json!({
                 "device": device, "node-name": node_name, "operation": operation.as_qmp(),
-                "action": action, "nospace": nospace, "reason": reason,
-            })),
-        ),
+                "action": action, "reason": reason,
+            });
+            if let Some(nospace) = nospace {
+                data["nospace"] = json!(nospace);
+            }
+            ("BLOCK_IO_ERROR", Some(data))
+        }
         Event::Stop => ("STOP", None),
         Event::Resume => ("RESUME", None),
         Event::Shutdown { guest, reason } => ("SHUTDOWN", Some(json!({"guest": guest, "reason": reason}))),
@@ -1010,7 +1013,7 @@ mod tests {
             node_name: "#block121".into(),
             operation: IoOperation::Write,
             action: "stop",
-            nospace: true,
+            nospace: Some(true),
             reason: "No space left on device".into(),
         };
         let at = UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);

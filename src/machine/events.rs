@@ -26,13 +26,15 @@ impl IoOperation {
 pub enum Event {
     /// QMP BLOCK_IO_ERROR. `device` is the drive id ("ide0-hd0"), `node_name`
     /// the block node ("#block123" style is fine), `action` one of
-    /// "report" | "ignore" | "stop".
+    /// "report" | "ignore" | "stop". `nospace` is present (QEMU: only when
+    /// the drive keeps an I/O status, i.e. a stop-type policy is set) and
+    /// then says whether the errno was ENOSPC.
     BlockIoError {
         device: String,
         node_name: String,
         operation: IoOperation,
         action: &'static str,
-        nospace: bool,
+        nospace: Option<bool>,
         reason: String,
     },
     Stop,

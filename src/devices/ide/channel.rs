@@ -140,6 +140,13 @@ impl Drive {
         self.media == MediaKind::Cdrom
     }
 
+    /// QEMU keeps an I/O status (and reports `nospace`) only for drives
+    /// whose policy can stop the VM.
+    pub fn keeps_io_status(&self) -> bool {
+        let stops = |p: ErrorPolicy| matches!(p, ErrorPolicy::Stop | ErrorPolicy::Enospc);
+        stops(self.werror) || stops(self.rerror)
+    }
+
     fn nb_sectors(&self) -> u64 {
         self.backend.as_ref().map_or(0, |b| b.size() / SECTOR_SIZE as u64)
     }
@@ -861,7 +868,7 @@ impl Channel {
             node_name: drive.id.clone(),
             operation: if is_read { IoOperation::Read } else { IoOperation::Write },
             action: action.as_qmp(),
-            nospace: errno == libc::ENOSPC,
+            nospace: drive.keeps_io_status().then_some(errno == libc::ENOSPC),
             reason: strerror(errno),
         });
         match action {

@@ -303,7 +303,7 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed)).collect()
 }
 
-fn io_errors(events: &[Event]) -> Vec<(String, IoOperation, &'static str, bool, String)> {
+fn io_errors(events: &[Event]) -> Vec<(String, IoOperation, &'static str, Option<bool>, String)> {
     events
         .iter()
         .filter_map(|e| match e {
@@ -778,7 +778,7 @@ fn report_pio_write_points_registers_at_failing_block() {
     assert_eq!((rig.inb(0x1f3), rig.inb(0x1f2)), ((702 & 0xff) as u8, 2));
     assert_eq!(rig.bm_status() & 0x04, 0x04, "every IRQ sets BM INTR");
     let ev = io_errors(&rig.events());
-    assert_eq!(ev, vec![("ide0-hd0".to_string(), IoOperation::Write, "report", true, "No space left on device".to_string())]);
+    assert_eq!(ev, vec![("ide0-hd0".to_string(), IoOperation::Write, "report", None, "No space left on device".to_string())]);
     assert_eq!(rig.ide.drives_info()[0].stats.failed_wr_operations, 1);
     assert_eq!(rig.ide.drives_info()[0].io_status, "ok");
     assert_eq!(rig.vm.state(), RunState::Running);
@@ -797,7 +797,7 @@ fn report_pio_read_and_read_multiple() {
     assert_eq!((rig.inb(0x1f7), rig.inb(0x1f1)), (0x41, 0x04));
     let ev = io_errors(&rig.events());
     assert_eq!(ev.len(), 2);
-    assert!(ev.iter().all(|e| e.1 == IoOperation::Read && e.2 == "report" && !e.3));
+    assert!(ev.iter().all(|e| e.1 == IoOperation::Read && e.2 == "report" && e.3.is_none()));
 }
 
 #[test]
@@ -1073,7 +1073,7 @@ fn atapi_host_error_maps_to_sense() {
     let data = rig.read_block(18);
     assert_eq!((data[2], data[12]), (5, 0x21));
     let ev = io_errors(&rig.events());
-    assert_eq!(ev, vec![("ide1-cd0".into(), IoOperation::Read, "report", false, "Input/output error".into())]);
+    assert_eq!(ev, vec![("ide1-cd0".into(), IoOperation::Read, "report", None, "Input/output error".into())]);
 }
 
 #[test]
@@ -1597,7 +1597,7 @@ mod real_fs {
         assert_eq!((rig.altstatus(), rig.bm_status()), (0x58, 0x01));
         assert_eq!(rig.ide.drives_info()[0].io_status, "nospace");
         let ev = io_errors(&rig.events());
-        assert_eq!(ev, vec![("ide0-hd0".into(), IoOperation::Write, "stop", true, "No space left on device".into())]);
+        assert_eq!(ev, vec![("ide0-hd0".into(), IoOperation::Write, "stop", Some(true), "No space left on device".into())]);
 
         std::fs::remove_file(&filler).unwrap();
         rig.vm.set_running();
