@@ -1165,8 +1165,8 @@ impl Channel {
     }
 
     /// SMART as QEMU: ENABLE/DISABLE, STATUS (never failing), AUTOSAVE,
-    /// READ DATA and READ THRESHOLDS. The self-test log and offline
-    /// execution are not emulated and abort.
+    /// READ DATA, READ THRESHOLDS and EXECUTE OFF-LINE. The self-test log
+    /// is not emulated and aborts.
     fn smart(&mut self, u: usize) -> bool {
         let unit = &mut self.units[u];
         let r = &mut unit.regs;
@@ -1184,6 +1184,9 @@ impl Channel {
             0xd2 if r.sector == 0x00 => d.smart_autosave = false,
             0xd2 if r.sector == 0xf1 => d.smart_autosave = true,
             0xda => {}
+            // Off-line data collection, short and extended self-test: QEMU
+            // accepts them at once (the drive never fails a test).
+            0xd4 if r.sector <= 2 => {}
             0xd0 | 0xd1 => {
                 let block = smart_block(r.feature == 0xd1, d.smart_autosave);
                 unit.pio.buf[..512].copy_from_slice(&block);
@@ -1308,7 +1311,16 @@ impl Channel {
 
     fn flush(&mut self, ctx: &Ctx, u: usize) {
         let unit = &mut self.units[u];
-        if let Some(backend) = unit.drive.as_mut().and_then(|d| d.backend.as_mut()) {
+        if unit.drive.as_ref().is_some_and(|d| d.backend.is_none()) {
+            // A drive without a medium: QEMU's flush of an empty block
+            // backend fails with ENOMEDIUM and goes through the policy.
+            let err = BlockError::NoMedium;
+            match self.host_error(ctx, u, &err, BlockOp::Flush, 0, 0, Retry::Flush) {
+                ErrorAction::Report => return self.rw_error(u),
+                ErrorAction::Stop => return,
+                ErrorAction::Ignore => {}
+            }
+        } else if let Some(backend) = unit.drive.as_mut().and_then(|d| d.backend.as_mut()) {
             unit.regs.status |= BUSY_STAT;
             let started = Instant::now();
             if let Err(e) = backend.flush() {

@@ -364,7 +364,11 @@ impl BusDevice for IdeController {
             Some((c, false)) => {
                 let ch = &mut self.channels[c];
                 if offset == 0 {
-                    ch.write_data(&ctx, size.clamp(2, 4), v);
+                    // A byte write to the data port reaches no register in
+                    // QEMU's PIIX (its byte handler has no data case).
+                    if size >= 2 {
+                        ch.write_data(&ctx, size.min(4), v);
+                    }
                     return;
                 }
                 if size > 2 {
