@@ -1,0 +1,15 @@
+#!/bin/bash
+# The same IDE work over the qtest protocol against xen-ioemu and QEMU in
+# one run: pipelined and lock-step port reads, 1-sector PIO READ SECTORS,
+# 8-sector READ DMA, 256-sector WRITE DMA. Both get the same argv and a
+# fresh copy of the same 64 MiB image; the first column is divided by the
+# second for the ratio.
+#
+#   tools/bench/qtest-compare.sh [--seconds S] [--round-trips N] [--workloads a,b]
+#
+# SECONDS per timed workload defaults to 2. QEMU=<path> picks another QEMU,
+# XEN_IOEMU=<path> a prebuilt binary (otherwise a release build is made).
+
+. "$(dirname "$0")/common.sh"
+echo "$("$qemu" --version | head -1)"
+run_helper "$@"
