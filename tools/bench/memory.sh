@@ -9,6 +9,6 @@
 . "$(dirname "$0")/common.sh"
 echo "$("$qemu" --version | head -1)"
 echo "== idle (PCI set up, no I/O)"
-run_helper --workloads "" --memory
+run_helper --repeat 3 --workloads "" --memory
 echo "== after the DMA workloads"
-run_helper --workloads dma8r,dma256w --memory "${@:---seconds=2}"
+run_helper --repeat 3 --workloads dma8r,dma256w --memory "${@:---seconds=2}"

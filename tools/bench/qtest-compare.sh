@@ -7,9 +7,10 @@
 #
 #   tools/bench/qtest-compare.sh [--seconds S] [--round-trips N] [--workloads a,b]
 #
-# SECONDS per timed workload defaults to 2. QEMU=<path> picks another QEMU,
+# SECONDS per timed workload defaults to 2; each model runs 3 times,
+# alternating, and medians are printed (a later --repeat N overrides). QEMU=<path> picks another QEMU,
 # XEN_IOEMU=<path> a prebuilt binary (otherwise a release build is made).
 
 . "$(dirname "$0")/common.sh"
 echo "$("$qemu" --version | head -1)"
-run_helper "$@"
+run_helper --repeat 3 "$@"

@@ -19,6 +19,7 @@ import argparse
 import base64
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -329,8 +330,13 @@ def main():
     p.add_argument("--workloads", default="rt,rt1,pio1,dma8r,dma256w")
     p.add_argument("--seconds", type=float, default=2.0, help="time per timed workload")
     p.add_argument("--round-trips", type=int, default=100000)
+    p.add_argument("--repeat", type=int, default=1, help="alternating runs per model; medians are printed")
     p.add_argument("--memory", action="store_true", help="report VmHWM/VmRSS after the workloads")
     args = p.parse_args()
+    if args.repeat < 1:
+        p.error("--repeat: must be at least 1")
+    if args.seconds <= 0:
+        p.error("--seconds: must be positive")
     args.workloads = [w for w in args.workloads.split(",") if w]
     for w in args.workloads:
         if w not in WORKLOADS:
@@ -349,34 +355,44 @@ def main():
     ]
 
     image = image_pattern(IMAGE_BYTES)
-    results = {}
-    for label, program in models:
-        try:
-            results[label] = run_model(label, program, args, image, args.workdir)
-        except ProtocolError as e:
-            print("%s: %s" % (label, e), file=sys.stderr)
-            return 1
-
     labels = [l for l, _ in models]
+    # Runs alternate between the models so that load from other processes
+    # on the host hits both alike; each figure is the median of the runs.
+    runs = {l: [] for l in labels}
+    for _ in range(args.repeat):
+        for label, program in models:
+            try:
+                runs[label].append(run_model(label, program, args, image, args.workdir))
+            except ProtocolError as e:
+                print("%s: %s" % (label, e), file=sys.stderr)
+                return 1
+
+    def median(label, pick):
+        return statistics.median(pick(r) for r in runs[label])
+
     print("argv (both): <program> %s -drive if=ide,index=0,media=disk,format=raw,cache=writeback,file=<copy>,werror=report,rerror=report"
           % " ".join(args.common_argv))
-    head = "%-34s" % "workload" + "".join("%16s" % l for l in labels)
+    print("median of %d alternating run(s) per model; %.1f s per timed workload" % (args.repeat, args.seconds))
+    head = "%-36s" % "workload" + "".join("%16s" % l for l in labels)
     if len(labels) == 2:
         head += "%10s" % "ratio"
-    head += "   round trips/op"
+    head += "   round trips/op   spread (min..max)"
     print(head)
     for name in args.workloads:
-        row = "%-34s" % WORKLOADS[name][0]
-        rates = [results[l][name]["rate"] for l in labels]
+        row = "%-36s" % WORKLOADS[name][0]
+        rates = [median(l, lambda r: r[name]["rate"]) for l in labels]
         row += "".join("%16.0f" % r for r in rates)
         if len(labels) == 2:
             row += "%9.2fx" % (rates[0] / rates[1])
-        row += "   " + " / ".join("%.3g" % results[l][name]["round_trips_per_op"] for l in labels)
+        row += "   %-16s" % " / ".join("%.3g" % median(l, lambda r: r[name]["round_trips_per_op"]) for l in labels)
+        row += " " + " / ".join("%.0f..%.0f" % (min(r[name]["rate"] for r in runs[l]), max(r[name]["rate"] for r in runs[l]))
+                                for l in labels)
         print(row)
     if args.memory:
+        when = "after " + ",".join(args.workloads) if args.workloads else "idle"
         for key in ("VmHWM", "VmRSS"):
-            row = "%-34s" % ("%s (MiB) after workloads" % key)
-            vals = [results[l]["memory"][key] / 1024 for l in labels]
+            row = "%-36s" % ("%s MiB (%s)" % (key, when))
+            vals = [median(l, lambda r: r["memory"][key]) / 1024 for l in labels]
             row += "".join("%16.1f" % v for v in vals)
             if len(labels) == 2:
                 row += "%9.2fx" % (vals[0] / vals[1])
