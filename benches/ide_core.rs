@@ -342,7 +342,10 @@ fn verify_data_paths(guest: &mut Guest) {
 }
 
 fn main() {
-    // Arguments (`--bench` from cargo bench) select nothing: every row runs.
+    // Words after `--` pick the rows whose name contains one of them
+    // (`cargo bench --bench ide_core -- DMA`); cargo's own `--bench` is not
+    // a row filter.
+    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let budget = std::env::var("BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse::<f64>().ok())
@@ -378,7 +381,7 @@ fn main() {
         "{:<30} {:>8} {:>12} {:>12} {:>10} {:>12}",
         "command", "sect/cmd", "commands/s", "sectors/s", "MB/s", "IRQs/cmd"
     );
-    for row in &rows {
+    for row in rows.iter().filter(|r| filters.is_empty() || filters.iter().any(|f| r.name.contains(f.as_str()))) {
         // Other processes share the host: the median run is the figure.
         let mut runs: Vec<Measured> = (0..repeat).map(|_| run_row(&mut guest, row, budget)).collect();
         runs.sort_by(|a, b| (a.sectors as f64 / a.seconds).total_cmp(&(b.sectors as f64 / b.seconds)));
