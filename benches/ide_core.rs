@@ -296,7 +296,7 @@ fn run_row(guest: &mut Guest, row: &Row, budget: Duration) -> Measured {
         commands += 1;
         // Checking the clock every 8 commands keeps its cost out of the
         // 1-sector rows without overshooting the budget on slow ones.
-        if commands % 8 == 0 && start.elapsed() >= budget {
+        if commands.is_multiple_of(8) && start.elapsed() >= budget {
             break;
         }
     }
