@@ -45,13 +45,14 @@ fn figure(stdout: &str, label: &str) -> f64 {
 #[test]
 fn every_qtest_workload_runs_against_our_binary_and_checks_its_data() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run_helper(dir.path(), &format!("ours={}", env!("CARGO_BIN_EXE_xen-ioemu")), "rt,rt1,pio1,dma8r,dma256w");
+    let out = run_helper(dir.path(), &format!("ours={}", env!("CARGO_BIN_EXE_xen-ioemu")), "rt,rt1,pio1,pio1ls,dma8r,dma256w");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "helper failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
     for row in [
         "pipelined inb 0x3f6/s",
         "lock-step inb 0x3f6 round trips/s",
         "1-sector READ SECTORS/s",
+        "1-sector READ SECTORS/s, lock-step",
         "8-sector READ DMA/s",
         "256-sector WRITE DMA/s",
     ] {

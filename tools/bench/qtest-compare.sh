@@ -1,7 +1,9 @@
 #!/bin/bash
 # The same IDE work over the qtest protocol against xen-ioemu and QEMU in
-# one run: pipelined and lock-step port reads, 1-sector PIO READ SECTORS,
-# 8-sector READ DMA, 256-sector WRITE DMA. Both get the same argv and a
+# one run: port reads (100 000 pipelined, and lock-step), 1-sector PIO READ
+# SECTORS (pipelined, and lock-step), 8-sector READ DMA, 256-sector WRITE
+# DMA. Pipelined means: every request a guest could issue without looking
+# at the device goes out in one batch; waits for BSY/DRQ/INTR are polls. Both get the same argv and a
 # fresh copy of the same 64 MiB image; the first column is divided by the
 # second for the ratio.
 #
