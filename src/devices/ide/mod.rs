@@ -145,15 +145,17 @@ impl IdeController {
         self.config.set_u32(config::BAR0 + 4 * BMDMA_BAR, 1);
     }
 
-    fn ctx(&self) -> (Arc<dyn GuestMemory>, VmControl, bool) {
-        (self.mem.clone(), self.vm.clone(), self.config.command() & config::COMMAND_MASTER != 0)
+    /// The per-access context and the channels, borrowed side by side (a
+    /// port access is the hot path: no reference counts are touched).
+    fn ctx_and_channels(&mut self) -> (Ctx<'_>, &mut [Channel; 2]) {
+        let bus_master = self.config.command() & config::COMMAND_MASTER != 0;
+        (Ctx { mem: &*self.mem, vm: &self.vm, bus_master }, &mut self.channels)
     }
 
     /// Re-run requests a `stop` policy held; call after vm.set_running().
     pub fn restart_held_requests(&mut self) {
-        let (mem, vm, bus_master) = self.ctx();
-        let ctx = Ctx { mem: &*mem, vm: &vm, bus_master };
-        for ch in &mut self.channels {
+        let (ctx, channels) = self.ctx_and_channels();
+        for ch in channels.iter_mut() {
             ch.restart_held(&ctx);
         }
     }
@@ -311,12 +313,11 @@ fn get_le(data: &[u8]) -> u32 {
 
 impl BusDevice for IdeController {
     fn read(&mut self, base: u64, offset: u64, data: &mut [u8]) {
-        let (mem, vm, bus_master) = self.ctx();
-        let ctx = Ctx { mem: &*mem, vm: &vm, bus_master };
+        let (ctx, channels) = self.ctx_and_channels();
         let size = data.len();
         match Self::legacy_channel(base) {
             Some((c, false)) => {
-                let ch = &mut self.channels[c];
+                let ch = &mut channels[c];
                 // Measured on QEMU 7.2: a byte access to the data port is a
                 // word access cut to its low byte, word accesses to the
                 // other registers split into bytes, dword accesses to them
@@ -335,7 +336,7 @@ impl BusDevice for IdeController {
                 }
             }
             Some((c, true)) => {
-                let status = self.channels[c].read_altstatus();
+                let status = channels[c].read_altstatus();
                 data.fill(0xff);
                 if offset == 0 && size <= 2 {
                     if let Some(b) = data.first_mut() {
@@ -346,7 +347,7 @@ impl BusDevice for IdeController {
             None => {
                 let c = ((offset / 8) as usize).min(1);
                 let off = offset % 8;
-                let v = self.channels[c].bm.read(off, size.min(4).min(8 - off as usize));
+                let v = channels[c].bm.read(off, size.min(4).min(8 - off as usize));
                 put_le(data, v);
                 if off as usize + size > 8 {
                     data[8 - off as usize..].fill(0xff);
@@ -356,13 +357,12 @@ impl BusDevice for IdeController {
     }
 
     fn write(&mut self, base: u64, offset: u64, data: &[u8]) {
-        let (mem, vm, bus_master) = self.ctx();
-        let ctx = Ctx { mem: &*mem, vm: &vm, bus_master };
+        let (ctx, channels) = self.ctx_and_channels();
         let size = data.len();
         let v = get_le(data);
         match Self::legacy_channel(base) {
             Some((c, false)) => {
-                let ch = &mut self.channels[c];
+                let ch = &mut channels[c];
                 if offset == 0 {
                     // A byte write to the data port reaches no register in
                     // QEMU's PIIX (its byte handler has no data case).
@@ -384,14 +384,14 @@ impl BusDevice for IdeController {
             Some((c, true)) => {
                 if offset == 0 {
                     if let Some(b) = data.first() {
-                        self.channels[c].write_ctrl(&ctx, *b);
+                        channels[c].write_ctrl(&ctx, *b);
                     }
                 }
             }
             None => {
                 let c = ((offset / 8) as usize).min(1);
                 let off = offset % 8;
-                self.channels[c].bm_write(&ctx, off, size.min(4).min(8 - off as usize), v);
+                channels[c].bm_write(&ctx, off, size.min(4).min(8 - off as usize), v);
             }
         }
     }
