@@ -857,13 +857,15 @@ fn cache_json(cache: CacheMode) -> Value {
 
 fn block_json(index: usize, drive: &DriveInfo) -> Value {
     let mut entry = json!({
-        "io-status": drive.io_status,
         "device": drive.id,
         "locked": drive.locked,
         "removable": drive.removable,
         "qdev": drive.qdev,
         "type": "unknown",
     });
+    if let Some(status) = drive.io_status {
+        entry["io-status"] = json!(status);
+    }
     if drive.removable {
         entry["tray_open"] = json!(drive.tray_open);
     }

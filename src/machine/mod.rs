@@ -74,8 +74,9 @@ pub struct DriveInfo {
     pub removable: bool,
     pub tray_open: bool,
     pub locked: bool,
-    /// "ok", "failed" or "nospace".
-    pub io_status: &'static str,
+    /// "ok", "failed" or "nospace"; None when the drive keeps no I/O
+    /// status (QEMU: no stop-type error policy), so QMP leaves it out.
+    pub io_status: Option<&'static str>,
     pub inserted: Option<InsertedMedium>,
     pub stats: BlockStats,
 }

@@ -176,7 +176,7 @@ impl IdeController {
                     removable: d.is_cdrom(),
                     tray_open: d.atapi.tray_open(),
                     locked: d.atapi.locked(),
-                    io_status: d.io_status,
+                    io_status: d.keeps_io_status().then_some(d.io_status),
                     inserted: d.backend.as_ref().map(|b| InsertedMedium {
                         file: d.filename.clone(),
                         read_only: b.read_only(),

@@ -780,7 +780,7 @@ fn report_pio_write_points_registers_at_failing_block() {
     let ev = io_errors(&rig.events());
     assert_eq!(ev, vec![("ide0-hd0".to_string(), IoOperation::Write, "report", None, "No space left on device".to_string())]);
     assert_eq!(rig.ide.drives_info()[0].stats.failed_wr_operations, 1);
-    assert_eq!(rig.ide.drives_info()[0].io_status, "ok");
+    assert_eq!(rig.ide.drives_info()[0].io_status, None, "report-only drives keep no I/O status");
     assert_eq!(rig.vm.state(), RunState::Running);
 }
 
@@ -870,7 +870,7 @@ fn stop_holds_dma_write_and_completes_it_after_cont() {
     assert!(rig.ide.has_held_request());
     assert_eq!((rig.altstatus(), rig.bm_status()), (0x58, 0x01));
     assert!(!rig.irq_high(0));
-    assert_eq!(rig.ide.drives_info()[0].io_status, "nospace");
+    assert_eq!(rig.ide.drives_info()[0].io_status, Some("nospace"));
     let events = rig.events();
     assert_eq!(io_errors(&events)[0].2, "stop");
     assert!(events.contains(&Event::Stop));
@@ -882,7 +882,7 @@ fn stop_holds_dma_write_and_completes_it_after_cont() {
     assert_eq!((rig.inb(0x1f7), rig.bm_status()), (0x50, 0x04));
     assert!(rig.irq_raises(0) > 0);
     assert_eq!(img.bytes(698 * 512, 4096), data, "the whole request reached the image");
-    assert_eq!(rig.ide.drives_info()[0].io_status, "ok");
+    assert_eq!(rig.ide.drives_info()[0].io_status, Some("ok"));
 }
 
 #[test]
@@ -908,7 +908,7 @@ fn stop_holds_pio_write_and_retries_the_block() {
     rig.write_block(&[2; 512]);
     assert_eq!(rig.vm.state(), RunState::IoError);
     assert_eq!((rig.altstatus(), rig.irq_high(0)), (0x50, false));
-    assert_eq!(rig.ide.drives_info()[0].io_status, "failed");
+    assert_eq!(rig.ide.drives_info()[0].io_status, Some("failed"));
     rig.vm.set_running();
     rig.ide.restart_held_requests();
     assert_eq!((rig.inb(0x1f7), rig.inb(0x1f2)), (0x50, 0));
@@ -1595,7 +1595,7 @@ mod real_fs {
         rig.dma(0xca, 2048, 128, false);
         assert_eq!(rig.vm.state(), RunState::IoError, "ENOSPC under werror=enospc stops");
         assert_eq!((rig.altstatus(), rig.bm_status()), (0x58, 0x01));
-        assert_eq!(rig.ide.drives_info()[0].io_status, "nospace");
+        assert_eq!(rig.ide.drives_info()[0].io_status, Some("nospace"));
         let ev = io_errors(&rig.events());
         assert_eq!(ev, vec![("ide0-hd0".into(), IoOperation::Write, "stop", Some(true), "No space left on device".into())]);
 
