@@ -112,14 +112,11 @@ fn build_drive(position: usize, cfg: DriveConfig) -> Drive {
 }
 
 fn piix3_config() -> ConfigSpace {
-    let mut c = ConfigSpace::new(0x8086, 0x7010, 0x010180, 0);
+    // QEMU's generic header: every device-specific byte is writable
+    // (ata_piix needs the IDE timing registers 0x40-0x43, decode enable in
+    // bit 7 of 0x41/0x43, and 0x44) and the subsystem is QEMU's 1af4:1100.
+    let mut c = crate::devices::pci::qemu_header::qemu_config_space(0x8086, 0x7010, 0x010180, 0);
     c.init_io_bar(BMDMA_BAR, BMDMA_LEN as u32);
-    // As on QEMU every device-specific byte is writable: ata_piix needs the
-    // IDE timing registers 0x40-0x43 (decode enable in bit 7 of 0x41/0x43)
-    // and 0x44.
-    for off in 0x40..0x100 {
-        c.set_writable(off, 0xff);
-    }
     c
 }
 
