@@ -90,6 +90,10 @@ impl MachineOps for FakeMachine {
     fn quit(&self) {
         self.record("quit".into());
     }
+    fn system_reset(&self) -> Result<(), String> {
+        self.record("system_reset".into());
+        Ok(())
+    }
     fn change_medium_fd(&self, device: &str, fd: OwnedFd, read_only: Option<bool>) -> Result<(), String> {
         let mut content = String::new();
         std::fs::File::from(fd).read_to_string(&mut content).map_err(|e| e.to_string())?;

@@ -72,6 +72,9 @@ impl MachineOps for TwoDrives {
         vec![("serial0".into(), "null".into())]
     }
     fn quit(&self) {}
+    fn system_reset(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 struct Session {

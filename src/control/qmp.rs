@@ -44,6 +44,8 @@ pub trait MachineOps: Send + Sync {
     /// (label, filename), e.g. ("serial0", "pty:/dev/pts/3").
     fn chardevs(&self) -> Vec<(String, String)>;
     fn quit(&self);
+    /// QMP `system_reset`: reset the machine (under Xen: reboot the domain).
+    fn system_reset(&self) -> Result<(), String>;
     /// A medium libxl opened itself and passed with add-fd (`xl cd-insert`
     /// names it "/dev/fdset/N"). The default re-opens it through procfs,
     /// which a chrooted device model (dm_restrict) may not have; override
@@ -586,6 +588,11 @@ impl Session {
             "cont" => {
                 args.only(&[])?;
                 ops.cont().map_err(generic)?;
+                Ok(json!({}))
+            }
+            "system_reset" => {
+                args.only(&[])?;
+                ops.system_reset().map_err(generic)?;
                 Ok(json!({}))
             }
             "query-version" => {

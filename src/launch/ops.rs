@@ -13,6 +13,7 @@ pub struct PcOps {
     vm: VmControl,
     chardevs: Vec<(String, String)>,
     on_quit: Box<dyn Fn() + Send + Sync>,
+    on_reset: Box<dyn Fn() + Send + Sync>,
 }
 
 impl PcOps {
@@ -22,8 +23,17 @@ impl PcOps {
         vm: VmControl,
         chardevs: Vec<(String, String)>,
         on_quit: Box<dyn Fn() + Send + Sync>,
+        on_reset: Box<dyn Fn() + Send + Sync>,
     ) -> Self {
-        PcOps { machine, ide, vm, chardevs, on_quit }
+        PcOps { machine, ide, vm, chardevs, on_quit, on_reset }
+    }
+
+    /// The qtest machine's reset: devices to power-on state, BARs re-read,
+    /// and QEMU's RESET event.
+    pub fn reset_devices(machine: &Arc<Mutex<PcMachine>>, ide: &Arc<Mutex<IdeController>>, vm: &VmControl) {
+        ide.lock().unwrap_or_else(|e| e.into_inner()).reset();
+        machine.lock().unwrap_or_else(|e| e.into_inner()).sync_all_bars();
+        vm.events().emit(Event::Reset { guest: false, reason: "host-qmp-system-reset" });
     }
 }
 
@@ -66,6 +76,11 @@ impl MachineOps for PcOps {
 
     fn chardevs(&self) -> Vec<(String, String)> {
         self.chardevs.clone()
+    }
+
+    fn system_reset(&self) -> Result<(), String> {
+        (self.on_reset)();
+        Ok(())
     }
 
     fn quit(&self) {
@@ -111,6 +126,9 @@ impl MachineOps for ProbeOps {
     }
     fn chardevs(&self) -> Vec<(String, String)> {
         Vec::new()
+    }
+    fn system_reset(&self) -> Result<(), String> {
+        Err("there is no machine to reset in a probe run".into())
     }
     fn quit(&self) {
         (self.on_quit)();

@@ -56,7 +56,15 @@ pub(super) fn run_qtest(config: MachineConfig) -> Result<i32, LaunchError> {
     let machine = Arc::new(Mutex::new(machine));
 
     let chardevs = super::chardevs(&config, &platform);
-    let ops = Arc::new(PcOps::new(machine.clone(), ide.clone(), vm.clone(), chardevs, Box::new(|| std::process::exit(0))));
+    let (reset_machine, reset_ide, reset_vm) = (machine.clone(), ide.clone(), vm.clone());
+    let ops = Arc::new(PcOps::new(
+        machine.clone(),
+        ide.clone(),
+        vm.clone(),
+        chardevs,
+        Box::new(|| std::process::exit(0)),
+        Box::new(move || PcOps::reset_devices(&reset_machine, &reset_ide, &reset_vm)),
+    ));
     let _qmp = QmpServer::start_all(&config.qmp, ops, vm.events(), &QmpInfo { name: config.name.clone() })
         .map_err(|e| LaunchError::Qmp("-qmp".into(), e.to_string()))?;
 

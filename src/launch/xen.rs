@@ -205,7 +205,16 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
 
     let chardevs = super::chardevs(&config, &platform);
     let stop_on_quit = waker.clone();
-    let ops = Arc::new(PcOps::new(machine.clone(), ide.clone(), vm.clone(), chardevs, Box::new(move || stop_on_quit.stop())));
+    // A reset of a Xen guest is a reboot of the domain, as with QEMU.
+    let reboot = XenPowerControl::new(dm.clone());
+    let ops = Arc::new(PcOps::new(
+        machine.clone(),
+        ide.clone(),
+        vm.clone(),
+        chardevs,
+        Box::new(move || stop_on_quit.stop()),
+        Box::new(move || crate::machine::PowerControl::request(&reboot, crate::machine::PowerRequest::Reboot)),
+    ));
     let _qmp = QmpServer::start_all(&config.qmp, ops, &events, &QmpInfo { name: config.name.clone() })
         .map_err(|e| LaunchError::Qmp("libxl-cmd".into(), e.to_string()))?;
 

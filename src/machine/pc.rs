@@ -210,6 +210,13 @@ impl PcMachine {
         }
     }
 
+    /// After a machine reset: every function's BARs are read again.
+    pub fn sync_all_bars(&mut self) {
+        for devfn in self.pci_devfns() {
+            self.sync_bars(devfn);
+        }
+    }
+
     /// QMP `cont`: run again and re-issue held requests.
     pub fn cont(&mut self) {
         self.vm.set_running();

@@ -238,7 +238,6 @@ enum Retry {
     Pio { write: bool, lba: i64, nsector: u32 },
     Dma { kind: AtaDma, lba: i64, count: u32 },
     Flush,
-    AtapiPio,
     AtapiDma,
 }
 
@@ -888,6 +887,16 @@ impl Channel {
         action
     }
 
+    /// A host read error that bypasses the policy: audit line and failed
+    /// read count only.
+    fn audit_reported_error(&mut self, u: usize, err: &BlockError, lba: u64, count: u64) {
+        let command = atapi_command_name(self.units[u].cdb0);
+        if let Some(drive) = self.units[u].drive.as_mut() {
+            audit_io_error(&IoErrorAudit { drive: &drive.id, command, lba, sectors: count, errno: err.errno(), action: "report" });
+            drive.stats.failed_rd_operations += 1;
+        }
+    }
+
     /// Re-run a held request (after `cont`). It may fail and be held again.
     pub fn restart_held(&mut self, ctx: &Ctx) {
         let Some(held) = self.held.take() else { return };
@@ -914,7 +923,6 @@ impl Channel {
                 self.units[u].regs.nsector = count;
                 self.start_dma(ctx, DmaJob::Ata { unit: u, kind });
             }
-            Retry::AtapiPio => self.atapi_reply_end(ctx, u),
             Retry::AtapiDma => {
                 self.selected = u;
                 self.start_dma(ctx, DmaJob::Atapi { unit: u });
@@ -1578,7 +1586,7 @@ impl Channel {
         }
     }
 
-    fn atapi_reply_end(&mut self, ctx: &Ctx, u: usize) {
+    fn atapi_reply_end(&mut self, _ctx: &Ctx, u: usize) {
         let Some(xfer) = self.units[u].atapi_xfer.clone() else {
             return self.atapi_ok(u);
         };
@@ -1602,12 +1610,12 @@ impl Channel {
         match data {
             Ok(data) => self.units[u].pio.buf[..size].copy_from_slice(&data),
             Err(e) => {
+                // QEMU 7.2 reports a CD-ROM PIO read error straight to the
+                // guest (sense data), without rerror or a QMP event; we do
+                // the same and still audit it.
                 let (lba, blocks) = atapi_extent(&xfer, size);
-                match self.host_error(ctx, u, &e, BlockOp::Read, lba, blocks, Retry::AtapiPio) {
-                    ErrorAction::Report => return self.atapi_io_error(u, e.errno()),
-                    ErrorAction::Stop => return,
-                    ErrorAction::Ignore => {}
-                }
+                self.audit_reported_error(u, &e, lba, blocks);
+                return self.atapi_io_error(u, e.errno());
             }
         }
         let unit = &mut self.units[u];
