@@ -64,6 +64,11 @@ cp "$R/usr/share/seabios/bios-256k.bin" "$I/usr/share/seabios/"
 # path libxl uses by default.
 copy_elf_with_libs "$R" "$R/usr/libexec/xen-qemu-system-i386" "$I/usr/libexec/xen-qemu-system-i386" "$I"
 
+# QEMU reads a keymap even for "-vnc none"; the keymaps are data files of
+# qemu-system-data, installed on the build machine with qemu-system-x86.
+mkdir -p "$I/usr/share/qemu"
+cp -r /usr/share/qemu/keymaps "$I/usr/share/qemu/"
+
 # Kernel modules. Debian ships no modules.dep, so dom0-init.sh insmods them
 # in dependency order.
 kver=$(ls "$R/lib/modules" | head -1)
