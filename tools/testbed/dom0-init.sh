@@ -18,7 +18,7 @@ mark "init started ($(uname -r))"
 # A real syslog daemon behind /dev/log: the device model's audit lines are
 # part of what the scenarios check. No rotation, the file is collected whole.
 mkdir -p /var/log
-syslogd -O /var/log/messages -s 0
+syslogd -O /var/log/messages
 n=0; while [ ! -S /dev/log ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n+1)); done
 [ -S /dev/log ] || mark "syslogd did not create /dev/log"
 logger -t testbed "dom0 syslog up"

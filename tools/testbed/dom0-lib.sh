@@ -105,3 +105,30 @@ tb_guest_disk() {
 tb_guest_md5() { sed -n 's/.*GUEST: pattern md5=\([0-9a-f]*\).*/\1/p' "$TB_CONSOLE" | tail -1; }
 # tb_region_md5 FILE START_MB MB
 tb_region_md5() { dd if="$1" bs=1M skip="$2" count="$3" 2>/dev/null | md5sum | cut -d' ' -f1; }
+
+# tb_firmware_run NAME CFG: the test firmware scenario body, shared by both
+# xl flavours. Pass: every firmware check ok ("FW: ALL PASS"); the DMA data
+# is in the image file; nothing reached the failing sector; (xen-ioemu) the
+# injected ENOSPC is audited to syslog; xl destroy ends the DM with 0.
+tb_firmware_run() {
+    name=$1 cfg=$2
+    dd if=/dev/zero of=/tmp/fw-disk.img bs=1M count=4 2>/dev/null
+    tb_create "$cfg"
+    domid=$(tb_domid "$name")
+    tb_wait_console 'FW: (ALL PASS|FAILED)' 90
+    grep -E '\(d[0-9]+\) .*FW: ' "$TB_CONSOLE"
+    tb_check "firmware checks all ok (FW: ALL PASS)" tb_console_has 'FW: ALL PASS'
+    tb_check "no firmware check failed" tb_console_lacks 'FW: .* FAIL'
+    zero16=$(dd if=/dev/zero bs=512 count=16 2>/dev/null | md5sum | cut -d' ' -f1)
+    tb_check "DMA write (sectors 300-315) reached the image file" \
+        [ "$(dd if=/tmp/fw-disk.img bs=512 skip=300 count=16 2>/dev/null | md5sum | cut -d' ' -f1)" != "$zero16" ]
+    tb_check "nothing written at the failing sector 2048" \
+        [ "$(dd if=/tmp/fw-disk.img bs=512 skip=2048 count=1 2>/dev/null | tr -d '\000' | wc -c)" -eq 0 ]
+    tb_check_ours "syslog audits the injected ENOSPC" \
+        tb_syslog_has "io-error domid=$domid drive=[^ ]+ cmd=\"WRITE DMA( EXT)?\" sectors=[0-9]+-[0-9]+ errno=28 .*action=report"
+    xl destroy "$name"
+    tb_check "xl destroy ends the device model" tb_wait_dm_exit "$domid" 20
+    tb_check "device model exit status 0" [ "$(tb_dm_exit "$domid")" = 0 ]
+    tb_check "domain gone" tb_wait_domain_gone "$name" 10
+    tail -20 "/var/log/xen/qemu-dm-$name.log" 2>/dev/null
+}
