@@ -116,7 +116,7 @@ tb_firmware_run() {
     tb_create "$cfg"
     domid=$(tb_domid "$name")
     tb_wait_console 'FW: (ALL PASS|FAILED)' 90
-    grep -E '\(d[0-9]+\) .*FW: ' "$TB_CONSOLE"
+    grep -E '\(d[0-9]+\) .*FW: ' "$TB_CONSOLE" | sed 's/^/  console: /'
     tb_check "firmware checks all ok (FW: ALL PASS)" tb_console_has 'FW: ALL PASS'
     tb_check "no firmware check failed" tb_console_lacks 'FW: .* FAIL'
     zero16=$(dd if=/dev/zero bs=512 count=16 2>/dev/null | md5sum | cut -d' ' -f1)

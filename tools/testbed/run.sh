@@ -89,7 +89,7 @@ run_one() {
     # dom0 kills its scenario at TIMEOUT and still reports; the outer limit
     # only catches a hung Xen or dom0.
     timeout --foreground -k 10 $((TIMEOUT + 180)) \
-        qemu-system-x86_64 -accel tcg -cpu "$CPU" -m 2048 -smp 2 \
+        qemu-system-x86_64 -accel tcg -cpu "$CPU" -m 2048 -smp "${TESTBED_SMP:-2}" \
         -display none -serial stdio -monitor none -no-reboot -nodefaults \
         -kernel "$HOST/xen" -append "$XEN_CMD" \
         -initrd "$HOST/vmlinuz $LINUX_CMD,$work/initrd.gz" < /dev/null 2>&1 \
@@ -102,7 +102,7 @@ run_one() {
     perl -ne 'if (/^\[[ 0-9.]+\] \@\@TB\@\@ (\S+) ?(.*)$/) { my ($f, $l) = ($1, $2);
         next if $f =~ m{/|^\.};
         open(my $h, ">>", "'"$ldir"'/$f") or die; print $h "$l\n"; close $h }' "$ldir/console.log"
-    grep -E '\(d[0-9]+\)' "$ldir/console.log" > "$ldir/guest-lines.log" || true
+    grep -E '^\[ *[0-9.]+\] \(d[0-9]+\)' "$ldir/console.log" > "$ldir/guest-lines.log" || true
     local verdict=FAIL why=""
     if grep -q "TESTBED-RESULT scenario=$name rc=0\$" "$ldir/console.log"; then
         verdict=PASS
