@@ -132,3 +132,15 @@ tb_firmware_run() {
     tb_check "domain gone" tb_wait_domain_gone "$name" 10
     tail -20 "/var/log/xen/qemu-dm-$name.log" 2>/dev/null
 }
+
+# tb_small_fs DIR SIZE_MB: a size-limited tmpfs that a guest can fill.
+tb_small_fs() {
+    mkdir -p "$1"
+    mount -t tmpfs -o size="${2}m" tmpfs "$1"
+}
+tb_fs_avail_kb() { df -k "$1" | awk 'NR == 2 { print $4 }'; }
+
+# tb_linux_milestones: the guest's boot timeline from the Xen console.
+tb_linux_milestones() {
+    grep -E 'Booting from|Linux version|GUEST: |failed command|status: \{|error: \{|I/O error' "$TB_CONSOLE" | sed 's/^/  console: /'
+}
