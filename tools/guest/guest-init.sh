@@ -27,7 +27,7 @@ finish() {
 }
 
 say "init running at $(now)s, kernel $(cat /proc/sys/kernel/osrelease)"
-for m in scsi_common scsi_mod libata ata_piix ata_generic sd_mod; do
+for m in $(cat /mods/order); do
     insmod /mods/$m.ko || say "insmod $m failed"
 done
 n=0

@@ -20,10 +20,6 @@ host_packages() {
  libyajl2 busybox-static seabios qemu-system-xen $(kernel_pkg linux-image-amd64)"
 }
 
-guest_packages() {
-    echo "busybox-static $(kernel_pkg linux-image-cloud-amd64)"
-}
-
 # Cache key: the candidate versions apt would fetch, hashed. A changed
 # archive (security update) gives a new folder; an unchanged one is reused.
 packages_key() {
