@@ -48,10 +48,11 @@
 #define BM_ST_ERROR    0x02
 #define BM_ST_INTR     0x04
 
-/* Under nested TCG one port access costs tens of microseconds to a
- * millisecond; this bounds every wait to well under a minute while still
- * riding out a slow host flush. */
-#define POLL_LIMIT 2000000u
+/* Every poll is a round trip to the device model: 0.2 to a few ms under
+ * nested TCG. This bounds a wait on a stuck device to well under the
+ * scenario's timeout (so the firmware still reports which check hung)
+ * while leaving seconds for a slow host write. */
+#define POLL_LIMIT 50000u
 
 static uint16_t bm_base;   /* BAR4 as we programmed it */
 static unsigned failures;
