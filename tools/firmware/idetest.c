@@ -393,6 +393,10 @@ void fw_main(void)
     else puts_e9("FW: ALL PASS\n");
 }
 
+/* Xen takes HLT with interrupts off as "vCPU down" and then powers the
+ * domain off, which would let libxl tear the DM down before the scenario
+ * destroys it. So the firmware idles with interrupts on, and masks both
+ * PICs first since it has no IDT to take one. */
 __asm__(
     ".section .text.start, \"ax\"\n"
     ".globl _start\n"
@@ -400,5 +404,9 @@ __asm__(
     "  cli\n"
     "  mov $0x00200000, %esp\n"
     "  call fw_main\n"
-    "1: hlt\n"
+    "  mov $0xff, %al\n"
+    "  outb %al, $0x21\n"
+    "  outb %al, $0xa1\n"
+    "1: sti\n"
+    "  hlt\n"
     "  jmp 1b\n");

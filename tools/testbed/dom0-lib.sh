@@ -126,6 +126,8 @@ tb_firmware_run() {
         [ "$(dd if=/tmp/fw-disk.img bs=512 skip=2048 count=1 2>/dev/null | tr -d '\000' | wc -c)" -eq 0 ]
     tb_check_ours "syslog audits the injected ENOSPC" \
         tb_syslog_has "io-error domid=$domid drive=[^ ]+ cmd=\"WRITE DMA( EXT)?\" sectors=[0-9]+-[0-9]+ errno=28 .*action=report"
+    sleep 2
+    tb_check "domain still alive after the firmware finished" [ -n "$(tb_domid "$name")" ]
     xl destroy "$name"
     tb_check "xl destroy ends the device model" tb_wait_dm_exit "$domid" 20
     tb_check "device model exit status 0" [ "$(tb_dm_exit "$domid")" = 0 ]

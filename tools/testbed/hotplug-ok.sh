@@ -12,7 +12,14 @@ add|online)
     */vbd/*)
         p=$(xenstore-read "$XENBUS_PATH/params")
         case $p in blkdebug:*) p=${p#blkdebug:}; p=${p#*:} ;; esac
-        l=$(losetup -f) && losetup "$l" "$p" || { echo "hotplug: losetup $p failed" >> /tmp/tb/hotplug.log; exit 1; }
+        # libxl runs the disks' scripts in parallel: two of them can pick
+        # the same free loop device, and the loser retries.
+        n=0
+        until l=$(losetup -f) && losetup "$l" "$p" 2>/dev/null; do
+            n=$((n + 1))
+            [ $n -lt 20 ] || { echo "hotplug: losetup $p failed" >> /tmp/tb/hotplug.log; exit 1; }
+            sleep 0.$((n % 5 + 1))
+        done
         mm=$(stat -L -c '%t:%T' "$l")
         # blkback gets the loop device; physical-device-path is what libxl
         # hands the qemu-xen flavour DM, and that must be the image file
