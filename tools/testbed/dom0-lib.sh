@@ -129,6 +129,7 @@ tb_firmware_run() {
     sleep 2
     tb_check "domain still alive after the firmware finished" [ -n "$(tb_domid "$name")" ]
     xl destroy "$name"
+    tb_check "xl destroy rc=0" [ $? -eq 0 ]
     tb_check "xl destroy ends the device model" tb_wait_dm_exit "$domid" 20
     tb_check "device model exit status 0" [ "$(tb_dm_exit "$domid")" = 0 ]
     tb_check "domain gone" tb_wait_domain_gone "$name" 10
