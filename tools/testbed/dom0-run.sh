@@ -14,7 +14,9 @@ collector=$!
 
 tb_say "scenario $SCENARIO, device model $(cat /testbed/dm-path) ($DM_KIND), timeout ${SCENARIO_TIMEOUT}s"
 cd /testbed/scenario || exit 1
-( timeout -s KILL "$SCENARIO_TIMEOUT" sh -c '. /testbed/lib.sh; . ./dom0.sh'
+( timeout -s KILL "$SCENARIO_TIMEOUT" sh -c '. /testbed/lib.sh
+    tb_check "dom0 syslog receives /dev/log messages" tb_syslog_has "testbed: dom0 syslog up"
+    . ./dom0.sh'
   echo $? > "$TB_OUT/rc" ) 2>&1 | tee "$TB_OUT/dom0-script.log"
 rc=$(cat "$TB_OUT/rc" 2>/dev/null || echo 99)
 [ "$rc" = 137 ] && tb_say "scenario KILLED after ${SCENARIO_TIMEOUT}s"
