@@ -1,0 +1,76 @@
+#!/bin/sh
+# /init of the testbed's Linux guest. The image is the same for every
+# scenario; what to do comes from a job line that dom0 writes into the first
+# sector of the boot disk's data region (byte 32 MiB of /dev/sda):
+#   TBJOB dev=sda start_mb=33 mb=16 expect=ok|fail
+# dev/start_mb/mb: where the test blocks go (a raw region, no filesystem);
+# expect: whether the write should succeed (ok) or be reported as an I/O
+# error to the guest (fail, the werror=report scenarios).
+# Every result line is "GUEST: ..." through /dev/kmsg, so it reaches the Xen
+# console via earlyprintk=xen (port 0xE9) whatever the device model does.
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs tmpfs /tmp
+
+say() { echo "GUEST: $*" > /dev/kmsg; }
+now() { cut -d' ' -f1 /proc/uptime; }
+finish() {
+    say "RESULT $1"
+    say "DONE"
+    sync
+    # ACPI S5 through the device model's PIIX4 PM; if it has none, dom0
+    # destroys the domain after seeing DONE.
+    poweroff -f
+    sleep 3600
+}
+
+say "init running at $(now)s, kernel $(cat /proc/sys/kernel/osrelease)"
+for m in $(cat /mods/order); do
+    insmod /mods/$m.ko || say "insmod $m failed"
+done
+n=0
+while [ ! -b /dev/sda ] && [ $n -lt 300 ]; do sleep 0.1; n=$((n+1)); done
+[ -b /dev/sda ] || { say "no /dev/sda"; finish FAIL; }
+say "found /dev/sda, $(cat /sys/block/sda/size) sectors, at $(now)s"
+
+job=$(dd if=/dev/sda bs=512 skip=65536 count=1 iflag=direct 2>/dev/null | tr -d '\000' | head -n 1)
+case $job in TBJOB\ *) ;; *) say "no job at sector 65536 of /dev/sda"; finish FAIL ;; esac
+say "job: $job"
+dev=sda; start_mb=33; mb=16; expect=ok
+for kv in $job; do
+    case $kv in
+    dev=*) dev=${kv#dev=} ;;
+    start_mb=*) start_mb=${kv#start_mb=} ;;
+    mb=*) mb=${kv#mb=} ;;
+    expect=*) expect=${kv#expect=} ;;
+    esac
+done
+n=0
+while [ ! -b /dev/$dev ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n+1)); done
+[ -b /dev/$dev ] || { say "no /dev/$dev"; finish FAIL; }
+dma=$(cat /sys/class/ata_device/dev1.0/dma_mode 2>/dev/null || echo "?")
+say "testing /dev/$dev from MiB $start_mb, $mb MiB, expect=$expect, ata1.00 dma_mode=$dma"
+
+dd if=/dev/urandom of=/tmp/pattern bs=1M count="$mb" 2>/dev/null
+want=$(md5sum < /tmp/pattern | cut -d' ' -f1)
+say "pattern md5=$want"
+
+# O_DIRECT so the blocks really travel through the controller (DMA) now,
+# not from or into the page cache.
+t0=$(now)
+dd if=/tmp/pattern of=/dev/$dev bs=1M seek="$start_mb" count="$mb" oflag=direct 2>/tmp/dd.err
+wrc=$?
+t1=$(now)
+say "write rc=$wrc in $(awk "BEGIN{print $t1-$t0}")s ($(awk "BEGIN{d=$t1-$t0; if(d>0) printf \"%.2f\", $mb/d; else print \"inf\"}") MB/s) $(tr '\n' ' ' < /tmp/dd.err)"
+if [ "$expect" = fail ]; then
+    if [ $wrc -ne 0 ]; then finish PASS; else say "write succeeded but an error was expected"; finish FAIL; fi
+fi
+[ $wrc -eq 0 ] || finish FAIL
+
+t0=$(now)
+got=$(dd if=/dev/$dev bs=1M skip="$start_mb" count="$mb" iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)
+t1=$(now)
+say "read back md5=$got in $(awk "BEGIN{print $t1-$t0}")s ($(awk "BEGIN{d=$t1-$t0; if(d>0) printf \"%.2f\", $mb/d; else print \"inf\"}") MB/s)"
+if [ "$got" = "$want" ]; then say "md5 match"; finish PASS; else say "md5 MISMATCH"; finish FAIL; fi

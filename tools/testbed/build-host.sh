@@ -1,0 +1,92 @@
+#!/bin/bash
+# build-host.sh [OUT]: the nested Xen host, from Debian packages only.
+#
+# Produces OUT/host -> OUT/cache/<key>/ with
+#   xen                 the hypervisor, uncompressed (QEMU's multiboot loader wants ELF)
+#   vmlinuz             the dom0 kernel
+#   dom0-base.cpio.gz   dom0's initramfs: busybox, the Xen tools + libraries,
+#                       kernel modules, seabios, Debian's QEMU (qemu-xen DM)
+#                       and /init (tools/testbed/dom0-init.sh)
+# <key> hashes the candidate versions of every package plus the scripts that
+# shape the result, so a second run with nothing changed only relinks.
+# Nothing is installed on the build machine; packages are fetched with
+# `apt-get download` and unpacked with `dpkg -x`.
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+
+OUT=$(realpath -m "${1:-$REPO_DIR/build/testbed}")
+# shellcheck disable=SC2046
+PKGS=$(host_packages)
+# shellcheck disable=SC2086
+KEY=$( { packages_key $PKGS; sha256sum "$TESTBED_DIR/build-host.sh" "$TESTBED_DIR/common.sh" "$TESTBED_DIR/dom0-init.sh"; } | sha256sum | cut -c1-16)
+C="$OUT/cache/host-$KEY"
+
+if [ -e "$C/.done" ]; then
+    ln -sfn "cache/host-$KEY" "$OUT/host"
+    echo "$OUT/host (cached: $C)"
+    exit 0
+fi
+
+mkdir -p "$C"
+# shellcheck disable=SC2086
+fetch_unpack "$C" $PKGS
+R="$C/root"
+
+I="$C/initrd"
+rm -rf "$I"
+mkdir -p "$I"/{bin,sbin,etc,dev,proc,sys,run,tmp,root,lib64,var/lib/xen,var/log/xen,var/lib/xenstored,var/lock,usr/bin,usr/sbin,usr/libexec,lib/x86_64-linux-gnu,usr/lib/x86_64-linux-gnu,usr/share/seabios}
+ln -sfn ../run "$I/var/run"
+
+cp "$R/bin/busybox" "$I/bin/busybox"
+for applet in $("$I/bin/busybox" --list); do
+    [ -e "$I/bin/$applet" ] || ln -s busybox "$I/bin/$applet"
+done
+
+mkdir -p "$I/usr/lib/xen-$XV"
+cp -a "$R/usr/lib/xen-$XV/boot" "$I/usr/lib/xen-$XV/"
+for f in "$R"/usr/lib/xen-$XV/bin/*; do
+    case $(basename "$f") in oxenstored|pygrub|xenpvnetboot|xencov_split) continue ;; esac
+    copy_elf_with_libs "$R" "$f" "$I/usr/lib/xen-$XV/bin/$(basename "$f")" "$I"
+done
+for f in "$R"/usr/bin/xenstore*; do
+    copy_elf_with_libs "$R" "$f" "$I/usr/bin/$(basename "$f")" "$I"
+done
+cp -a "$R"/usr/lib/x86_64-linux-gnu/libxen*.so* "$R"/usr/lib/x86_64-linux-gnu/libyajl*.so* "$I/usr/lib/x86_64-linux-gnu/"
+# xl aborts at exit ("libgcc_s.so.1 must be installed for pthread_cancel
+# to work") without it, even after a successful create.
+cp -L /lib/x86_64-linux-gnu/libgcc_s.so.1 "$I/lib/x86_64-linux-gnu/"
+cp -a "$R/etc/xen" "$I/etc/"
+rm -rf "$I/etc/xen/scripts"   # bash scripts; dom0 has only busybox sh
+
+# The qemu-xen flavour's BIOS (libxl loads it as a module for hvmloader).
+cp "$R/usr/share/seabios/bios-256k.bin" "$I/usr/share/seabios/"
+# Debian's QEMU as the reference device model (qemu-xen flavour), at the
+# path libxl uses by default.
+copy_elf_with_libs "$R" "$R/usr/libexec/xen-qemu-system-i386" "$I/usr/libexec/xen-qemu-system-i386" "$I"
+
+# QEMU reads a keymap even for "-vnc none"; the keymaps are data files of
+# qemu-system-data, installed on the build machine with qemu-system-x86.
+mkdir -p "$I/usr/share/qemu"
+cp -r /usr/share/qemu/keymaps "$I/usr/share/qemu/"
+
+# Kernel modules. Debian ships no modules.dep, so dom0-init.sh insmods them
+# in dependency order.
+kver=$(ls "$R/lib/modules" | head -1)
+kd="$R/lib/modules/$kver/kernel"
+mkdir -p "$I/lib/modules/$kver"
+cp "$kd"/drivers/xen/{xen-evtchn,xen-privcmd,xen-gntdev,xen-gntalloc}.ko "$kd"/drivers/xen/xenfs/xenfs.ko \
+   "$kd"/drivers/block/xen-blkback/xen-blkback.ko "$kd"/drivers/block/loop.ko "$I/lib/modules/$kver/"
+
+echo 'root:x:0:0:root:/root:/bin/sh' > "$I/etc/passwd"
+echo 'root:x:0:' > "$I/etc/group"
+cp "$TESTBED_DIR/dom0-init.sh" "$I/init"
+chmod +x "$I/init"
+
+cpio_of "$I" "$C/dom0-base.cpio.gz"
+zcat "$R/boot/xen-$XV-amd64.gz" > "$C/xen"
+cp "$R"/boot/vmlinuz-"$kver" "$C/vmlinuz"
+rm -rf "$I"
+touch "$C/.done"
+ln -sfn "cache/host-$KEY" "$OUT/host"
+ls -la "$C"/xen "$C"/vmlinuz "$C"/dom0-base.cpio.gz
+echo "$OUT/host"

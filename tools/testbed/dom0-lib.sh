@@ -1,0 +1,149 @@
+# Helpers for the scenarios' dom0 scripts (sourced by busybox sh in dom0 as
+# /testbed/lib.sh). A scenario's dom0.sh records checks with tb_check and
+# ends with tb_finish; its exit status is the scenario's verdict.
+
+TB_OUT=/tmp/tb                 # everything here is shipped back to the host
+TB_CONSOLE=$TB_OUT/xen-console.log   # Xen console ring, appended every second
+TB_FAILS=0
+[ -f /testbed/params ] && . /testbed/params
+
+tb_now() { cut -d' ' -f1 /proc/uptime; }
+tb_say() { echo "SCENARIO[$(tb_now)]: $*"; }
+
+# tb_check DESCRIPTION COMMAND...: run COMMAND, record ok/FAIL.
+tb_check() {
+    desc=$1; shift
+    if "$@" >/dev/null 2>&1; then
+        echo "CHECK ok: $desc"
+    else
+        echo "CHECK FAIL: $desc"
+        TB_FAILS=$((TB_FAILS + 1))
+    fi
+}
+
+# tb_check_ours DESCRIPTION COMMAND...: a criterion that only xen-ioemu can
+# meet (its audit line format, its hold policy); reported as SKIP while the
+# testbed runs Debian's QEMU as the device model.
+tb_check_ours() {
+    if [ "$DM_KIND" = qemu ]; then
+        echo "CHECK SKIP (xen-ioemu only): $1"
+        return 0
+    fi
+    tb_check "$@"
+}
+
+tb_finish() {
+    tb_say "finished with $TB_FAILS failed check(s)"
+    [ "$TB_FAILS" -eq 0 ]
+    exit $?
+}
+
+# tb_create CFG: xl create (verbose log kept as xl-create-<cfg>.log),
+# recorded as a check; a failed create ends the scenario at once.
+tb_create() {
+    cfg=$1
+    log=$TB_OUT/xl-create-$(basename "$cfg" .cfg).log
+    tb_say "xl create $cfg"
+    timeout 150 xl -vvv create "$cfg" > "$log" 2>&1
+    rc=$?
+    tb_say "xl create $cfg returned rc=$rc"
+    grep -E 'libxl: (error|warning)|^xl: |rror' "$log" | head -20
+    tb_check "xl create $cfg" [ $rc -eq 0 ]
+    [ $rc -eq 0 ] || tb_finish
+}
+
+# tb_wait_console REGEX SECONDS: wait until the Xen console (guest lines
+# included) shows REGEX. Returns 1 on timeout.
+tb_wait_console() {
+    end=$(( $(cut -d. -f1 /proc/uptime) + $2 ))
+    while [ "$(cut -d. -f1 /proc/uptime)" -lt "$end" ]; do
+        grep -qE "$1" "$TB_CONSOLE" 2>/dev/null && return 0
+        sleep 1
+    done
+    tb_say "timed out after $2 s waiting for /$1/ on the Xen console"
+    return 1
+}
+
+tb_console_has() { grep -qE "$1" "$TB_CONSOLE"; }
+tb_console_lacks() { ! grep -qE "$1" "$TB_CONSOLE"; }
+tb_syslog_has() { grep -qE "$1" /var/log/messages; }
+
+tb_domid() { xl domid "$1" 2>/dev/null; }
+
+# tb_wait_domain_gone NAME SECONDS
+tb_wait_domain_gone() {
+    n=0
+    while xl domid "$1" >/dev/null 2>&1; do
+        n=$((n + 1)); [ $n -gt "$2" ] && return 1
+        sleep 1
+    done
+    return 0
+}
+
+# The wrapper (dm-wrap.sh) records the device model's pid and exit status.
+tb_dm_pid() { cat "$TB_OUT/dm-$1.pid" 2>/dev/null; }
+tb_dm_exit() { cat "$TB_OUT/dm-$1.exit" 2>/dev/null; }
+tb_wait_dm_exit() {
+    n=0
+    while [ ! -s "$TB_OUT/dm-$1.exit" ]; do
+        n=$((n + 1)); [ $n -gt "$2" ] && return 1
+        sleep 1
+    done
+    return 0
+}
+tb_pid_alive() { [ -n "$1" ] && [ -d "/proc/$1" ] && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
+
+# tb_guest_disk DEST SIZE_MB JOB: the guest image, extended sparsely to
+# SIZE_MB, with the job line for tools/guest/guest-init.sh at 32 MiB.
+tb_guest_disk() {
+    cp /testbed/images/guest.img "$1"
+    truncate -s "${2}M" "$1"
+    printf '%s\n' "$3" | dd of="$1" bs=512 seek=65536 conv=notrunc,sync count=1 2>/dev/null
+}
+
+# tb_guest_md5 -> the pattern md5 the guest printed
+tb_guest_md5() { sed -n 's/.*GUEST: pattern md5=\([0-9a-f]*\).*/\1/p' "$TB_CONSOLE" | tail -1; }
+# tb_region_md5 FILE START_MB MB
+tb_region_md5() { dd if="$1" bs=1M skip="$2" count="$3" 2>/dev/null | md5sum | cut -d' ' -f1; }
+
+# tb_firmware_run NAME CFG: the test firmware scenario body, shared by both
+# xl flavours. Pass: every firmware check ok ("FW: ALL PASS"); the DMA data
+# is in the image file; nothing reached the failing sector; (xen-ioemu) the
+# injected ENOSPC is audited to syslog; xl destroy ends the DM with 0.
+tb_firmware_run() {
+    name=$1 cfg=$2
+    dd if=/dev/zero of=/tmp/fw-disk.img bs=1M count=4 2>/dev/null
+    tb_create "$cfg"
+    domid=$(tb_domid "$name")
+    tb_wait_console 'FW: (ALL PASS|FAILED)' 90
+    grep -E '\(d[0-9]+\) .*FW: ' "$TB_CONSOLE" | sed 's/^/  console: /'
+    tb_check "firmware checks all ok (FW: ALL PASS)" tb_console_has 'FW: ALL PASS'
+    tb_check "no firmware check failed" tb_console_lacks 'FW: .* FAIL'
+    zero16=$(dd if=/dev/zero bs=512 count=16 2>/dev/null | md5sum | cut -d' ' -f1)
+    tb_check "DMA write (sectors 300-315) reached the image file" \
+        [ "$(dd if=/tmp/fw-disk.img bs=512 skip=300 count=16 2>/dev/null | md5sum | cut -d' ' -f1)" != "$zero16" ]
+    tb_check "nothing written at the failing sector 2048" \
+        [ "$(dd if=/tmp/fw-disk.img bs=512 skip=2048 count=1 2>/dev/null | tr -d '\000' | wc -c)" -eq 0 ]
+    tb_check_ours "syslog audits the injected ENOSPC" \
+        tb_syslog_has "io-error domid=$domid drive=[^ ]+ cmd=\"WRITE DMA( EXT)?\" sectors=[0-9]+-[0-9]+ errno=28 .*action=report"
+    sleep 2
+    tb_check "domain still alive after the firmware finished" [ -n "$(tb_domid "$name")" ]
+    xl destroy "$name"
+    tb_check "xl destroy rc=0" [ $? -eq 0 ]
+    tb_check "xl destroy ends the device model" tb_wait_dm_exit "$domid" 20
+    tb_check "device model exit status 0" [ "$(tb_dm_exit "$domid")" = 0 ]
+    tb_check "domain gone" tb_wait_domain_gone "$name" 10
+    tail -20 "/var/log/xen/qemu-dm-$name.log" 2>/dev/null
+}
+
+# tb_small_fs DIR SIZE_MB: a size-limited tmpfs that a guest can fill.
+tb_small_fs() {
+    mkdir -p "$1"
+    mount -t tmpfs -o size="${2}m" tmpfs "$1"
+}
+tb_fs_avail_kb() { df -k "$1" | awk 'NR == 2 { print $4 }'; }
+
+# tb_linux_milestones: the guest's boot timeline from the Xen console.
+tb_linux_milestones() {
+    grep -E 'Booting from|Linux version|GUEST: |failed command|status: \{|error: \{|I/O error' "$TB_CONSOLE" | sed 's/^/  console: /'
+}
