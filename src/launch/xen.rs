@@ -133,9 +133,10 @@ fn spawn_run_state_watcher(machine: Arc<Mutex<PcMachine>>, vm: VmControl, waker:
 }
 
 pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
+    // libxl gives a device model 60 s to report; how much of that we use is
+    // worth seeing in the log.
+    let started = std::time::Instant::now();
     let exit_signals = block_exit_signals();
-    // SAFETY-free: ignoring these with nix's safe wrappers is not possible,
-    // see ignore_signal in super.
     super::ignore_signal(Signal::SIGPIPE);
     // dm_restrict makes libxl cap RLIMIT_FSIZE; a write past it must come
     // back as EFBIG (reported to the guest), not kill us.
@@ -171,7 +172,7 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
     let memory = Arc::new(XenGuestMemory::new(dm.clone()));
     let irq = |n: u8| -> Arc<dyn IrqLine> { Arc::new(IsaIrq::new(dm.clone(), n)) };
 
-    let mut machine = PcMachine::new(vm.clone(), false);
+    let mut machine = PcMachine::new(vm.clone());
     let ide = assemble_pc(&mut machine, drives, memory.clone(), irq(14), irq(15));
     let link_router = dm.clone();
     let platform = super::platform::add_platform(
@@ -194,7 +195,7 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
         },
     )?;
 
-    let claimed: Vec<_> = machine.port_ranges().iter().map(|r| r.base as u16..=r.last() as u16).collect();
+    let claimed: Vec<_> = machine.claim_ranges().iter().map(|r| r.base as u16..=r.last() as u16).collect();
     server.claim_ports(&claimed).map_err(xen_err)?;
     for devfn in machine.pci_devfns() {
         server.claim_pci(0, devfn).map_err(xen_err)?;
@@ -235,6 +236,7 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
         server.restrict().map_err(xen_err)?;
     } else {
         xenstore.report_state(domid16, "running").map_err(xen_err)?;
+        log::info!("reported running {} ms after start", started.elapsed().as_millis());
     }
     super::drop_privileges(&config)?;
     if config.flavour == Flavour::Traditional {

@@ -1,7 +1,10 @@
 //! The PC as a device model sees it: a port bus, PCI functions on bus 0 and
-//! the run state. Both fronts drive it through the same calls: the qtest
-//! front with raw 0xcf8/0xcfc accesses (decoded here), the Xen front with
-//! PCI_CONFIG requests (Xen latches 0xcf8 itself).
+//! the run state. Both fronts drive it through the same calls. The PCI
+//! configuration mechanism (0xcf8 address latch, 0xcfc data) is decoded
+//! here for both: qtest sends raw port accesses, and Xen, although it turns
+//! 0xcfc accesses to our functions into PCI_CONFIG requests, forwards the
+//! 0xcf8 accesses themselves, and guests read the latch back (Linux's
+//! pci_check_type1 finds no PCI at all otherwise).
 
 use super::VmControl;
 use crate::devices::bus::{Bus, BusDevice, BusRange};
@@ -34,7 +37,6 @@ pub trait ResumeHook: Send {
 pub struct PcMachine {
     ports: Bus,
     pci: BTreeMap<u8, PciSlot>,
-    decode_cf8: bool,
     config_address: u32,
     vm: VmControl,
     resume_hooks: Vec<Box<dyn ResumeHook>>,
@@ -54,13 +56,10 @@ fn size_mask(size: u8) -> u32 {
 }
 
 impl PcMachine {
-    /// `decode_cf8`: true when no hypervisor decodes the PCI configuration
-    /// mechanism for us (qtest).
-    pub fn new(vm: VmControl, decode_cf8: bool) -> Self {
+    pub fn new(vm: VmControl) -> Self {
         PcMachine {
             ports: Bus::new(),
             pci: BTreeMap::new(),
-            decode_cf8,
             config_address: 0,
             vm,
             resume_hooks: Vec::new(),
@@ -96,19 +95,34 @@ impl PcMachine {
         self.ports.ranges().collect()
     }
 
+    /// The port ranges to claim from a hypervisor: the devices' ranges and
+    /// the configuration mechanism's 0xcf8-0xcff, merged so that no two
+    /// overlap (0xcf9, the reset control register, sits inside it).
+    pub fn claim_ranges(&self) -> Vec<BusRange> {
+        let mut spans: Vec<(u64, u64)> = self.ports.ranges().map(|r| (r.base, r.last())).collect();
+        spans.push((PCI_CONFIG_ADDRESS as u64, PCI_CONFIG_DATA as u64 + 3));
+        spans.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::new();
+        for (first, last) in spans {
+            match merged.last_mut() {
+                Some((_, end)) if first <= *end + 1 => *end = (*end).max(last),
+                _ => merged.push((first, last)),
+            }
+        }
+        merged.into_iter().map(|(first, last)| BusRange { base: first, len: last - first + 1 }).collect()
+    }
+
     pub fn take_range_changes(&mut self) -> Vec<PortRangeChange> {
         std::mem::take(&mut self.range_changes)
     }
 
     pub fn pio_read(&mut self, port: u16, size: u8) -> u32 {
         let size = size.clamp(1, 4);
-        if self.decode_cf8 {
-            if port == PCI_CONFIG_ADDRESS && size == 4 {
-                return self.config_address;
-            }
-            if (PCI_CONFIG_DATA..PCI_CONFIG_DATA + 4).contains(&port) {
-                return self.config_data_read(port, size);
-            }
+        if port == PCI_CONFIG_ADDRESS && size == 4 {
+            return self.config_address;
+        }
+        if (PCI_CONFIG_DATA..PCI_CONFIG_DATA + 4).contains(&port) {
+            return self.config_data_read(port, size);
         }
         let mut data = [0u8; 4];
         self.ports.read(port as u64, &mut data[..size as usize]);
@@ -117,15 +131,13 @@ impl PcMachine {
 
     pub fn pio_write(&mut self, port: u16, size: u8, value: u32) {
         let size = size.clamp(1, 4);
-        if self.decode_cf8 {
-            if port == PCI_CONFIG_ADDRESS && size == 4 {
-                self.config_address = value;
-                return;
-            }
-            if (PCI_CONFIG_DATA..PCI_CONFIG_DATA + 4).contains(&port) {
-                self.config_data_write(port, size, value);
-                return;
-            }
+        if port == PCI_CONFIG_ADDRESS && size == 4 {
+            self.config_address = value;
+            return;
+        }
+        if (PCI_CONFIG_DATA..PCI_CONFIG_DATA + 4).contains(&port) {
+            self.config_data_write(port, size, value);
+            return;
         }
         let bytes = value.to_le_bytes();
         self.ports.write(port as u64, &bytes[..size as usize]);
@@ -266,7 +278,7 @@ mod tests {
 
     fn machine_with_function() -> (PcMachine, Arc<Mutex<BarFunction>>) {
         let vm = VmControl::new(RunState::Running, EventSink::new());
-        let mut m = PcMachine::new(vm, true);
+        let mut m = PcMachine::new(vm);
         let mut config = ConfigSpace::new(0x8086, 0x7010, 0x010180, 0);
         config.init_io_bar(4, 16);
         let f = Arc::new(Mutex::new(BarFunction { config, accesses: vec![] }));
@@ -308,6 +320,28 @@ mod tests {
             ]
         );
         assert_eq!(f.lock().unwrap().accesses, vec![(0xc000, 2), (0xd000, 10)]);
+    }
+
+    #[test]
+    fn claimed_ranges_cover_the_config_mechanism_without_overlaps() {
+        struct Fixed;
+        impl BusDevice for Fixed {
+            fn read(&mut self, _: u64, _: u64, data: &mut [u8]) {
+                data.fill(0)
+            }
+            fn write(&mut self, _: u64, _: u64, _: &[u8]) {}
+        }
+        let (mut m, _) = machine_with_function();
+        let dev = Arc::new(Mutex::new(Fixed));
+        m.add_port_device(dev.clone(), 0xcf9, 1).unwrap();
+        m.add_port_device(dev.clone(), 0x1f0, 8).unwrap();
+        m.add_port_device(dev, 0x1f8, 1).unwrap();
+        assert_eq!(
+            m.claim_ranges(),
+            vec![BusRange { base: 0x1f0, len: 9 }, BusRange { base: 0xcf8, len: 8 }]
+        );
+        m.pio_write(0xcf8, 4, 0x8000_0000);
+        assert_eq!(m.pio_read(0xcf8, 4), 0x8000_0000, "the latch reads back (Linux probes it)");
     }
 
     #[test]

@@ -181,7 +181,7 @@ mod tests {
     fn session() -> (QtestSession, super::super::stream::CapturedOutput) {
         let (stream, out) = QtestStream::capture();
         let vm = VmControl::new(RunState::Running, EventSink::new());
-        let machine = Arc::new(Mutex::new(PcMachine::new(vm, true)));
+        let machine = Arc::new(Mutex::new(PcMachine::new(vm)));
         let ram = Arc::new(AnonRam::new(1 << 20).unwrap());
         let irqs = QtestIrqs::new(stream.clone());
         (QtestSession::new(machine, ram, irqs, stream), out)
