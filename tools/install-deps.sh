@@ -4,9 +4,13 @@ set -euo pipefail
 PKGS="qemu-system-x86 libxen-dev cpio file mtools syslinux syslinux-common dosfstools gcc binutils perl"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
-if [ -n "$missing" ]; then
-    export DEBIAN_FRONTEND=noninteractive
+export DEBIAN_FRONTEND=noninteractive
+# The testbed fetches Xen with `apt-get download`, which needs package lists
+# even when nothing is missing here.
+if [ -n "$missing" ] || ! ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1; then
     apt-get update -q
+fi
+if [ -n "$missing" ]; then
     # shellcheck disable=SC2086
     apt-get install -y -q $missing
 fi

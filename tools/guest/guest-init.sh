@@ -1,7 +1,7 @@
 #!/bin/sh
 # /init of the testbed's Linux guest. The image is the same for every
 # scenario; what to do comes from a job line that dom0 writes into the first
-# sector of the boot disk's data region (byte 32 MiB of /dev/sda):
+# sector of the boot disk's data region (byte 32 MiB of ata1.00):
 #   TBJOB dev=sda start_mb=33 mb=16 expect=ok|fail
 # dev/start_mb/mb: where the test blocks go (a raw region, no filesystem);
 # expect: whether the write should succeed (ok) or be reported as an I/O
@@ -30,13 +30,26 @@ say "init running at $(now)s, kernel $(cat /proc/sys/kernel/osrelease)"
 for m in $(cat /mods/order); do
     insmod /mods/$m.ko || say "insmod $m failed"
 done
-n=0
-while [ ! -b /dev/sda ] && [ $n -lt 300 ]; do sleep 0.1; n=$((n+1)); done
-[ -b /dev/sda ] || { say "no /dev/sda"; finish FAIL; }
-say "found /dev/sda, $(cat /sys/block/sda/size) sectors, at $(now)s"
+# sd names follow the order the asynchronous SCSI scan finishes in, which is
+# not stable: jobs name disks by ATA position instead (sda = ata1.00 =
+# SCSI 0:0:0:0, sdb = ata1.01, sdc = ata2.00, sdd = ata2.01).
+position_of() {
+    case $1 in sda) echo 0:0:0:0 ;; sdb) echo 0:0:1:0 ;; sdc) echo 1:0:0:0 ;; sdd) echo 1:0:1:0 ;; *) echo "$1" ;; esac
+}
+disk_at() { # disk_at SCSI-ADDRESS: its block device name, once it is there
+    n=0
+    while [ $n -lt 300 ]; do
+        b=$(ls /sys/class/scsi_disk/$1/device/block 2>/dev/null | head -n 1)
+        [ -n "$b" ] && [ -b "/dev/$b" ] && { echo "$b"; return 0; }
+        sleep 0.1; n=$((n+1))
+    done
+    return 1
+}
+boot=$(disk_at 0:0:0:0) || { say "no disk at ata1.00"; finish FAIL; }
+say "found the boot disk (ata1.00) as /dev/$boot, $(cat /sys/block/$boot/size) sectors, at $(now)s"
 
-job=$(dd if=/dev/sda bs=512 skip=65536 count=1 iflag=direct 2>/dev/null | tr -d '\000' | head -n 1)
-case $job in TBJOB\ *) ;; *) say "no job at sector 65536 of /dev/sda"; finish FAIL ;; esac
+job=$(dd if=/dev/$boot bs=512 skip=65536 count=1 iflag=direct 2>/dev/null | tr -d '\000' | head -n 1)
+case $job in TBJOB\ *) ;; *) say "no job at sector 65536 of /dev/$boot"; finish FAIL ;; esac
 say "job: $job"
 dev=sda; start_mb=33; mb=16; expect=ok
 for kv in $job; do
@@ -47,9 +60,7 @@ for kv in $job; do
     expect=*) expect=${kv#expect=} ;;
     esac
 done
-n=0
-while [ ! -b /dev/$dev ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n+1)); done
-[ -b /dev/$dev ] || { say "no /dev/$dev"; finish FAIL; }
+dev=$(disk_at "$(position_of "$dev")") || { say "no disk for $dev"; finish FAIL; }
 dma=$(cat /sys/class/ata_device/dev1.0/dma_mode 2>/dev/null || echo "?")
 say "testing /dev/$dev from MiB $start_mb, $mb MiB, expect=$expect, ata1.00 dma_mode=$dma"
 
