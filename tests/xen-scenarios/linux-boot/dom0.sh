@@ -7,7 +7,7 @@ tb_create linux.cfg
 domid=$(tb_domid linux-boot)
 tb_wait_console 'GUEST: DONE' 780
 grep -E 'Booting from|Linux version|GUEST: ' "$TB_CONSOLE" | sed 's/^/  console: /'
-tb_check "guest found /dev/sda" tb_console_has 'GUEST: found /dev/sda'
+tb_check "guest found its boot disk (ata1.00)" tb_console_has 'GUEST: found the boot disk \(ata1\.00\)'
 tb_check "guest DMA write + read-back md5 match (GUEST: RESULT PASS)" tb_console_has 'GUEST: RESULT PASS'
 tb_check "libata uses DMA (MWDMA2)" tb_console_has 'GUEST: testing .*dma_mode=XFER_MW_DMA_2'
 tb_check "no ATA errors on the guest console" tb_console_lacks 'failed command|exception Emask|I/O error'
