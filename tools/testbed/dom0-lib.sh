@@ -128,12 +128,24 @@ tb_firmware_run() {
         tb_syslog_has "io-error domid=$domid drive=[^ ]+ cmd=\"WRITE DMA( EXT)?\" sectors=[0-9]+-[0-9]+ errno=28 .*action=report"
     sleep 2
     tb_check "domain still alive after the firmware finished" [ -n "$(tb_domid "$name")" ]
+    tb_dm_figures "$domid" "$name"
     xl destroy "$name"
     tb_check "xl destroy rc=0" [ $? -eq 0 ]
     tb_check "xl destroy ends the device model" tb_wait_dm_exit "$domid" 20
     tb_check "device model exit status 0" [ "$(tb_dm_exit "$domid")" = 0 ]
     tb_check "domain gone" tb_wait_domain_gone "$name" 10
     tail -20 "/var/log/xen/qemu-dm-$name.log" 2>/dev/null
+}
+
+# tb_dm_figures DOMID NAME: the running device model's memory and (ours)
+# its start-up time, as BENCH lines run.sh prints with the verdicts.
+tb_dm_figures() {
+    pid=$(tb_dm_pid "$1")
+    mem=$(grep -E '^(VmRSS|VmHWM|Threads)' "/proc/$pid/status" 2>/dev/null | tr -s ' \t' ' ' | tr '\n' ' ')
+    echo "BENCH device model ($DM_KIND) pid $pid: ${mem:-not running}"
+    started=$(grep -o 'reported running [0-9]* ms after start' "/var/log/xen/qemu-dm-$2.log" 2>/dev/null | head -n 1)
+    [ -n "$started" ] && echo "BENCH device model ($DM_KIND) $started"
+    return 0
 }
 
 # tb_small_fs DIR SIZE_MB: a size-limited tmpfs that a guest can fill.

@@ -115,7 +115,7 @@ run_one() {
     else
         why="(no result from dom0: boot failure or outer timeout, qemu rc=$rc)"
     fi
-    grep -hE '^CHECK ' "$ldir/dom0-script.log" 2>/dev/null | sed 's/^/    /' || true
+    grep -hE '^(CHECK|BENCH) ' "$ldir/dom0-script.log" 2>/dev/null | sed 's/^/    /' || true
     printf '%-4s %-18s %4ds %s\n' "$verdict" "$name" $((end - start)) "$why" | tee -a "$LOGS/summary.txt"
     [ $verdict = PASS ]
 }
