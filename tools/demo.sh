@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 LOGS=build/testbed/logs
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 show() { # show FILE PATTERN [MAX]
-    grep -a -m "${3:-6}" -E "$2" "$1" 2>/dev/null | sed -E 's/^\[ *[0-9.]+\] //; s/^/    /' | cut -c1-160
+    grep -a -m "${3:-6}" -E "$2" "$1" 2>/dev/null | sed -E 's/^\[ *[0-9.]+\] //; s/^/    /' | cut -c1-220
 }
 
 say "Setting up (Debian packages, release build)"
