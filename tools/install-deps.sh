@@ -2,6 +2,8 @@
 # Debian packages the build, the tests and the testbed need. Idempotent.
 set -euo pipefail
 PKGS="qemu-system-x86 libxen-dev cpio file mtools syslinux syslinux-common dosfstools gcc binutils perl"
+# --list: just name them (.ci/run installs them itself).
+if [ "${1:-}" = --list ]; then echo "$PKGS"; exit 0; fi
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 export DEBIAN_FRONTEND=noninteractive
