@@ -76,6 +76,9 @@ pub enum QmpEndpoint {
     UnixPath { label: String, path: PathBuf },
     /// A listening socket libxl created and bound (dm_restrict, probe run).
     Fd { label: String, fd: i32 },
+    /// A socket someone else listens on (`-chardev socket,path=...` without
+    /// server=on, as libqtest starts QEMU): we connect once and serve it.
+    Connect { label: String, path: PathBuf },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -879,13 +882,12 @@ fn parse_serial(option: &str, value: &str) -> Result<SerialSpec, ConfigError> {
 }
 
 fn socket_endpoint(option: &str, opts: &OptValue, path_key: &str, label: String) -> Result<QmpEndpoint, ConfigError> {
-    if let Some(server) = opts.get("server") {
-        if parse_bool(server) != Some(true) {
-            return Err(invalid(option, "only server=on sockets are supported (we listen, libxl connects)"));
-        }
-    } else if opts.get("fd").is_none() && option == "-chardev" {
-        return Err(invalid(option, format!("id={label}: needs server=on")));
-    }
+    let server = match opts.get("server") {
+        Some(v) => parse_bool(v).ok_or_else(|| invalid(option, format!("server={v}: not on or off")))?,
+        // QEMU: a -chardev socket without server=on connects; -qmp unix:PATH
+        // is kept as a listener, the form every QMP client here uses.
+        None => opts.get("fd").is_some() || option != "-chardev",
+    };
     if let Some(wait) = opts.get("wait") {
         if parse_bool(wait) != Some(false) {
             return Err(invalid(option, "wait=on is not supported (use wait=off)"));
@@ -904,7 +906,11 @@ fn socket_endpoint(option: &str, opts: &OptValue, path_key: &str, label: String)
     if path.is_empty() || path.starts_with("tcp:") || path.starts_with("stdio") {
         return Err(invalid(option, format!("'{path}': only unix sockets are supported")));
     }
-    Ok(QmpEndpoint::UnixPath { label, path: PathBuf::from(path) })
+    if server {
+        Ok(QmpEndpoint::UnixPath { label, path: PathBuf::from(path) })
+    } else {
+        Ok(QmpEndpoint::Connect { label, path: PathBuf::from(path) })
+    }
 }
 
 /// Read access to xenstore, as the Xen front provides it.

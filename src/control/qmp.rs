@@ -89,8 +89,8 @@ struct Shared {
 pub struct QmpServer {
     shared: Arc<Shared>,
     /// Kept here too so the fd stays valid for shutdown() even after the
-    /// accept thread has ended.
-    listener: Arc<UnixListener>,
+    /// accept thread has ended. None for a monitor we connected out.
+    listener: Option<Arc<UnixListener>>,
     path: Option<PathBuf>,
     accept_thread: Option<JoinHandle<()>>,
 }
@@ -107,6 +107,7 @@ impl QmpServer {
         let (label, listener, path) = match endpoint {
             QmpEndpoint::UnixPath { label, path } => (label.clone(), bind_path(path)?, Some(path.clone())),
             QmpEndpoint::Fd { label, fd } => (label.clone(), adopt_listening_fd(*fd)?, None),
+            QmpEndpoint::Connect { label, path } => return Self::connect(label, path, ops, events, info),
         };
         let shared = Arc::new(Shared {
             label,
@@ -123,7 +124,38 @@ impl QmpServer {
             .name(format!("qmp-{}", shared.label))
             .spawn(move || accept_loop(&thread_listener, thread_shared))
             .map_err(QmpError::Spawn)?;
-        Ok(QmpServer { shared, listener, path, accept_thread: Some(accept_thread) })
+        Ok(QmpServer { shared, listener: Some(listener), path, accept_thread: Some(accept_thread) })
+    }
+
+    /// The client side of a socket someone else listens on: one session,
+    /// served in a thread until the peer goes away.
+    fn connect(
+        label: &str,
+        path: &Path,
+        ops: Arc<dyn MachineOps>,
+        events: EventSink,
+        info: QmpInfo,
+    ) -> Result<QmpServer, QmpError> {
+        let stream = UnixStream::connect(path).map_err(|source| QmpError::Bind { path: path.to_path_buf(), source })?;
+        let shared = Arc::new(Shared {
+            label: label.to_string(),
+            ops,
+            events,
+            info,
+            stopping: AtomicBool::new(false),
+            active: Mutex::new(1),
+            slot_freed: Condvar::new(),
+        });
+        let conn_shared = shared.clone();
+        std::thread::Builder::new()
+            .name(format!("qmp-{label}-conn"))
+            .spawn(move || {
+                if let Err(e) = serve_connection(stream, &conn_shared) {
+                    log::debug!("QMP {}: connection ended: {e}", conn_shared.label);
+                }
+            })
+            .map_err(QmpError::Spawn)?;
+        Ok(QmpServer { shared, listener: None, path: None, accept_thread: None })
     }
 
     /// One server per endpoint of the command line (libxl gives two:
@@ -158,7 +190,9 @@ impl QmpServer {
         self.shared.slot_freed.notify_all();
         // Linux wakes a thread blocked in accept() on a listening socket
         // that is shut down; the fd stays owned by the listener.
-        let _ = nix::sys::socket::shutdown(self.listener.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+        if let Some(listener) = &self.listener {
+            let _ = nix::sys::socket::shutdown(listener.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+        }
         if let Some(thread) = self.accept_thread.take() {
             let _ = thread.join();
         }
@@ -994,6 +1028,7 @@ pub fn monitor_chardevs(endpoints: &[QmpEndpoint]) -> Vec<(String, String)> {
         .map(|e| match e {
             QmpEndpoint::UnixPath { label, path } => (label.clone(), format!("unix:{},server=on", path.display())),
             QmpEndpoint::Fd { label, .. } => (label.clone(), "disconnected:unix".to_string()),
+            QmpEndpoint::Connect { label, path } => (label.clone(), format!("unix:{}", path.display())),
         })
         .collect()
 }

@@ -222,7 +222,6 @@ fn every_error_is_one_line_naming_the_option() {
         ("-xen-domid 1 -d 2", "-xen-domid and -d: give the domain once"),
         ("-xen-domid 1 -m lots", "-m: 'lots' is not a memory size"),
         ("-xen-domid 1 -mon chardev=nope,mode=control", "-mon: chardev=nope names no -chardev"),
-        ("-xen-domid 1 -chardev socket,id=c,path=/x,server=off -mon chardev=c,mode=control", "-chardev: only server=on sockets are supported (we listen, libxl connects)"),
         ("-xen-domid 1 -device virtio-blk-pci,drive=d", "-device: virtio-blk-pci,drive=d: only ide-hd and ide-cd can attach a drive"),
         ("-xen-domid 1 -device ide-hd,drive=nope", "-device ide-hd: drive=nope: no -drive if=none,id=nope"),
         ("-xen-domid 1 -machine q35", "-machine: machine 'q35' is not supported (pc, xenfv or none)"),
@@ -357,4 +356,14 @@ fn differential_suite_command_line_with_blkdebug() {
     assert_eq!((c.drives[0].werror, c.drives[0].rerror), (ErrorPolicy::Report, ErrorPolicy::Report));
     assert_eq!((c.drives[1].id.as_str(), c.drives[1].slot, c.drives[1].file.as_deref()), ("ide1-cd1", 3, None));
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn a_chardev_without_server_is_a_monitor_we_connect_to_as_libqtest_expects() {
+    let args: Vec<String> = "-machine pc -accel qtest -qtest unix:/tmp/q.sock -chardev socket,path=/tmp/m.sock,id=char0 -mon chardev=char0,mode=control -display none"
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let Command::Run(c) = parse_args(&args).unwrap() else { panic!("not a run") };
+    assert_eq!(c.qmp, vec![QmpEndpoint::Connect { label: "char0".into(), path: "/tmp/m.sock".into() }]);
 }
