@@ -114,8 +114,9 @@ impl ResumeHook for IdeResume {
     }
 }
 
-/// The PC pieces both fronts share: i440FX, PIIX3, PIIX3 IDE (legacy ports
-/// and BAR4), PIIX4 PM when ACPI is on.
+/// The PIIX3 IDE function both fronts share: legacy ports, 00:01.1 with
+/// its BAR4, and the re-run of held requests on `cont`. The platform
+/// functions around it come from `platform::add_platform`.
 pub fn assemble_pc(
     machine: &mut PcMachine,
     drives: [Option<DriveConfig>; 4],
@@ -134,7 +135,6 @@ pub fn assemble_pc(
     machine.add_resume_hook(Box::new(IdeResume(ide.clone())));
     ide
 }
-
 
 /// Ignore a signal for the whole process.
 pub(crate) fn ignore_signal(sig: nix::sys::signal::Signal) {

@@ -90,11 +90,6 @@ impl PcMachine {
         self.pci.keys().copied().collect()
     }
 
-    /// Every port range a device answers, for the Xen front to claim.
-    pub fn port_ranges(&self) -> Vec<BusRange> {
-        self.ports.ranges().collect()
-    }
-
     /// The port ranges to claim from a hypervisor: the devices' ranges and
     /// the configuration mechanism's 0xcf8-0xcff, merged so that no two
     /// overlap (0xcf9, the reset control register, sits inside it).
