@@ -3,6 +3,7 @@
 //! QEMU's blkdebug rules so one fault scenario runs against both.
 
 pub mod blkdebug;
+pub mod engine;
 pub mod loopdev;
 pub mod mem;
 pub mod open;
