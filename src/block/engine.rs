@@ -15,9 +15,8 @@
 //! the blkdebug fault layer) unchanged. Measured with `cargo bench --bench
 //! block_engine` on this 2-core machine while both cores were busy with
 //! builds: a submit -> completion round trip through the worker costs
-//! 62-69 µs (two futex wake-ups under load), against 1.5-5 ms of
-//! guest-visible time per ioreq round trip on the nested Xen,
-//! so the thread hop is below the noise of any guest figure.
+//! 62-69 µs (two futex wake-ups under load); the vCPU does not wait for
+//! it, since its ioreq is answered at submit.
 //!
 //! DMA requests carry the guest segments (from the PRD table, already
 //! checked against the bus-master limits by the device); the worker copies
