@@ -26,7 +26,6 @@ fn main() {
     let backend = share(Box::new(MemBackend::new(1 << 20)));
     let mut q = BlockQueue::spawn(
         "bench",
-        backend,
         Arc::new(NoRam),
         Arc::new(move |_c| {
             *sink.0.lock().unwrap() += 1;
@@ -40,7 +39,7 @@ fn main() {
     ] {
         let start = Instant::now();
         for i in 1..=rounds as u64 {
-            q.submit(make());
+            q.submit(&backend, make());
             let mut n = done.0.lock().unwrap();
             while *n < i {
                 n = done.1.wait_timeout(n, Duration::from_secs(5)).unwrap().0;

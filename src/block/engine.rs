@@ -126,6 +126,7 @@ pub enum EngineError {
 
 struct Job {
     tag: u64,
+    backend: SharedBackend,
     op: IoOp,
 }
 
@@ -150,8 +151,9 @@ pub struct BlockQueue {
 
 impl BlockQueue {
     /// Start the worker for drive `name`. `on_complete` runs on the worker
-    /// thread, once per request, in submission order.
-    pub fn spawn(name: &str, backend: SharedBackend, mem: Arc<dyn GuestMemory>, on_complete: CompletionFn) -> Result<Self, EngineError> {
+    /// thread, once per request, in submission order. Each request names
+    /// its backend, so a media change needs no new worker.
+    pub fn spawn(name: &str, mem: Arc<dyn GuestMemory>, on_complete: CompletionFn) -> Result<Self, EngineError> {
         let (tx, rx) = mpsc::channel::<Job>();
         let in_flight = Arc::new(InFlight::default());
         let worker_in_flight = in_flight.clone();
@@ -161,7 +163,7 @@ impl BlockQueue {
                 let mut scratch = Vec::new();
                 for job in rx {
                     let started = Instant::now();
-                    let result = run(&backend, &*mem, job.op, &mut scratch);
+                    let result = run(&job.backend, &*mem, job.op, &mut scratch);
                     on_complete(Completion { tag: job.tag, result, elapsed: started.elapsed() });
                     let mut n = worker_in_flight.count.lock().unwrap_or_else(|e| e.into_inner());
                     *n = n.saturating_sub(1);
@@ -175,13 +177,13 @@ impl BlockQueue {
     }
 
     /// Queue a request; returns its tag. Never blocks on host I/O.
-    pub fn submit(&mut self, op: IoOp) -> u64 {
+    pub fn submit(&mut self, backend: &SharedBackend, op: IoOp) -> u64 {
         let tag = self.next_tag;
         self.next_tag += 1;
         *self.in_flight.count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         self.submitted.fetch_add(1, Ordering::Relaxed);
         if let Some(tx) = &self.tx {
-            if tx.send(Job { tag, op }).is_err() {
+            if tx.send(Job { tag, backend: backend.clone(), op }).is_err() {
                 // The worker is gone (it only ends when the queue is
                 // dropped): count the request as done so waiters return.
                 self.finish_lost();
@@ -233,7 +235,12 @@ impl Drop for BlockQueue {
         // already queued: an accepted write is never dropped here.
         self.tx = None;
         if let Some(worker) = self.worker.take() {
-            let _ = worker.join();
+            // The owner of the queue can be dropped by its own worker (a
+            // completion callback holding the last reference); that thread
+            // ends by itself once the channel is closed.
+            if worker.thread().id() != std::thread::current().id() {
+                let _ = worker.join();
+            }
         }
     }
 }
@@ -351,7 +358,7 @@ mod tests {
         let backend = share(Box::new(MemBackend::with_data(image, false)));
         let ram = Arc::new(Ram(Mutex::new(vec![0u8; 1 << 20])));
         let (sink, done) = collecting();
-        let q = BlockQueue::spawn("t", backend.clone(), ram.clone(), sink).unwrap();
+        let q = BlockQueue::spawn("t", ram.clone(), sink).unwrap();
         (q, backend, ram, done)
     }
 
@@ -361,8 +368,8 @@ mod tests {
         ram.write(0x1000, &[0xab; 512]).unwrap();
         ram.write(0x8000, &[0xcd; 512]).unwrap();
         let segs = vec![GuestSegment { gpa: 0x1000, len: 512 }, GuestSegment { gpa: 0x8000, len: 512 }];
-        let w = q.submit(IoOp::WriteFromGuest { offset: 4096, segments: segs });
-        let r = q.submit(IoOp::ReadToGuest { offset: 4096 + 512, segments: vec![GuestSegment { gpa: 0x20000, len: 512 }] });
+        let w = q.submit(&backend, IoOp::WriteFromGuest { offset: 4096, segments: segs });
+        let r = q.submit(&backend, IoOp::ReadToGuest { offset: 4096 + 512, segments: vec![GuestSegment { gpa: 0x20000, len: 512 }] });
         assert!(q.idle_waiter().wait(Duration::from_secs(5)));
         let done = done.lock().unwrap();
         assert_eq!(done.iter().map(|c| c.tag).collect::<Vec<_>>(), vec![w, r]);
@@ -379,7 +386,7 @@ mod tests {
     fn a_bad_segment_writes_nothing_to_the_image() {
         let (mut q, backend, _ram, done) = setup(vec![0x11u8; 8192]);
         let segs = vec![GuestSegment { gpa: 0, len: 512 }, GuestSegment { gpa: u64::MAX - 10, len: 512 }];
-        q.submit(IoOp::WriteFromGuest { offset: 0, segments: segs });
+        q.submit(&backend, IoOp::WriteFromGuest { offset: 0, segments: segs });
         assert!(q.idle_waiter().wait(Duration::from_secs(5)));
         assert!(matches!(done.lock().unwrap()[0].result, Err(IoFailure::Memory(_))));
         let mut img = vec![0u8; 1024];
@@ -389,10 +396,10 @@ mod tests {
 
     #[test]
     fn oversized_requests_are_refused_without_io() {
-        let (mut q, _backend, _ram, done) = setup(vec![0u8; 4096]);
+        let (mut q, backend, _ram, done) = setup(vec![0u8; 4096]);
         let segs = vec![GuestSegment { gpa: 0, len: MAX_DMA_BYTES }, GuestSegment { gpa: 0, len: 1 }];
-        q.submit(IoOp::ReadToGuest { offset: 0, segments: segs });
-        q.submit(IoOp::Read { offset: 0, len: MAX_DMA_BYTES + 1 });
+        q.submit(&backend, IoOp::ReadToGuest { offset: 0, segments: segs });
+        q.submit(&backend, IoOp::Read { offset: 0, len: MAX_DMA_BYTES + 1 });
         assert!(q.idle_waiter().wait(Duration::from_secs(5)));
         let done = done.lock().unwrap();
         assert!(done.iter().all(|c| matches!(c.result, Err(IoFailure::TooLarge(_)))));
@@ -406,9 +413,9 @@ mod tests {
         let backend: SharedBackend = share(Box::new(image));
         let ram: Arc<dyn GuestMemory> = Arc::new(Ram(Mutex::new(vec![0u8; 4096])));
         let (sink, done) = collecting();
-        let mut q = BlockQueue::spawn("t", backend, ram, sink).unwrap();
-        q.submit(IoOp::Write { offset: 0, data: vec![1; 512] });
-        q.submit(IoOp::Discard { ranges: vec![(0, 512), (4096, 512)] });
+        let mut q = BlockQueue::spawn("t", ram, sink).unwrap();
+        q.submit(&backend, IoOp::Write { offset: 0, data: vec![1; 512] });
+        q.submit(&backend, IoOp::Discard { ranges: vec![(0, 512), (4096, 512)] });
         assert!(q.idle_waiter().wait(Duration::from_secs(5)));
         let done = done.lock().unwrap();
         match &done[0].result {
@@ -425,7 +432,7 @@ mod tests {
     fn dropping_the_queue_runs_what_was_accepted() {
         let (mut q, backend, _ram, done) = setup(vec![0u8; 1 << 20]);
         for i in 0..64u64 {
-            q.submit(IoOp::Write { offset: i * 512, data: vec![i as u8 + 1; 512] });
+            q.submit(&backend, IoOp::Write { offset: i * 512, data: vec![i as u8 + 1; 512] });
         }
         drop(q);
         assert_eq!(done.lock().unwrap().len(), 64);
@@ -459,9 +466,10 @@ mod tests {
         let gate = Arc::new((Mutex::new(false), Condvar::new()));
         let ram: Arc<dyn GuestMemory> = Arc::new(Ram(Mutex::new(vec![0u8; 4096])));
         let (sink, done) = collecting();
-        let mut q = BlockQueue::spawn("t", share(Box::new(Gate(gate.clone()))), ram, sink).unwrap();
-        q.submit(IoOp::Flush);
-        q.submit(IoOp::Barrier);
+        let backend = share(Box::new(Gate(gate.clone())));
+        let mut q = BlockQueue::spawn("t", ram, sink).unwrap();
+        q.submit(&backend, IoOp::Flush);
+        q.submit(&backend, IoOp::Barrier);
         let waiter = q.idle_waiter();
         assert!(!waiter.wait(Duration::from_millis(50)), "the flush cannot have finished");
         assert!(done.lock().unwrap().is_empty());
