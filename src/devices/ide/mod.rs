@@ -7,15 +7,23 @@
 
 pub mod atapi;
 pub mod bmdma;
+mod atapi_transport;
 mod channel;
+mod commands;
+mod dma;
+mod drive;
 pub mod identify;
+mod pio;
+mod policy;
+mod regs;
 
 use crate::block::{BlockBackend, BlockError, CacheMode, ErrorPolicy};
 use crate::devices::bus::BusDevice;
 use crate::devices::pci::config::{self, ConfigSpace};
 use crate::devices::pci::{IoBar, PciFunction};
 use crate::machine::{DriveInfo, Event, GuestMemory, InsertedMedium, IrqLine, VmControl};
-use channel::{Channel, Ctx, Drive};
+use channel::{Channel, Ctx};
+use drive::Drive;
 use identify::{guess_geometry, Identity, MAX_MULT_SECTORS};
 use std::sync::Arc;
 use thiserror::Error;

@@ -1485,7 +1485,7 @@ mod more {
 
     #[test]
     fn audit_names_cover_the_data_commands() {
-        use super::channel::ata_command_name;
+        use super::commands::ata_command_name;
         assert_eq!(ata_command_name(0x35), "WRITE DMA EXT");
         assert_eq!(ata_command_name(0xca), "WRITE DMA");
         assert_eq!(ata_command_name(0x39), "WRITE MULTIPLE EXT");

@@ -1,0 +1,128 @@
+//! Host I/O errors: the drive's werror/rerror policy, the audit line and
+//! QMP event, and the request a `stop` policy holds until `cont`.
+
+use super::channel::{Channel, Ctx};
+use super::commands::ata_command_name;
+use super::dma::{AtaDma, DmaJob};
+use crate::block::{BlockError, BlockOp, ErrorAction};
+use crate::logging::{audit_io_error, IoErrorAudit};
+use crate::machine::{Event, IoOperation, RunState};
+
+/// A request a `stop` policy holds until the VM runs again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Retry {
+    /// The PIO block at `lba` with `nsector` left; for a write its data is
+    /// still in the unit's buffer.
+    Pio { write: bool, lba: i64, nsector: u32 },
+    Dma { kind: AtaDma, lba: i64, count: u32 },
+    Flush,
+    AtapiDma,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Held {
+    pub(super) unit: usize,
+    retry: Retry,
+}
+
+pub(super) fn strerror(errno: i32) -> String {
+    let text = std::io::Error::from_raw_os_error(errno).to_string();
+    text.split(" (os error").next().unwrap_or(&text).to_string()
+}
+
+pub(super) fn atapi_command_name(cdb0: u8) -> &'static str {
+    match cdb0 {
+        0x28 => "READ(10)",
+        0xa8 => "READ(12)",
+        0xbe => "READ CD",
+        _ => "PACKET",
+    }
+}
+
+impl Channel {
+    // ---- host errors ----------------------------------------------------
+
+    /// Apply the drive's policy to a failed host request: audit, event,
+    /// statistics, and for `stop` the held request and the VM stop.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn host_error(&mut self, ctx: &Ctx, u: usize, err: &BlockError, op: BlockOp, lba: u64, count: u64, retry: Retry) -> ErrorAction {
+        let command = if self.units[u].command == 0xa0 {
+            atapi_command_name(self.units[u].cdb0)
+        } else {
+            ata_command_name(self.units[u].command)
+        };
+        let Some(drive) = self.units[u].drive.as_mut() else {
+            return ErrorAction::Report;
+        };
+        let errno = err.errno();
+        let is_read = op == BlockOp::Read;
+        let action = if is_read { drive.rerror } else { drive.werror }.action_for(errno);
+        audit_io_error(&IoErrorAudit { drive: &drive.id, command, lba, sectors: count, errno, action: action.as_qmp() });
+        ctx.vm.events().emit(Event::BlockIoError {
+            device: drive.id.clone(),
+            node_name: drive.id.clone(),
+            operation: if is_read { IoOperation::Read } else { IoOperation::Write },
+            action: action.as_qmp(),
+            nospace: drive.keeps_io_status().then_some(errno == libc::ENOSPC),
+            reason: strerror(errno),
+        });
+        match action {
+            ErrorAction::Report => match op {
+                BlockOp::Read => drive.stats.failed_rd_operations += 1,
+                BlockOp::Write => drive.stats.failed_wr_operations += 1,
+                BlockOp::Flush => drive.stats.failed_flush_operations += 1,
+                BlockOp::Discard => drive.stats.failed_unmap_operations += 1,
+            },
+            ErrorAction::Stop => {
+                drive.io_status = if errno == libc::ENOSPC { "nospace" } else { "failed" };
+                self.held = Some(Held { unit: u, retry });
+                ctx.vm.stop(RunState::IoError);
+            }
+            ErrorAction::Ignore => {}
+        }
+        action
+    }
+
+    /// A host read error that bypasses the policy: audit line and failed
+    /// read count only.
+    pub(super) fn audit_reported_error(&mut self, u: usize, err: &BlockError, lba: u64, count: u64) {
+        let command = atapi_command_name(self.units[u].cdb0);
+        if let Some(drive) = self.units[u].drive.as_mut() {
+            audit_io_error(&IoErrorAudit { drive: &drive.id, command, lba, sectors: count, errno: err.errno(), action: "report" });
+            drive.stats.failed_rd_operations += 1;
+        }
+    }
+
+    /// Re-run a held request (after `cont`). It may fail and be held again.
+    pub fn restart_held(&mut self, ctx: &Ctx) {
+        let Some(held) = self.held.take() else { return };
+        for d in self.drives_mut() {
+            d.io_status = "ok";
+        }
+        let u = held.unit;
+        match held.retry {
+            Retry::Pio { write, lba, nsector } => {
+                // The registers are not trusted: a guest that kept running
+                // may have rewritten them, and the buffered data belongs here.
+                self.units[u].set_sector(lba);
+                self.units[u].regs.nsector = nsector;
+                if write {
+                    self.sector_write(ctx, u)
+                } else {
+                    self.sector_read(ctx, u)
+                }
+            }
+            Retry::Flush => self.flush(ctx, u),
+            Retry::Dma { kind, lba, count } => {
+                self.selected = u;
+                self.units[u].set_sector(lba);
+                self.units[u].regs.nsector = count;
+                self.start_dma(ctx, DmaJob::Ata { unit: u, kind });
+            }
+            Retry::AtapiDma => {
+                self.selected = u;
+                self.start_dma(ctx, DmaJob::Atapi { unit: u });
+            }
+        }
+    }
+}
