@@ -89,7 +89,7 @@ impl IoHandler for ProbeHandler {
     fn pci_config_write(&mut self, bus: u8, devfn: u8, reg: u16, size: u8, value: u32) {
         self.console.line(&format!("pci config write {bus:02x}:{devfn:02x} reg={reg:#x} size={size} value={value:#x}"));
     }
-    fn hold_requests(&self) -> bool {
+    fn hold_request(&mut self) -> bool {
         self.hold_until.is_some_and(|t| Instant::now() < t)
     }
 }

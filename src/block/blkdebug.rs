@@ -560,6 +560,9 @@ impl BlockBackend for Blkdebug {
     fn guest_write_cache(&self) -> bool {
         self.inner.guest_write_cache()
     }
+    fn failed_permanently(&self) -> bool {
+        self.inner.failed_permanently()
+    }
 }
 
 #[cfg(test)]

@@ -41,6 +41,42 @@ pub fn share(backend: Box<dyn BlockBackend>) -> SharedBackend {
     Arc::new(Mutex::new(backend))
 }
 
+/// An image in a drive: the shared backend, and what the device asks of
+/// it on the guest's path (size, read-only), read once so that no port
+/// access or QMP query waits for the backend lock while the worker holds
+/// it across host I/O.
+pub struct Medium {
+    backend: SharedBackend,
+    size: u64,
+    read_only: bool,
+}
+
+impl Medium {
+    pub fn new(backend: Box<dyn BlockBackend>) -> Self {
+        let (size, read_only) = (backend.size(), backend.read_only());
+        Medium { backend: share(backend), size, read_only }
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    pub fn backend(&self) -> &SharedBackend {
+        &self.backend
+    }
+
+    /// Direct access for what is not guest I/O (start-up probes, flush at
+    /// exit or unplug, the guest's write-cache switch). It waits for any
+    /// request the worker is running.
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, Box<dyn BlockBackend>> {
+        lock(&self.backend)
+    }
+}
+
 /// One guest-physical extent of a DMA transfer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GuestSegment {
@@ -90,8 +126,10 @@ impl IoOp {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum IoFailure {
     /// The host refused it; for a discard, `done` ranges had succeeded.
+    /// `permanent`: the backend can no longer succeed (see
+    /// [`BlockBackend::failed_permanently`]), so holding it is pointless.
     #[error("{err}")]
-    Host { err: BlockError, done: usize },
+    Host { err: BlockError, done: usize, permanent: bool },
     /// A guest segment is not guest RAM (or could not be mapped). Nothing
     /// was written to the image; for a read, guest memory may hold part
     /// of the data.
@@ -249,9 +287,6 @@ fn lock(backend: &SharedBackend) -> std::sync::MutexGuard<'_, Box<dyn BlockBacke
     backend.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn host(err: BlockError) -> IoFailure {
-    IoFailure::Host { err, done: 0 }
-}
 
 fn total_len(segments: &[GuestSegment]) -> Result<usize, IoFailure> {
     let total: u64 = segments.iter().map(|s| s.len as u64).sum();
@@ -271,23 +306,29 @@ fn scratch_slice(scratch: &mut Vec<u8>, len: usize) -> &mut [u8] {
 }
 
 fn run(backend: &SharedBackend, mem: &dyn GuestMemory, op: IoOp, scratch: &mut Vec<u8>) -> Result<IoDone, IoFailure> {
+    // One lock for the operation and the question whether its failure is
+    // permanent.
+    let on_host = |f: &mut dyn FnMut(&mut dyn BlockBackend) -> Result<(), BlockError>| -> Result<(), IoFailure> {
+        let mut b = lock(backend);
+        f(&mut **b).map_err(|err| IoFailure::Host { err, done: 0, permanent: b.failed_permanently() })
+    };
     match op {
         IoOp::Read { offset, len } => {
             if len > MAX_DMA_BYTES {
                 return Err(IoFailure::TooLarge(len as u64));
             }
             let mut buf = vec![0u8; len];
-            lock(backend).read_at(offset, &mut buf).map_err(host)?;
+            on_host(&mut |b| b.read_at(offset, &mut buf))?;
             Ok(IoDone::Data(buf))
         }
         IoOp::Write { offset, data } => {
-            lock(backend).write_at(offset, &data).map_err(host)?;
+            on_host(&mut |b| b.write_at(offset, &data))?;
             Ok(IoDone::Moved(data.len() as u64))
         }
         IoOp::ReadToGuest { offset, segments } => {
             let len = total_len(&segments)?;
             let buf = scratch_slice(scratch, len);
-            lock(backend).read_at(offset, buf).map_err(host)?;
+            on_host(&mut |b| b.read_at(offset, buf))?;
             let mut at = 0;
             for s in &segments {
                 mem.write(s.gpa, &buf[at..at + s.len]).map_err(IoFailure::Memory)?;
@@ -303,17 +344,18 @@ fn run(backend: &SharedBackend, mem: &dyn GuestMemory, op: IoOp, scratch: &mut V
                 mem.read(s.gpa, &mut buf[at..at + s.len]).map_err(IoFailure::Memory)?;
                 at += s.len;
             }
-            lock(backend).write_at(offset, buf).map_err(host)?;
+            on_host(&mut |b| b.write_at(offset, buf))?;
             Ok(IoDone::Moved(len as u64))
         }
         IoOp::Flush => {
-            lock(backend).flush().map_err(host)?;
+            on_host(&mut |b| b.flush())?;
             Ok(IoDone::Moved(0))
         }
         IoOp::Discard { ranges } => {
             let mut moved = 0;
             for (done, (offset, len)) in ranges.into_iter().enumerate() {
-                lock(backend).discard(offset, len).map_err(|err| IoFailure::Host { err, done })?;
+                let mut b = lock(backend);
+                b.discard(offset, len).map_err(|err| IoFailure::Host { err, done, permanent: b.failed_permanently() })?;
                 moved += len;
             }
             Ok(IoDone::Moved(moved))

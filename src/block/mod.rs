@@ -138,4 +138,10 @@ pub trait BlockBackend: Send {
     /// cache off every write is made durable before it completes.
     fn set_guest_write_cache(&mut self, enabled: bool);
     fn guest_write_cache(&self) -> bool;
+    /// True once the image can no longer make data durable (a failed
+    /// fdatasync lost dirty pages): every later flush fails too, so a
+    /// `stop` policy would hold the guest forever and must report instead.
+    fn failed_permanently(&self) -> bool {
+        false
+    }
 }

@@ -386,6 +386,10 @@ impl BlockBackend for RawImage {
         Ok(())
     }
 
+    fn failed_permanently(&self) -> bool {
+        self.page_cache_inconsistent.is_some()
+    }
+
     fn flush(&mut self) -> Result<(), BlockError> {
         if self.read_only || self.cache == CacheMode::Unsafe {
             return Ok(());

@@ -13,7 +13,7 @@ use crate::block::{self, BlockBackend};
 use crate::control::cmdline::{self, Command, DriveSpec, Flavour, MachineConfig};
 use crate::devices::ide::{DriveConfig, IdeController, MediaKind};
 use crate::machine::pc::{PcMachine, ResumeHook};
-use crate::machine::{GuestMemory, IrqLine};
+use crate::machine::{GuestMemory, IrqLine, VmControl};
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
 
@@ -35,6 +35,8 @@ pub enum LaunchError {
     Privileges(String),
     #[error("{0}")]
     Platform(String),
+    #[error("{0}")]
+    Engine(#[from] crate::block::engine::EngineError),
 }
 
 pub fn run(args: Vec<String>) -> i32 {
@@ -109,8 +111,8 @@ pub fn open_drives(specs: &[DriveSpec]) -> Result<[Option<DriveConfig>; 4], Laun
 struct IdeResume(Arc<Mutex<IdeController>>);
 
 impl ResumeHook for IdeResume {
-    fn resume(&mut self) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).restart_held_requests();
+    fn resume(&mut self, vm: &VmControl) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).restart_held_requests_and_run(vm);
     }
 }
 
@@ -123,9 +125,10 @@ pub fn assemble_pc(
     mem: Arc<dyn GuestMemory>,
     irq14: Arc<dyn IrqLine>,
     irq15: Arc<dyn IrqLine>,
-) -> Arc<Mutex<IdeController>> {
+) -> Result<Arc<Mutex<IdeController>>, LaunchError> {
     let vm = machine.vm().clone();
     let ide = Arc::new(Mutex::new(IdeController::new(drives, mem, [irq14, irq15], vm)));
+    IdeController::start_engine(&ide)?;
     for (base, len) in [(0x1f0u16, 8u16), (0x3f6, 1), (0x170, 8), (0x376, 1)] {
         if let Err(e) = machine.add_port_device(ide.clone(), base, len) {
             log::error!("IDE ports {base:#x}: {e}");
@@ -133,7 +136,7 @@ pub fn assemble_pc(
     }
     machine.add_pci_function(0x09, ide.clone(), Some(ide.clone()));
     machine.add_resume_hook(Box::new(IdeResume(ide.clone())));
-    ide
+    Ok(ide)
 }
 
 /// Ignore a signal for the whole process.

@@ -37,7 +37,7 @@ pub(super) fn run_qtest(config: MachineConfig) -> Result<i32, LaunchError> {
     let irqs = QtestIrqs::new(stream.clone());
 
     let mut machine = PcMachine::new(vm.clone());
-    let ide = assemble_pc(&mut machine, drives, ram.clone(), irqs.line(14), irqs.line(15));
+    let ide = assemble_pc(&mut machine, drives, ram.clone(), irqs.line(14), irqs.line(15))?;
     let line = |n: u8| irqs.line(n as usize);
     let platform = super::platform::add_platform(
         &mut machine,

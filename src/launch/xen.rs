@@ -4,6 +4,7 @@ use super::ops::PcOps;
 use super::{assemble_pc, open_drives, LaunchError};
 use crate::control::{drives_from_xenstore, Flavour, MachineConfig, QmpInfo, QmpServer};
 use crate::devices::cmos::CmosScope;
+use crate::devices::ide::IdeController;
 use crate::machine::pc::{PcMachine, PortRangeChange};
 use crate::machine::{EventSink, IrqLine, RunState, VmControl};
 use crate::xen::{
@@ -22,7 +23,7 @@ fn xen_err(e: crate::xen::XenError) -> LaunchError {
 /// server's claimed port ranges in step with BARs the guest moves.
 struct MachineIo {
     machine: Arc<Mutex<PcMachine>>,
-    vm: VmControl,
+    ide: Arc<Mutex<IdeController>>,
     dm: Arc<DeviceModelHandle>,
     server_id: u16,
 }
@@ -71,9 +72,16 @@ impl IoHandler for MachineIo {
 
     /// While the VM is not running (io-error hold, QMP stop) every vCPU
     /// that touches one of our devices waits: nothing it does can be lost
-    /// or answered with a stale value.
-    fn hold_requests(&self) -> bool {
-        self.vm.state() != RunState::Running
+    /// or answered with a stale value. Decided under the IDE lock, the one
+    /// its completions (and so its holds) take; from here to
+    /// `request_done` completions wait, so one request (a whole `rep`)
+    /// never sees a command finish in its middle.
+    fn hold_request(&mut self) -> bool {
+        self.ide.lock().unwrap_or_else(|e| e.into_inner()).begin_guest_request()
+    }
+
+    fn request_done(&mut self) {
+        self.ide.lock().unwrap_or_else(|e| e.into_inner()).end_guest_request();
     }
 }
 
@@ -173,7 +181,7 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
     let irq = |n: u8| -> Arc<dyn IrqLine> { Arc::new(IsaIrq::new(dm.clone(), n)) };
 
     let mut machine = PcMachine::new(vm.clone());
-    let ide = assemble_pc(&mut machine, drives, memory.clone(), irq(14), irq(15));
+    let ide = assemble_pc(&mut machine, drives, memory.clone(), irq(14), irq(15))?;
     let link_router = dm.clone();
     let platform = super::platform::add_platform(
         &mut machine,
@@ -244,7 +252,7 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
     }
     log::info!("serving domain {domid}");
 
-    let mut io = MachineIo { machine: machine.clone(), vm: vm.clone(), dm: dm.clone(), server_id: server.id() };
+    let mut io = MachineIo { machine: machine.clone(), ide: ide.clone(), dm: dm.clone(), server_id: server.id() };
     let served = server.run(&mut io, &*memory);
     vm.shutdown();
     let flushed = ide.lock().unwrap_or_else(|e| e.into_inner()).flush_all();

@@ -31,7 +31,12 @@ struct PciSlot {
 
 /// Something the machine runs when the VM continues (held requests).
 pub trait ResumeHook: Send {
-    fn resume(&mut self);
+    /// Re-issue what is held, then set `vm` running, both under the lock
+    /// the device completes requests under: a request re-issued here can
+    /// fail and hold the VM again only after the state said Running, so
+    /// the hold is never overwritten and no guest request is served
+    /// between the state change and the re-issue.
+    fn resume(&mut self, vm: &VmControl);
 }
 
 pub struct PcMachine {
@@ -226,9 +231,11 @@ impl PcMachine {
 
     /// QMP `cont`: run again and re-issue held requests.
     pub fn cont(&mut self) {
-        self.vm.set_running();
+        if self.resume_hooks.is_empty() {
+            self.vm.set_running();
+        }
         for hook in &mut self.resume_hooks {
-            hook.resume();
+            hook.resume(&self.vm);
         }
     }
 

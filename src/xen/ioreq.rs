@@ -21,8 +21,15 @@ pub trait IoHandler {
     fn mmio_write(&mut self, addr: u64, size: u8, value: u64);
     fn pci_config_read(&mut self, bus: u8, devfn: u8, reg: u16, size: u8) -> u32;
     fn pci_config_write(&mut self, bus: u8, devfn: u8, reg: u16, size: u8, value: u32);
-    /// true while the VM is held (io-error): the request is left pending (the vCPU stays blocked) and re-examined on wake-up.
-    fn hold_requests(&self) -> bool;
+    /// Called before a synchronous request reaches the devices. true while
+    /// the VM is held (io-error, QMP stop): the request is left pending
+    /// (the vCPU stays blocked) and re-examined on wake-up. When it returns
+    /// false, [`IoHandler::request_done`] follows once the whole request
+    /// (every repetition of a `rep` string access) was served, so a handler
+    /// can keep device completions out of the middle of one request, as
+    /// QEMU's main loop does.
+    fn hold_request(&mut self) -> bool;
+    fn request_done(&mut self) {}
 }
 
 /// Guest memory that caches mappings: an INVALIDATE request (the guest's
@@ -179,12 +186,15 @@ impl IoreqDecoder {
         fence(Ordering::Acquire);
         let req = slot.snapshot(flags);
         let always_completed = matches!(req.type_, IOREQ_TYPE_INVALIDATE | IOREQ_TYPE_TIMEOFFSET);
-        if !always_completed && handler.hold_requests() {
+        if !always_completed && handler.hold_request() {
             return SlotOutcome::Held;
         }
         slot.flags.store(with_state(req.flags, STATE_IOREQ_INPROCESS), Ordering::Relaxed);
         if let Some(data) = self.dispatch(&req, handler, mem) {
             slot.data.store(data, Ordering::Relaxed);
+        }
+        if !always_completed {
+            handler.request_done();
         }
         // Everything written above must be visible before Xen sees the response.
         fence(Ordering::Release);
@@ -473,6 +483,8 @@ mod tests {
         log: Vec<Access>,
         next_read: u64,
         hold: bool,
+        /// For each request_done call, how many accesses had been made.
+        done_after: Vec<usize>,
     }
 
     impl FakeMachine {
@@ -504,8 +516,11 @@ mod tests {
         fn pci_config_write(&mut self, bus: u8, devfn: u8, reg: u16, size: u8, value: u32) {
             self.log.push(Access::CfgW(bus, devfn, reg, size, value));
         }
-        fn hold_requests(&self) -> bool {
+        fn hold_request(&mut self) -> bool {
             self.hold
+        }
+        fn request_done(&mut self) {
+            self.done_after.push(self.log.len());
         }
     }
 
@@ -656,6 +671,23 @@ mod tests {
         (r.ptr, r.count, r.data) = (true, 2, 0x200);
         run(&r, &mut m, &mem);
         assert_eq!(m.log, vec![Access::PioW(0x1f0, 4, 1), Access::PioW(0x1f0, 4, 2)]);
+    }
+
+    #[test]
+    fn a_rep_of_command_bytes_is_one_request_for_the_handler() {
+        // 32 command bytes by `rep outsb`: the handler hears of the end of
+        // the request once, after the last byte, so no device completion
+        // can land between two of them.
+        let (mut m, mem) = (FakeMachine::default(), FakeMemory::new(1, &[]));
+        mem.write(0x300, &[0xc8; 32]).unwrap();
+        let mut r = req(IOREQ_TYPE_PIO, IOREQ_WRITE, 0x1f7, 1);
+        (r.ptr, r.count, r.data) = (true, 32, 0x300);
+        run(&r, &mut m, &mem);
+        assert_eq!(m.log.len(), 32);
+        assert_eq!(m.done_after, vec![32]);
+        let mut held = FakeMachine { hold: true, ..Default::default() };
+        run(&r, &mut held, &mem);
+        assert!(held.log.is_empty() && held.done_after.is_empty(), "a held request reaches no device");
     }
 
     #[test]
@@ -947,7 +979,7 @@ mod tests {
         fn pci_config_write(&mut self, bus: u8, devfn: u8, reg: u16, size: u8, value: u32) {
             self.inner.pci_config_write(bus, devfn, reg, size, value)
         }
-        fn hold_requests(&self) -> bool {
+        fn hold_request(&mut self) -> bool {
             false
         }
     }

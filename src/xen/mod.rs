@@ -21,7 +21,7 @@
 //! #     fn mmio_write(&mut self, _: u64, _: u8, _: u64) {}
 //! #     fn pci_config_read(&mut self, _: u8, _: u8, _: u16, _: u8) -> u32 { 0 }
 //! #     fn pci_config_write(&mut self, _: u8, _: u8, _: u16, _: u8, _: u32) {}
-//! #     fn hold_requests(&self) -> bool { false }
+//! #     fn hold_request(&mut self) -> bool { false }
 //! # }
 //! # fn main() -> Result<()> {
 //! let domid = 7;

@@ -120,6 +120,12 @@ impl Qmp {
         }
     }
 
+    /// Whether the newest STOP/RESUME event seen is a STOP: the VM is
+    /// stopped now (a STOP followed by RESUME is over).
+    pub fn stopped_by_event(&self) -> bool {
+        self.pending_events.iter().rev().find(|e| e["event"] == "STOP" || e["event"] == "RESUME").is_some_and(|e| e["event"] == "STOP")
+    }
+
     pub fn has_event(&self, name: &str) -> bool {
         self.pending_events.iter().any(|e| e["event"] == name)
     }

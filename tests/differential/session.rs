@@ -245,7 +245,7 @@ impl Session {
             polls += 1;
             if polls.is_multiple_of(64) {
                 self.inst.qmp.poll_events(Duration::from_millis(1));
-                if self.inst.qmp.has_event("STOP") || start.elapsed() > COMPLETION_TIMEOUT {
+                if self.inst.qmp.stopped_by_event() || start.elapsed() > COMPLETION_TIMEOUT {
                     return Ok(status);
                 }
             }
@@ -365,7 +365,7 @@ impl Session {
             polls += 1;
             if polls.is_multiple_of(64) {
                 self.inst.qmp.poll_events(Duration::from_millis(1));
-                if self.inst.qmp.has_event("STOP") || start.elapsed() > COMPLETION_TIMEOUT {
+                if self.inst.qmp.stopped_by_event() || start.elapsed() > COMPLETION_TIMEOUT {
                     return Ok(status);
                 }
             }

@@ -29,30 +29,49 @@ pub(super) struct AtapiTransfer {
     pub(super) remaining: u64,
 }
 
+/// The image bytes (offset, length) holding `len` bytes of the guest's
+/// view of a CD read from block `lba`, at byte `offset` into it: whole
+/// 2048-byte blocks, so O_DIRECT images work.
+pub(super) fn medium_extent(lba: u64, raw: bool, offset: u64, len: usize) -> (u64, usize) {
+    let user = CD_SECTOR_SIZE as u64;
+    let guest = if raw { CD_RAW_SECTOR_SIZE as u64 } else { user };
+    let first = offset / guest;
+    let last = (offset + len as u64).div_ceil(guest);
+    ((lba + first) * user, ((last - first) * user) as usize)
+}
+
+/// The guest's view of the blocks `medium_extent` named: `len` bytes,
+/// with each block as a 2352-byte Mode 1 sector for READ CD (`raw`).
+pub(super) fn medium_view(blocks: &[u8], lba: u64, raw: bool, offset: u64, len: usize) -> Vec<u8> {
+    let guest = if raw { CD_RAW_SECTOR_SIZE as u64 } else { CD_SECTOR_SIZE as u64 };
+    let first = offset / guest;
+    let mut view = if raw {
+        let mut out = Vec::with_capacity(blocks.len() / CD_SECTOR_SIZE * CD_RAW_SECTOR_SIZE);
+        for (i, block) in blocks.chunks_exact(CD_SECTOR_SIZE).enumerate() {
+            let mut user_data = [0u8; CD_SECTOR_SIZE];
+            user_data.copy_from_slice(block);
+            out.extend_from_slice(&raw_sector((lba + first) as u32 + i as u32, &user_data));
+        }
+        out
+    } else {
+        blocks.to_vec()
+    };
+    let skip = ((offset - first * guest) as usize).min(view.len());
+    view.drain(..skip);
+    view.resize(len, 0);
+    view
+}
+
 impl Unit {
-    /// `len` bytes of the guest's view of a CD read from block `lba`, at
-    /// byte `offset` into it. The image is read in whole 2048-byte blocks
-    /// so O_DIRECT images work.
+    /// `len` bytes of the guest's view of a CD read, read now. Only the
+    /// PIO reply path uses it: a chunk is at most 64 KiB (the byte count
+    /// limit).
     pub(super) fn read_medium(&mut self, lba: u64, raw: bool, offset: u64, len: usize) -> Result<Vec<u8>, BlockError> {
-        let backend = self.drive.as_mut().and_then(|d| d.backend.as_mut()).ok_or(BlockError::NoMedium)?;
-        let user = CD_SECTOR_SIZE as u64;
-        let guest = if raw { CD_RAW_SECTOR_SIZE as u64 } else { user };
-        let first = offset / guest;
-        let last = (offset + len as u64).div_ceil(guest);
-        let mut blocks = vec![0u8; ((last - first) * user) as usize];
-        backend.read_at((lba + first) * user, &mut blocks)?;
-        let view = if raw {
-            let mut out = Vec::with_capacity(((last - first) * guest) as usize);
-            for (i, block) in blocks.chunks_exact(CD_SECTOR_SIZE).enumerate() {
-                let user_data: &[u8; CD_SECTOR_SIZE] = block.try_into().map_err(|_| BlockError::NoMedium)?;
-                out.extend_from_slice(&raw_sector((lba + first) as u32 + i as u32, user_data));
-            }
-            out
-        } else {
-            blocks
-        };
-        let skip = (offset - first * guest) as usize;
-        Ok(view[skip..skip + len].to_vec())
+        let medium = self.drive.as_ref().and_then(|d| d.medium.as_ref()).ok_or(BlockError::NoMedium)?;
+        let (at, bytes) = medium_extent(lba, raw, offset, len);
+        let mut blocks = vec![0u8; bytes];
+        medium.lock().read_at(at, &mut blocks)?;
+        Ok(medium_view(&blocks, lba, raw, offset, len))
     }
 }
 
@@ -199,7 +218,7 @@ impl Channel {
         }
         let unit = &mut self.units[u];
         if let (Some(d), AtapiSource::Medium { .. }) = (unit.drive.as_mut(), &xfer.source) {
-            d.account(BlockOp::Read, size as u64, started);
+            d.account(BlockOp::Read, size as u64, started.elapsed());
         }
         if let Some(x) = unit.atapi_xfer.as_mut() {
             x.offset += size as u64;

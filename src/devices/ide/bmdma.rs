@@ -1,6 +1,7 @@
 //! The bus-master DMA register block of one channel (BAR4 + 0 or + 8) and
 //! the PRD table walk.
 
+use crate::block::engine::GuestSegment;
 use crate::machine::{GuestMemory, MemError};
 
 pub const BM_CMD_START: u8 = 0x01;
@@ -130,6 +131,22 @@ impl BmDma {
 }
 
 impl PrdList {
+    /// The guest extents the first `bytes` of a transfer move through, in
+    /// order (the caller has checked `bytes <= capacity`).
+    pub fn segments(&self, bytes: usize) -> Vec<GuestSegment> {
+        let mut left = bytes as u64;
+        let mut out = Vec::new();
+        for r in &self.regions {
+            if left == 0 {
+                break;
+            }
+            let n = r.len.min(left);
+            out.push(GuestSegment { gpa: r.addr, len: n as usize });
+            left -= n;
+        }
+        out
+    }
+
     /// Copy `data` into guest memory along the regions (device to memory).
     pub fn scatter(&self, mem: &dyn GuestMemory, mut data: &[u8]) -> Result<(), MemError> {
         for r in &self.regions {

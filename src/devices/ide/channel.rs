@@ -4,15 +4,18 @@
 //! commands, the PIO and DMA data paths and the host error policy are in
 //! the sibling modules.
 //!
-//! Host I/O runs synchronously inside the port write that starts it (the
-//! vCPU waits on the ioreq anyway), so BSY is only ever visible while a
-//! request is held by a `stop` error policy.
+//! Host I/O never runs inside a port access: a command that needs the
+//! image submits a request to its drive's queue (`requests`) and the
+//! access returns with BSY (or DRQ and the bus master ACTIVE) showing; the
+//! completion updates the registers and raises the interrupt.
 
 use super::bmdma::{BmDma, CmdEffect, BM_STATUS_INTR};
 use super::dma::DmaJob;
 use super::drive::Drive;
 use super::policy::Held;
 use super::regs::*;
+use super::requests::{CompletionQueue, InFlight};
+use crate::block::engine::GuestSegment;
 use crate::machine::{GuestMemory, IrqLine, VmControl};
 use std::sync::Arc;
 
@@ -37,10 +40,16 @@ pub(crate) struct Channel {
     pub bm: BmDma,
     pub(super) pending: Option<DmaJob>,
     pub(super) held: Option<Held>,
+    /// 0 = primary, 1 = secondary: how completions name this channel.
+    pub(super) index: usize,
+    pub(super) completions: Arc<CompletionQueue>,
+    pub(super) inflight: Option<InFlight>,
+    /// Where an ATAPI DMA reply goes once the medium was read.
+    pub(super) atapi_segments: Vec<GuestSegment>,
 }
 
 impl Channel {
-    pub fn new(drives: [Option<Drive>; 2], irq: Arc<dyn IrqLine>) -> Self {
+    pub fn new(index: usize, drives: [Option<Drive>; 2], irq: Arc<dyn IrqLine>, completions: Arc<CompletionQueue>) -> Self {
         let [d0, d1] = drives;
         let mut ch = Channel {
             units: [Unit::new(d0), Unit::new(d1)],
@@ -51,12 +60,17 @@ impl Channel {
             bm: BmDma::default(),
             pending: None,
             held: None,
+            index,
+            completions,
+            inflight: None,
+            atapi_segments: Vec::new(),
         };
         ch.reset();
         ch
     }
 
     pub fn reset(&mut self) {
+        self.drain_and_drop();
         self.selected = 0;
         self.ctrl = 0;
         self.pending = None;
@@ -76,6 +90,15 @@ impl Channel {
         self.units.iter_mut().filter_map(|u| u.drive.as_mut())
     }
 
+    pub fn drives(&self) -> impl Iterator<Item = &Drive> {
+        self.units.iter().filter_map(|u| u.drive.as_ref())
+    }
+
+    /// The drives with their position on the channel (0 master, 1 slave).
+    pub fn drives_mut_indexed(&mut self) -> impl Iterator<Item = (usize, &mut Drive)> {
+        self.units.iter_mut().enumerate().filter_map(|(i, u)| u.drive.as_mut().map(|d| (i, d)))
+    }
+
     pub fn has_held_request(&self) -> bool {
         self.held.is_some()
     }
@@ -84,14 +107,17 @@ impl Channel {
     /// slot then reads as an absent device. Returns the drive so the caller
     /// can flush it. CD-ROMs stay.
     pub fn unplug_disk(&mut self, unit: usize) -> Option<Drive> {
-        let slot = self.units.get_mut(unit)?;
-        if slot.drive.as_ref().is_none_or(|d| d.is_cdrom()) {
+        if self.units.get(unit)?.drive.as_ref().is_none_or(|d| d.is_cdrom()) {
             return None;
         }
         if self.held.is_some() {
             log::warn!("unplugging a disk while a request is held on its channel; the held request is dropped");
             self.held = None;
         }
+        if self.inflight.as_ref().is_some_and(|f| f.unit == unit) {
+            self.drain_and_drop();
+        }
+        let slot = &mut self.units[unit];
         let drive = slot.drive.take();
         *slot = Unit::new(None);
         drive
@@ -254,7 +280,9 @@ impl Channel {
                 self.units[u].regs.error = 0x01;
             }
             // QEMU finishes the reset in a bottom half that has always run
-            // by the next access, so it completes here.
+            // by the next access, so it completes here; like QEMU's
+            // blk_aio_cancel it first waits for the request on the host.
+            self.drain_and_drop();
             self.pending = None;
             self.held = None;
             for u in 0..2 {
@@ -268,8 +296,17 @@ impl Channel {
     pub fn bm_write(&mut self, ctx: &Ctx, offset: u64, size: usize, val: u32) {
         match offset {
             0..=3 if size != 1 => {}
-            0 if self.bm.write_cmd(val as u8) == CmdEffect::Started => self.run_pending(ctx),
-            0 => {}
+            0 => match self.bm.write_cmd(val as u8) {
+                CmdEffect::Started => self.run_pending(ctx),
+                CmdEffect::Stopped if self.inflight.is_some() => {
+                    // QEMU drains the DMA before the stop takes effect: the
+                    // command completes as it would have, then the engine
+                    // is inactive.
+                    self.drain_and_finish(ctx);
+                    self.bm.status &= !super::bmdma::BM_STATUS_ACTIVE;
+                }
+                _ => {}
+            },
             2 => self.bm.write_status(val as u8),
             4..=7 => self.bm.write_prd(offset, size.min(8 - offset as usize), val),
             _ => {}

@@ -59,7 +59,7 @@ impl Unit {
                 identify::atapi_identify(&d.identity)
             } else {
                 let nb = d.nb_sectors();
-                let write_cache = d.backend.as_ref().is_some_and(|b| b.guest_write_cache());
+                let write_cache = d.medium.is_some() && d.write_cache;
                 identify::disk_identify(&identify::DiskParams {
                     identity: &d.identity,
                     default_geometry: d.default_geometry,
@@ -208,7 +208,7 @@ impl Channel {
                     // A sector count of 0 is accepted as on QEMU 7.2 (which
                     // then divides by zero on CHS access); CHS addressing
                     // refuses the unusable geometry here instead.
-                    Some(d) if !d.is_cdrom() && d.backend.is_some() => {
+                    Some(d) if !d.is_cdrom() && d.medium.is_some() => {
                         d.geometry.heads = (unit.regs.select & DEV_HS) as u16 + 1;
                         d.geometry.sectors = (unit.regs.nsector & 0xff) as u16;
                     }
@@ -289,8 +289,9 @@ impl Channel {
         match unit.regs.feature {
             0x02 | 0x82 => {
                 let enable = unit.regs.feature == 0x02;
-                if let Some(b) = drive.backend.as_mut() {
-                    b.set_guest_write_cache(enable);
+                drive.write_cache = enable;
+                if let Some(m) = drive.medium.as_ref() {
+                    m.lock().set_guest_write_cache(enable);
                 }
                 if let Some(words) = drive.identify.as_mut() {
                     words[85] = if enable { (1 << 14) | (1 << 5) | 1 } else { (1 << 14) | 1 };

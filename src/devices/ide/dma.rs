@@ -3,13 +3,14 @@
 //! in `Channel::pending` until both the command and the engine's start bit
 //! are there, in either order.
 
-use super::atapi_transport::{atapi_extent, slice_at, AtapiSource};
+use super::atapi_transport::{atapi_extent, medium_extent, medium_view, slice_at, AtapiSource};
 use super::bmdma::BM_STATUS_ACTIVE;
 use super::channel::{Channel, Ctx};
 use super::policy::Retry;
 use super::regs::*;
+use super::requests::Pending;
+use crate::block::engine::{Completion, IoDone, IoFailure, IoOp};
 use crate::block::{BlockOp, ErrorAction};
-use std::time::Instant;
 
 /// The sector-moving ATA DMA commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +50,9 @@ impl Channel {
         };
         if ours {
             self.pending = None;
+        }
+        if self.inflight.as_ref().is_some_and(|f| f.unit == u) {
+            self.drain_and_drop();
         }
         if self.held.is_some_and(|h| h.unit == u) {
             self.held = None;
@@ -106,83 +110,99 @@ impl Channel {
         if kind != AtaDma::Trim && !self.units[u].sect_range_ok(sector, count as u64) {
             return self.dma_error(u);
         }
-        let retry = Retry::Dma { kind, lba: sector, count };
-        let started = Instant::now();
-        let mut buf = vec![0u8; bytes];
-        match kind {
-            AtaDma::Read => {
-                let Some(backend) = self.units[u].drive.as_mut().and_then(|d| d.backend.as_mut()) else {
-                    return self.dma_error(u);
-                };
-                let mut deliver = true;
-                if let Err(e) = backend.read_at(sector as u64 * SECTOR_SIZE as u64, &mut buf) {
-                    match self.host_error(ctx, u, &e, BlockOp::Read, sector as u64, count as u64, retry) {
-                        ErrorAction::Report => return self.dma_error(u),
-                        ErrorAction::Stop => return,
-                        ErrorAction::Ignore => deliver = false,
-                    }
-                }
-                if deliver && ctx.bus_master && prd.scatter(ctx.mem, &buf).is_err() {
-                    return self.dma_error(u);
-                }
-                if let Some(d) = self.units[u].drive.as_mut() {
-                    d.account(BlockOp::Read, bytes as u64, started);
-                }
-            }
-            AtaDma::Write => {
-                if !ctx.bus_master || prd.gather(ctx.mem, &mut buf).is_err() {
-                    return self.dma_error(u);
-                }
-                let Some(backend) = self.units[u].drive.as_mut().and_then(|d| d.backend.as_mut()) else {
-                    return self.dma_error(u);
-                };
-                if let Err(e) = backend.write_at(sector as u64 * SECTOR_SIZE as u64, &buf) {
-                    match self.host_error(ctx, u, &e, BlockOp::Write, sector as u64, count as u64, retry) {
-                        ErrorAction::Report => return self.dma_error(u),
-                        ErrorAction::Stop => return,
-                        ErrorAction::Ignore => {}
-                    }
-                }
-                if let Some(d) = self.units[u].drive.as_mut() {
-                    d.account(BlockOp::Write, bytes as u64, started);
-                }
-            }
+        let offset = sector as u64 * SECTOR_SIZE as u64;
+        let op = match kind {
+            // With bus mastering off the data reaches no guest memory but
+            // the read still runs (and can fail), as before.
+            AtaDma::Read if !ctx.bus_master => IoOp::Read { offset, len: bytes },
+            AtaDma::Read => IoOp::ReadToGuest { offset, segments: prd.segments(bytes) },
+            AtaDma::Write if !ctx.bus_master => return self.dma_error(u),
+            AtaDma::Write => IoOp::WriteFromGuest { offset, segments: prd.segments(bytes) },
             AtaDma::Trim => {
-                if !ctx.bus_master || prd.gather(ctx.mem, &mut buf).is_err() {
+                // The range list is at most 255 x 512 bytes: read here.
+                let mut list = vec![0u8; bytes];
+                if !ctx.bus_master || prd.gather(ctx.mem, &mut list).is_err() {
                     return self.dma_error(u);
                 }
-                for entry in buf.chunks_exact(8) {
-                    let raw = u64::from_le_bytes(entry.try_into().unwrap_or([0; 8]));
-                    let start = (raw & 0x0000_ffff_ffff_ffff) as i64;
-                    let len = raw >> 48;
-                    if len == 0 {
-                        continue;
-                    }
-                    if !self.units[u].sect_range_ok(start, len) {
-                        return self.dma_error(u);
-                    }
-                    let Some(backend) = self.units[u].drive.as_mut().and_then(|d| d.backend.as_mut()) else {
-                        return self.dma_error(u);
-                    };
-                    if let Err(e) = backend.discard(start as u64 * SECTOR_SIZE as u64, len * SECTOR_SIZE as u64) {
-                        match self.host_error(ctx, u, &e, BlockOp::Discard, start as u64, len, retry) {
-                            ErrorAction::Report => return self.dma_error(u),
-                            ErrorAction::Stop => return,
-                            ErrorAction::Ignore => continue,
-                        }
-                    }
-                    if let Some(d) = self.units[u].drive.as_mut() {
-                        d.account(BlockOp::Discard, len * SECTOR_SIZE as u64, started);
-                    }
-                }
+                let ranges: Vec<(u64, u64)> = list
+                    .chunks_exact(8)
+                    .map(|e| u64::from_le_bytes(e.try_into().unwrap_or([0; 8])))
+                    .map(|raw| (raw & 0x0000_ffff_ffff_ffff, raw >> 48))
+                    .filter(|r| r.1 != 0)
+                    .collect();
+                return self.submit_trim(u, sector, count, ranges, 0, stay_active);
             }
+        };
+        if !self.submit(u, op, Pending::AtaDma { kind, lba: sector, count, stay_active }) {
+            self.dma_error(u);
         }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn ata_dma_done(&mut self, ctx: &Ctx, u: usize, kind: AtaDma, lba: i64, count: u32, stay_active: bool, done: Completion) {
+        let (op, retry) = (if kind == AtaDma::Read { BlockOp::Read } else { BlockOp::Write }, Retry::Dma { kind, lba, count });
+        match &done.result {
+            Ok(_) => {}
+            Err(IoFailure::Memory(_)) | Err(IoFailure::TooLarge(_)) => return self.dma_error(u),
+            Err(failure) => match self.host_failure(ctx, u, failure, op, lba as u64, count as u64, retry) {
+                ErrorAction::Report => return self.dma_error(u),
+                ErrorAction::Stop => return,
+                ErrorAction::Ignore => {}
+            },
+        }
+        if let Some(d) = self.units[u].drive.as_mut() {
+            d.account(op, count as u64 * SECTOR_SIZE as u64, done.elapsed);
+        }
+        self.dma_finished(u, lba, count, stay_active);
+    }
+
+    fn dma_finished(&mut self, u: usize, lba: i64, count: u32, stay_active: bool) {
         let unit = &mut self.units[u];
-        unit.set_sector(sector + count as i64);
+        unit.set_sector(lba + count as i64);
         unit.regs.nsector = 0;
         unit.regs.status = READY_STAT | SEEK_STAT;
         self.set_irq();
         self.set_inactive(stay_active);
+    }
+
+    /// The ranges from `first` on go to the host in one request; every
+    /// range is checked against the disk before any is discarded.
+    fn submit_trim(&mut self, u: usize, lba: i64, count: u32, ranges: Vec<(u64, u64)>, first: usize, stay_active: bool) {
+        let rest = &ranges[first.min(ranges.len())..];
+        if rest.iter().any(|&(start, len)| !self.units[u].sect_range_ok(start as i64, len)) {
+            return self.dma_error(u);
+        }
+        if rest.is_empty() {
+            return self.dma_finished(u, lba, count, stay_active);
+        }
+        let bytes: Vec<(u64, u64)> = rest.iter().map(|&(s, l)| (s * SECTOR_SIZE as u64, l * SECTOR_SIZE as u64)).collect();
+        if !self.submit(u, IoOp::Discard { ranges: bytes }, Pending::Trim { lba, count, ranges, first, stay_active }) {
+            self.dma_error(u);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn trim_done(&mut self, ctx: &Ctx, u: usize, lba: i64, count: u32, ranges: Vec<(u64, u64)>, first: usize, stay_active: bool, done: Completion) {
+        let failed_at = match &done.result {
+            Ok(_) => None,
+            Err(IoFailure::Host { done, .. }) => Some(first + done),
+            Err(_) => return self.dma_error(u),
+        };
+        let ok_upto = failed_at.unwrap_or(ranges.len());
+        if let Some(d) = self.units[u].drive.as_mut() {
+            for &(_, len) in &ranges[first..ok_upto] {
+                d.account(BlockOp::Discard, len * SECTOR_SIZE as u64, done.elapsed);
+            }
+        }
+        let (Some(at), Err(failure)) = (failed_at, &done.result) else {
+            return self.dma_finished(u, lba, count, stay_active);
+        };
+        let (start, len) = ranges[at];
+        match self.host_failure(ctx, u, failure, BlockOp::Discard, start, len, Retry::Dma { kind: AtaDma::Trim, lba, count }) {
+            ErrorAction::Report => self.dma_error(u),
+            ErrorAction::Stop => {}
+            ErrorAction::Ignore => self.submit_trim(u, lba, count, ranges, at + 1, stay_active),
+        }
     }
 
     fn run_atapi_dma(&mut self, ctx: &Ctx, u: usize) {
@@ -195,25 +215,55 @@ impl Channel {
         };
         // The PRD table bounds one DMA transfer to 512 x 64 KiB = 32 MiB.
         let size = xfer.remaining.min(prd.capacity) as usize;
-        let started = Instant::now();
-        let data = match &xfer.source {
-            AtapiSource::Data(data) => Ok(slice_at(data, xfer.offset, size)),
-            AtapiSource::Medium { lba, raw } => self.units[u].read_medium(*lba, *raw, xfer.offset, size),
-        };
-        match data {
-            Ok(data) => {
+        let short = (size as u64) < xfer.remaining;
+        match &xfer.source {
+            AtapiSource::Data(data) => {
+                // A reply the command set built: no host I/O.
+                let data = slice_at(data, xfer.offset, size);
                 if ctx.bus_master && prd.scatter(ctx.mem, &data).is_err() {
                     return self.dma_error(u);
                 }
-                if let (Some(d), AtapiSource::Medium { .. }) = (self.units[u].drive.as_mut(), &xfer.source) {
-                    d.account(BlockOp::Read, size as u64, started);
+                self.atapi_dma_finished(u, short);
+            }
+            AtapiSource::Medium { lba, raw } => {
+                let (offset, len) = medium_extent(*lba, *raw, xfer.offset, size);
+                let segments = if ctx.bus_master { prd.segments(size) } else { Vec::new() };
+                self.atapi_segments = segments;
+                if !self.submit(u, IoOp::Read { offset, len }, Pending::AtapiDma { size, short }) {
+                    self.atapi_io_error(u, libc::ENOMEDIUM);
+                    self.set_inactive(false);
                 }
             }
-            Err(e) => {
+        }
+    }
+
+    pub(super) fn atapi_dma_done(&mut self, ctx: &Ctx, u: usize, size: usize, short: bool, done: Completion) {
+        let Some(xfer) = self.units[u].atapi_xfer.clone() else {
+            return self.atapi_ok(u);
+        };
+        let AtapiSource::Medium { lba, raw } = xfer.source else { return self.atapi_ok(u) };
+        match done.result {
+            Ok(IoDone::Data(blocks)) => {
+                let view = medium_view(&blocks, lba, raw, xfer.offset, size);
+                let segments = std::mem::take(&mut self.atapi_segments);
+                let mut at = 0;
+                for s in &segments {
+                    let end = (at + s.len).min(view.len());
+                    if ctx.mem.write(s.gpa, &view[at..end]).is_err() {
+                        return self.dma_error(u);
+                    }
+                    at = end;
+                }
+                if let Some(d) = self.units[u].drive.as_mut() {
+                    d.account(BlockOp::Read, size as u64, done.elapsed);
+                }
+            }
+            Ok(IoDone::Moved(_)) => return self.dma_error(u),
+            Err(failure) => {
                 let (lba, blocks) = atapi_extent(&xfer, size);
-                match self.host_error(ctx, u, &e, BlockOp::Read, lba, blocks, Retry::AtapiDma) {
+                match self.host_failure(ctx, u, &failure, BlockOp::Read, lba, blocks, Retry::AtapiDma) {
                     ErrorAction::Report => {
-                        self.atapi_io_error(u, e.errno());
+                        self.atapi_io_error(u, failure_errno(&failure));
                         self.set_inactive(false);
                         return;
                     }
@@ -222,7 +272,11 @@ impl Channel {
                 }
             }
         }
-        if (size as u64) < xfer.remaining {
+        self.atapi_dma_finished(u, short);
+    }
+
+    fn atapi_dma_finished(&mut self, u: usize, short: bool) {
+        if short {
             // PRDs shorter than the reply: the engine stops without an
             // interrupt and the guest times out, as on QEMU.
             self.units[u].atapi_xfer = None;
@@ -235,5 +289,12 @@ impl Channel {
         unit.regs.nsector = (unit.regs.nsector & !7) | ATAPI_INT_REASON_IO | ATAPI_INT_REASON_CD;
         self.set_irq();
         self.set_inactive(false);
+    }
+}
+
+pub(super) fn failure_errno(failure: &IoFailure) -> i32 {
+    match failure {
+        IoFailure::Host { err, .. } => err.errno(),
+        IoFailure::Memory(_) | IoFailure::TooLarge(_) => libc::EIO,
     }
 }

@@ -4,15 +4,20 @@ use super::atapi::{AtapiState, CD_SECTOR_SIZE};
 use super::identify::{Geometry, Identity};
 use super::regs::SECTOR_SIZE;
 use super::MediaKind;
-use crate::block::{BlockBackend, BlockOp, CacheMode, ErrorPolicy};
+use crate::block::engine::{BlockQueue, Medium};
+use crate::block::{BlockOp, CacheMode, ErrorPolicy};
 use crate::machine::BlockStats;
-use std::time::Instant;
+use std::time::Duration;
 
 /// A drive and its host side.
 pub(super) struct Drive {
     pub id: String,
     pub media: MediaKind,
-    pub backend: Option<Box<dyn BlockBackend>>,
+    /// None: an empty CD-ROM drive (or tray open with the medium gone).
+    pub medium: Option<Medium>,
+    /// The drive's request queue on the I/O engine; None until the
+    /// controller's engine is started.
+    pub queue: Option<BlockQueue>,
     pub filename: String,
     pub cache: CacheMode,
     pub werror: ErrorPolicy,
@@ -28,12 +33,17 @@ pub(super) struct Drive {
     pub io_status: &'static str,
     pub smart_enabled: bool,
     pub smart_autosave: bool,
+    /// The guest's write-cache setting (SET FEATURES 02h/82h), as the
+    /// backend also has it; kept here for IDENTIFY.
+    pub write_cache: bool,
+    /// The backend said it can never succeed again; logged once.
+    pub failed_permanently: bool,
 }
 
 impl Drive {
     /// query-blockstats counters for a request that completed.
-    pub(super) fn account(&mut self, op: BlockOp, bytes: u64, started: Instant) {
-        let ns = started.elapsed().as_nanos() as u64;
+    pub(super) fn account(&mut self, op: BlockOp, bytes: u64, elapsed: Duration) {
+        let ns = elapsed.as_nanos() as u64;
         let s = &mut self.stats;
         match op {
             BlockOp::Read => {
@@ -69,13 +79,13 @@ impl Drive {
     }
 
     pub(super) fn nb_sectors(&self) -> u64 {
-        self.backend.as_ref().map_or(0, |b| b.size() / SECTOR_SIZE as u64)
+        self.medium.as_ref().map_or(0, |m| m.size() / SECTOR_SIZE as u64)
     }
 
     pub(super) fn cd_sectors(&self) -> Option<u64> {
         if self.atapi.tray_open() {
             return None;
         }
-        self.backend.as_ref().map(|b| b.size() / CD_SECTOR_SIZE as u64)
+        self.medium.as_ref().map(|m| m.size() / CD_SECTOR_SIZE as u64)
     }
 }

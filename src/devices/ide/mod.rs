@@ -12,7 +12,10 @@ mod channel;
 mod commands;
 mod dma;
 mod drive;
+mod host_io;
+pub use host_io::wait_idle;
 pub mod identify;
+mod requests;
 mod pio;
 mod policy;
 mod regs;
@@ -22,7 +25,9 @@ use crate::devices::bus::BusDevice;
 use crate::devices::pci::config::{self, ConfigSpace};
 use crate::devices::pci::{IoBar, PciFunction};
 use crate::machine::{DriveInfo, Event, GuestMemory, InsertedMedium, IrqLine, VmControl};
+use crate::block::engine::Medium;
 use channel::{Channel, Ctx};
+use requests::CompletionQueue;
 use drive::Drive;
 use identify::{guess_geometry, Identity, MAX_MULT_SECTORS};
 use std::sync::Arc;
@@ -72,6 +77,11 @@ pub struct IdeController {
     channels: [Channel; 2],
     mem: Arc<dyn GuestMemory>,
     vm: VmControl,
+    /// Completions of every drive's requests, applied in arrival order.
+    completions: Arc<CompletionQueue>,
+    /// Between `begin_guest_request` and `end_guest_request`: completions
+    /// wait, so no command finishes in the middle of one guest request.
+    serving_guest_request: bool,
 }
 
 fn build_drive(position: usize, cfg: DriveConfig) -> Drive {
@@ -87,6 +97,7 @@ fn build_drive(position: usize, cfg: DriveConfig) -> Drive {
         identity.firmware = v;
     }
     let mut backend = cfg.backend;
+    let write_cache = backend.as_ref().is_some_and(|b| b.guest_write_cache());
     let geometry = match backend.as_mut() {
         Some(b) if !cdrom => {
             let nb = b.size() / 512;
@@ -101,7 +112,8 @@ fn build_drive(position: usize, cfg: DriveConfig) -> Drive {
     Drive {
         id: cfg.id,
         media: cfg.media,
-        backend,
+        medium: backend.map(Medium::new),
+        queue: None,
         filename: cfg.filename,
         cache: cfg.cache,
         werror: cfg.werror,
@@ -116,6 +128,8 @@ fn build_drive(position: usize, cfg: DriveConfig) -> Drive {
         io_status: "ok",
         smart_enabled: true,
         smart_autosave: true,
+        write_cache,
+        failed_permanently: false,
     }
 }
 
@@ -134,11 +148,17 @@ impl IdeController {
         let [d0, d1, d2, d3] = drives;
         let [irq14, irq15] = irqs;
         let mk = |pos: usize, d: Option<DriveConfig>| d.map(|cfg| build_drive(pos, cfg));
+        let completions = Arc::new(CompletionQueue::default());
         let mut ctl = IdeController {
             config: piix3_config(),
-            channels: [Channel::new([mk(0, d0), mk(1, d1)], irq14), Channel::new([mk(2, d2), mk(3, d3)], irq15)],
+            channels: [
+                Channel::new(0, [mk(0, d0), mk(1, d1)], irq14, completions.clone()),
+                Channel::new(1, [mk(2, d2), mk(3, d3)], irq15, completions.clone()),
+            ],
             mem,
             vm,
+            completions,
+            serving_guest_request: false,
         };
         ctl.reset_config();
         ctl
@@ -157,13 +177,6 @@ impl IdeController {
         (Ctx { mem: &*self.mem, vm: &self.vm, bus_master }, &mut self.channels)
     }
 
-    /// Re-run requests a `stop` policy held; call after vm.set_running().
-    pub fn restart_held_requests(&mut self) {
-        let (ctx, channels) = self.ctx_and_channels();
-        for ch in channels.iter_mut() {
-            ch.restart_held(&ctx);
-        }
-    }
 
     pub fn has_held_request(&self) -> bool {
         self.channels.iter().any(Channel::has_held_request)
@@ -182,10 +195,10 @@ impl IdeController {
                     tray_open: d.atapi.tray_open(),
                     locked: d.atapi.locked(),
                     io_status: d.keeps_io_status().then_some(d.io_status),
-                    inserted: d.backend.as_ref().map(|b| InsertedMedium {
+                    inserted: d.medium.as_ref().map(|m| InsertedMedium {
                         file: d.filename.clone(),
-                        read_only: b.read_only(),
-                        size: b.size(),
+                        read_only: m.read_only(),
+                        size: m.size(),
                         cache: d.cache,
                     }),
                     stats: d.stats.clone(),
@@ -227,7 +240,7 @@ impl IdeController {
             return Err(IdeError::Locked(id.to_string()));
         }
         Self::move_tray(vm.events(), drive, true);
-        drive.backend = None;
+        drive.medium = None;
         drive.filename.clear();
         Ok(())
     }
@@ -242,7 +255,7 @@ impl IdeController {
             return Err(IdeError::Locked(id.to_string()));
         }
         Self::move_tray(vm.events(), drive, true);
-        drive.backend = Some(backend);
+        drive.medium = Some(Medium::new(backend));
         drive.filename = filename;
         Self::move_tray(vm.events(), drive, false);
         Ok(())
@@ -261,8 +274,8 @@ impl IdeController {
                 if aux_only && c == 0 && unit == 0 {
                     continue;
                 }
-                if let Some(mut drive) = ch.unplug_disk(unit) {
-                    if let Some(Err(e)) = drive.backend.as_mut().map(|b| b.flush()) {
+                if let Some(drive) = ch.unplug_disk(unit) {
+                    if let Some(Err(e)) = drive.medium.as_ref().map(|m| m.lock().flush()) {
                         log::error!("flushing {} before unplug: {e}", drive.id);
                     }
                     removed.push(drive.id.clone());
@@ -275,8 +288,8 @@ impl IdeController {
     pub fn flush_all(&mut self) -> Result<(), BlockError> {
         let mut first = Ok(());
         for d in self.channels.iter_mut().flat_map(|ch| ch.drives_mut()) {
-            if let Some(b) = d.backend.as_mut() {
-                if let Err(e) = b.flush() {
+            if let Some(m) = d.medium.as_ref() {
+                if let Err(e) = m.lock().flush() {
                     log::error!("flush of {} at exit failed: {e}", d.id);
                     if first.is_ok() {
                         first = Err(e);

@@ -3,11 +3,12 @@
 //! that go to the host.
 
 use super::channel::{Channel, Ctx};
+use super::identify::MAX_MULT_SECTORS;
 use super::policy::Retry;
 use super::regs::*;
-use super::identify::MAX_MULT_SECTORS;
+use super::requests::Pending;
+use crate::block::engine::{Completion, IoDone, IoFailure, IoOp};
 use crate::block::{BlockError, BlockOp, ErrorAction};
-use std::time::Instant;
 
 /// What runs when the guest has moved the last byte of a DRQ block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +92,9 @@ impl Channel {
 
     // ---- PIO sectors ------------------------------------------------------
 
-    pub(super) fn sector_read(&mut self, ctx: &Ctx, u: usize) {
+    /// The next PIO block of a read command goes to the host; BSY until it
+    /// is back.
+    pub(super) fn sector_read(&mut self, _ctx: &Ctx, u: usize) {
         let unit = &mut self.units[u];
         unit.regs.status = READY_STAT | SEEK_STAT;
         unit.regs.error = 0;
@@ -101,56 +104,68 @@ impl Channel {
             unit.transfer_stop();
             return;
         }
-        let n = remaining.min(unit.req_nb_sectors).min(MAX_MULT_SECTORS as u32) as usize;
+        let n = remaining.min(unit.req_nb_sectors).min(MAX_MULT_SECTORS as u32);
         if !unit.sect_range_ok(sector, n as u64) {
             self.rw_error(u);
             return;
         }
-        let bytes = n * SECTOR_SIZE;
-        let Some(backend) = unit.drive.as_mut().and_then(|d| d.backend.as_mut()) else {
+        unit.regs.status |= BUSY_STAT;
+        let op = IoOp::Read { offset: sector as u64 * SECTOR_SIZE as u64, len: n as usize * SECTOR_SIZE };
+        if !self.submit(u, op, Pending::PioRead { lba: sector, n, remaining }) {
             self.rw_error(u);
-            return;
-        };
-        let started = Instant::now();
-        if let Err(e) = backend.read_at(sector as u64 * SECTOR_SIZE as u64, &mut unit.pio.buf[..bytes]) {
-            let retry = Retry::Pio { write: false, lba: sector, nsector: remaining };
-            match self.host_error(ctx, u, &e, BlockOp::Read, sector as u64, n as u64, retry) {
-                ErrorAction::Report => return self.rw_error(u),
-                ErrorAction::Stop => return,
-                ErrorAction::Ignore => {}
+        }
+    }
+
+    pub(super) fn sector_read_done(&mut self, ctx: &Ctx, u: usize, lba: i64, n: u32, remaining: u32, done: Completion) {
+        let bytes = n as usize * SECTOR_SIZE;
+        match done.result {
+            Ok(IoDone::Data(data)) if data.len() == bytes => self.units[u].pio.buf[..bytes].copy_from_slice(&data),
+            Ok(_) => return self.rw_error(u),
+            Err(failure) => {
+                let retry = Retry::Pio { write: false, lba, nsector: remaining };
+                match self.host_failure(ctx, u, &failure, BlockOp::Read, lba as u64, n as u64, retry) {
+                    ErrorAction::Report => return self.rw_error(u),
+                    ErrorAction::Stop => return,
+                    // QEMU hands the guest what the buffer held before.
+                    ErrorAction::Ignore => {}
+                }
             }
         }
         let unit = &mut self.units[u];
         if let Some(d) = unit.drive.as_mut() {
-            d.account(BlockOp::Read, bytes as u64, started);
+            d.account(BlockOp::Read, bytes as u64, done.elapsed);
         }
-        unit.set_sector(sector + n as i64);
-        unit.regs.nsector -= n as u32;
+        unit.regs.status = READY_STAT | SEEK_STAT;
+        unit.set_sector(lba + n as i64);
+        unit.regs.nsector = remaining - n;
         unit.transfer_start(bytes, EndAction::SectorRead);
         self.set_irq();
     }
 
-    pub(super) fn sector_write(&mut self, ctx: &Ctx, u: usize) {
+    /// A PIO block the guest has written goes to the host; BSY until the
+    /// host has it (an error is reported or held before anything says the
+    /// block was taken).
+    pub(super) fn sector_write(&mut self, _ctx: &Ctx, u: usize) {
         let unit = &mut self.units[u];
         unit.regs.status = READY_STAT | SEEK_STAT | BUSY_STAT;
         let sector = unit.get_sector();
         let remaining = unit.regs.nsector;
-        let n = remaining.min(unit.req_nb_sectors).min(MAX_MULT_SECTORS as u32) as usize;
+        let n = remaining.min(unit.req_nb_sectors).min(MAX_MULT_SECTORS as u32);
         if !unit.sect_range_ok(sector, n as u64) {
             self.rw_error(u);
             return;
         }
-        let bytes = n * SECTOR_SIZE;
-        let Some(backend) = unit.drive.as_mut().and_then(|d| d.backend.as_mut()) else {
+        let bytes = n as usize * SECTOR_SIZE;
+        let op = IoOp::Write { offset: sector as u64 * SECTOR_SIZE as u64, data: unit.pio.buf[..bytes].to_vec() };
+        if !self.submit(u, op, Pending::PioWrite { lba: sector, n, remaining }) {
             self.rw_error(u);
-            return;
-        };
-        let started = Instant::now();
-        let result = backend.write_at(sector as u64 * SECTOR_SIZE as u64, &unit.pio.buf[..bytes]);
-        unit.regs.status &= !BUSY_STAT;
-        if let Err(e) = result {
-            let retry = Retry::Pio { write: true, lba: sector, nsector: remaining };
-            match self.host_error(ctx, u, &e, BlockOp::Write, sector as u64, n as u64, retry) {
+        }
+    }
+
+    pub(super) fn sector_write_done(&mut self, ctx: &Ctx, u: usize, lba: i64, n: u32, remaining: u32, done: Completion) {
+        if let Err(failure) = &done.result {
+            let retry = Retry::Pio { write: true, lba, nsector: remaining };
+            match self.host_failure(ctx, u, failure, BlockOp::Write, lba as u64, n as u64, retry) {
                 ErrorAction::Report => return self.rw_error(u),
                 ErrorAction::Stop => return,
                 ErrorAction::Ignore => {}
@@ -158,10 +173,11 @@ impl Channel {
         }
         let unit = &mut self.units[u];
         if let Some(d) = unit.drive.as_mut() {
-            d.account(BlockOp::Write, bytes as u64, started);
+            d.account(BlockOp::Write, n as u64 * SECTOR_SIZE as u64, done.elapsed);
         }
-        unit.regs.nsector -= n as u32;
-        unit.set_sector(sector + n as i64);
+        unit.regs.status = READY_STAT | SEEK_STAT;
+        unit.regs.nsector = remaining - n;
+        unit.set_sector(lba + n as i64);
         if unit.regs.nsector == 0 {
             unit.transfer_stop();
         } else {
@@ -173,28 +189,34 @@ impl Channel {
 
     pub(super) fn flush(&mut self, ctx: &Ctx, u: usize) {
         let unit = &mut self.units[u];
-        if unit.drive.as_ref().is_some_and(|d| d.backend.is_none()) {
+        if unit.drive.as_ref().is_some_and(|d| d.medium.is_none()) {
             // A drive without a medium: QEMU's flush of an empty block
             // backend fails with ENOMEDIUM and goes through the policy.
-            let err = BlockError::NoMedium;
-            match self.host_error(ctx, u, &err, BlockOp::Flush, 0, 0, Retry::Flush) {
+            let failure = IoFailure::Host { err: BlockError::NoMedium, done: 0, permanent: false };
+            match self.host_failure(ctx, u, &failure, BlockOp::Flush, 0, 0, Retry::Flush) {
                 ErrorAction::Report => return self.rw_error(u),
                 ErrorAction::Stop => return,
                 ErrorAction::Ignore => {}
             }
-        } else if let Some(backend) = unit.drive.as_mut().and_then(|d| d.backend.as_mut()) {
+        } else if unit.drive.is_some() {
             unit.regs.status |= BUSY_STAT;
-            let started = Instant::now();
-            if let Err(e) = backend.flush() {
-                match self.host_error(ctx, u, &e, BlockOp::Flush, 0, 0, Retry::Flush) {
-                    ErrorAction::Report => return self.rw_error(u),
-                    ErrorAction::Stop => return,
-                    ErrorAction::Ignore => {}
-                }
+            if self.submit(u, IoOp::Flush, Pending::Flush) {
+                return;
             }
-            if let Some(d) = self.units[u].drive.as_mut() {
-                d.account(BlockOp::Flush, 0, started);
+        }
+        self.units[u].regs.status = READY_STAT | SEEK_STAT;
+        self.set_irq();
+    }
+
+    pub(super) fn flush_done(&mut self, ctx: &Ctx, u: usize, done: Completion) {
+        if let Err(failure) = &done.result {
+            match self.host_failure(ctx, u, failure, BlockOp::Flush, 0, 0, Retry::Flush) {
+                ErrorAction::Report => return self.rw_error(u),
+                ErrorAction::Stop => return,
+                ErrorAction::Ignore => {}
             }
+        } else if let Some(d) = self.units[u].drive.as_mut() {
+            d.account(BlockOp::Flush, 0, done.elapsed);
         }
         self.units[u].regs.status = READY_STAT | SEEK_STAT;
         self.set_irq();

@@ -4,6 +4,7 @@
 use super::channel::{Channel, Ctx};
 use super::commands::ata_command_name;
 use super::dma::{AtaDma, DmaJob};
+use crate::block::engine::IoFailure;
 use crate::block::{BlockError, BlockOp, ErrorAction};
 use crate::logging::{audit_io_error, IoErrorAudit};
 use crate::machine::{Event, IoOperation, RunState};
@@ -42,10 +43,24 @@ pub(super) fn atapi_command_name(cdb0: u8) -> &'static str {
 impl Channel {
     // ---- host errors ----------------------------------------------------
 
+    /// [`Channel::host_error`] for a request that came back from the host.
+    /// A guest-memory failure never gets here (it is the guest's fault, a
+    /// DMA error); a failure the backend can never recover from is reported
+    /// even under a `stop` policy, since every retry would fail at once and
+    /// the guest would stay frozen until destroyed.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn host_failure(&mut self, ctx: &Ctx, u: usize, failure: &IoFailure, op: BlockOp, lba: u64, count: u64, retry: Retry) -> ErrorAction {
+        let (err, permanent) = match failure {
+            IoFailure::Host { err, permanent, .. } => (err.clone(), *permanent),
+            IoFailure::Memory(_) | IoFailure::TooLarge(_) => (BlockError::Io { op, offset: lba, len: count, errno: libc::EFAULT }, false),
+        };
+        self.apply_policy(ctx, u, &err, op, lba, count, retry, permanent)
+    }
+
     /// Apply the drive's policy to a failed host request: audit, event,
     /// statistics, and for `stop` the held request and the VM stop.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn host_error(&mut self, ctx: &Ctx, u: usize, err: &BlockError, op: BlockOp, lba: u64, count: u64, retry: Retry) -> ErrorAction {
+    fn apply_policy(&mut self, ctx: &Ctx, u: usize, err: &BlockError, op: BlockOp, lba: u64, count: u64, retry: Retry, permanent: bool) -> ErrorAction {
         let command = if self.units[u].command == 0xa0 {
             atapi_command_name(self.units[u].cdb0)
         } else {
@@ -56,7 +71,15 @@ impl Channel {
         };
         let errno = err.errno();
         let is_read = op == BlockOp::Read;
-        let action = if is_read { drive.rerror } else { drive.werror }.action_for(errno);
+        let mut action = if is_read { drive.rerror } else { drive.werror }.action_for(errno);
+        if permanent && action == ErrorAction::Stop {
+            // Said once per drive: the audit line below carries the action.
+            if !drive.failed_permanently {
+                log::error!("{}: the image can no longer make data durable (an earlier fdatasync failed); errors are reported from now on instead of holding the guest", drive.id);
+            }
+            drive.failed_permanently = true;
+            action = ErrorAction::Report;
+        }
         audit_io_error(&IoErrorAudit { drive: &drive.id, command, lba, sectors: count, errno, action: action.as_qmp() });
         ctx.vm.events().emit(Event::BlockIoError {
             device: drive.id.clone(),

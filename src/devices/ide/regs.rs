@@ -78,7 +78,7 @@ impl Unit {
     }
 
     pub(super) fn has_disk_medium(&self) -> bool {
-        self.drive.as_ref().is_some_and(|d| !d.is_cdrom() && d.backend.is_some())
+        self.drive.as_ref().is_some_and(|d| !d.is_cdrom() && d.medium.is_some())
     }
 
     pub(super) fn nb_sectors(&self) -> u64 {

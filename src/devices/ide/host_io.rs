@@ -1,0 +1,95 @@
+//! The controller and the I/O engine: one queue per drive, completions
+//! applied under the controller lock, guest requests kept whole, and the
+//! re-run of held requests on `cont`.
+
+use super::IdeController;
+use crate::block::engine::{BlockQueue, EngineError, IdleWaiter};
+use crate::machine::VmControl;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+impl IdeController {
+    /// Give every drive its queue on the I/O engine. Completions take the
+    /// controller's lock through a weak reference, so the workers never
+    /// keep a destroyed controller alive.
+    pub fn start_engine(this: &Arc<Mutex<IdeController>>) -> Result<(), EngineError> {
+        let weak: Weak<Mutex<IdeController>> = Arc::downgrade(this);
+        let mut ctl = this.lock().unwrap_or_else(|e| e.into_inner());
+        let mem = ctl.mem.clone();
+        let completions = ctl.completions.clone();
+        for (c, ch) in ctl.channels.iter_mut().enumerate() {
+            for (u, drive) in ch.drives_mut_indexed() {
+                let (weak, completions) = (weak.clone(), completions.clone());
+                let on_complete = Arc::new(move |done| {
+                    completions.push(c, u, done);
+                    if let Some(ctl) = weak.upgrade() {
+                        ctl.lock().unwrap_or_else(|e| e.into_inner()).deliver_completions();
+                    }
+                });
+                drive.queue = Some(BlockQueue::spawn(&drive.id, mem.clone(), on_complete)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Apply every completion that has arrived, unless a guest request is
+    /// being served (then `end_guest_request` does it).
+    pub fn deliver_completions(&mut self) {
+        if self.serving_guest_request {
+            return;
+        }
+        while let Some((c, u, done)) = self.completions.pop() {
+            let (ctx, channels) = self.ctx_and_channels();
+            if let Some(ch) = channels.get_mut(c) {
+                ch.complete(&ctx, u, done);
+            }
+        }
+    }
+
+    /// The Xen front calls this before it serves a vCPU's request. Returns
+    /// true when the request must wait (the VM is stopped), decided under
+    /// this lock, which completions (and so the error policy's holds) also
+    /// take; otherwise completions wait until `end_guest_request`, so one
+    /// request (every element of a `rep outsb`) sees no command finish in
+    /// its middle, as on QEMU, whose main loop serves a request whole.
+    pub fn begin_guest_request(&mut self) -> bool {
+        if !self.vm.is_running() {
+            return true;
+        }
+        self.serving_guest_request = true;
+        false
+    }
+
+    pub fn end_guest_request(&mut self) {
+        self.serving_guest_request = false;
+        self.deliver_completions();
+    }
+
+    /// `cont`: re-issue what a `stop` policy held, then set the VM running,
+    /// both under this lock, so a re-issued request that fails again holds
+    /// the VM after the state said Running (never before, to be
+    /// overwritten) and no guest request is served in between.
+    pub fn restart_held_requests_and_run(&mut self, vm: &VmControl) {
+        let (ctx, channels) = self.ctx_and_channels();
+        for ch in channels.iter_mut() {
+            ch.restart_held(&ctx);
+        }
+        vm.set_running();
+    }
+
+    /// Waiters for every drive's queue to run dry (tests, benchmarks,
+    /// flush at exit). Wait on them with this controller unlocked.
+    pub fn idle_waiters(&self) -> Vec<IdleWaiter> {
+        self.channels.iter().flat_map(|ch| ch.drives()).filter_map(|d| d.queue.as_ref().map(BlockQueue::idle_waiter)).collect()
+    }
+
+    pub fn has_request_in_flight(&self) -> bool {
+        self.channels.iter().any(|ch| ch.has_request_in_flight())
+    }
+}
+
+/// Wait until `ide` has no request on the host; false after `timeout`.
+pub fn wait_idle(ide: &Mutex<IdeController>, timeout: Duration) -> bool {
+    let waiters = ide.lock().unwrap_or_else(|e| e.into_inner()).idle_waiters();
+    waiters.iter().all(|w| w.wait(timeout))
+}
