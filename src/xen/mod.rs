@@ -46,6 +46,8 @@ pub mod evtchn;
 pub mod foreign_memory;
 pub mod ioreq;
 pub mod irq;
+mod lru;
+pub mod memfd_mapper;
 pub mod power;
 pub mod privcmd;
 pub mod server;
