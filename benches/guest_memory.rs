@@ -5,7 +5,7 @@
 //! to the guest against the old 64 MiB cap, at random addresses.
 //!
 //! `cargo bench --bench guest_memory` (BENCH_SECONDS=<f> per row, default
-//! 0.3). Prints GB/s and, for the Xen rows, bucket maps per operation.
+//! 0.3; BENCH_REPEAT=<n> rounds of the raw-copy rows, best printed, default 5). Prints GB/s and, for the Xen rows, bucket maps per operation.
 //! Timings are never asserted; every row checks the bytes it copied.
 
 use std::hint::black_box;
@@ -98,15 +98,25 @@ fn raw_copies() {
         ("volatile u64 words", copy_from_guest_u64, None),
         ("volatile 16-byte words x4 (used)", copy_from_guest, Some(copy_to_guest)),
     ];
-    for (name, out, inn) in rows {
-        // SAFETY: gptr..gptr+len is the region's slice, alive while `region` is.
-        let (_, r_out) = measure(len, |_| unsafe { out(black_box(gptr), black_box(&mut buf)) });
-        assert!(buf.iter().all(|&b| b == 0x3c));
-        let r_in = inn.map(|f| {
-            // SAFETY: as above.
-            measure(len, |_| unsafe { f(black_box(gptr), black_box(&buf)) }).1
-        });
-        println!("  {name:36} {}  {}", gbs(r_out), r_in.map(gbs).unwrap_or_else(|| "           -".into()));
+    // The host is shared: rows run interleaved, BENCH_REPEAT times (default
+    // 5), and the best of each is printed, so load spikes hit all rows alike.
+    let repeat = std::env::var("BENCH_REPEAT").ok().and_then(|s| s.parse::<usize>().ok()).unwrap_or(5).max(1);
+    let mut best = [(0f64, 0f64); 3];
+    for _ in 0..repeat {
+        for (row, (_, out, inn)) in rows.iter().enumerate() {
+            // SAFETY: gptr..gptr+len is the region's slice, alive while `region` is.
+            let (_, r_out) = measure(len, |_| unsafe { out(black_box(gptr), black_box(&mut buf)) });
+            assert!(buf.iter().all(|&b| b == 0x3c));
+            let r_in = inn.map_or(0.0, |f| {
+                // SAFETY: as above.
+                measure(len, |_| unsafe { f(black_box(gptr), black_box(&buf)) }).1
+            });
+            best[row] = (best[row].0.max(r_out), best[row].1.max(r_in));
+        }
+    }
+    for ((name, _, inn), (r_out, r_in)) in rows.iter().zip(best) {
+        let r_in = if inn.is_some() { gbs(r_in) } else { "           -".into() };
+        println!("  {name:36} {}  {r_in}", gbs(r_out));
     }
 }
 

@@ -12,6 +12,19 @@
 //! * Access: copies are volatile (`machine::volatile`); the guest writes
 //!   this memory concurrently. A page the batch could not map is never
 //!   touched (it would fault) but reported as `MemError::Unmappable`.
+//!
+//! `cargo bench --bench guest_memory`, random 4 KiB-aligned reads over an
+//! 8 GiB fake guest (memfd mapper: a real mmap/munmap per bucket, privcmd
+//! costs more), loaded 2-core host:
+//!
+//! | read size | cache sized (9 GiB), warm | maps/op | old 64 MiB cap | maps/op |
+//! |-----------|---------------------------|---------|----------------|---------|
+//! | 4 KiB     | 0.9-2.5 GB/s              | 0       | 0.01-0.02 GB/s | 0.99    |
+//! | 64 KiB    | 3.1-6.8 GB/s              | 0       | 0.10-0.30 GB/s | 1.04    |
+//! | 1 MiB     | 5.0-11.6 GB/s             | 0       | 0.65-1.8 GB/s  | 1.99    |
+//! | 32 MiB    | 2.3-5.3 GB/s              | 0       | 0.33-2.6 GB/s  | 33      |
+//!
+//! (mapping all 8192 buckets once took 0.7-1.9 s.)
 
 use super::dm::DeviceModelHandle;
 use super::ioreq::GuestMappings;
@@ -136,14 +149,15 @@ pub struct CacheStats {
     pub evictions: u64,
 }
 
-/// What dirty logging needs after the XenGuestMemory is borrowed away: a
-/// `GuestIoRegion` reports its pages when it drops.
-struct DirtyLog<M> {
+/// The mapper and the dirty-logging switch, shared with the regions from
+/// `map_for_io`: a FromDevice region reports its pages when it drops, which
+/// may be after the `&XenGuestMemory` it came from is gone.
+struct Shared<M> {
     mapper: M,
     on: AtomicBool,
 }
 
-impl<M: FrameMapper> DirtyLog<M> {
+impl<M: FrameMapper> Shared<M> {
     fn report(&self, gpa: u64, len: usize) {
         if len == 0 || !self.on.load(Ordering::Relaxed) {
             return;
@@ -162,7 +176,7 @@ impl<M: FrameMapper> DirtyLog<M> {
 }
 
 pub struct XenGuestMemory<M: FrameMapper = PrivcmdMapper> {
-    shared: Arc<DirtyLog<M>>,
+    shared: Arc<Shared<M>>,
     cache: Mutex<Lru<Arc<Bucket<M::Frames>>>>,
     max_buckets: usize,
     maps: AtomicU64,
@@ -188,7 +202,7 @@ impl<M: FrameMapper> XenGuestMemory<M> {
     pub fn with_mapper(mapper: M, max_bytes: u64) -> Self {
         let buckets = max_bytes.div_ceil(BUCKET_BYTES as u64).max(1);
         XenGuestMemory {
-            shared: Arc::new(DirtyLog { mapper, on: AtomicBool::new(false) }),
+            shared: Arc::new(Shared { mapper, on: AtomicBool::new(false) }),
             cache: Mutex::new(Lru::new()),
             max_buckets: usize::try_from(buckets).unwrap_or(usize::MAX),
             maps: AtomicU64::new(0),
