@@ -2,8 +2,10 @@
 //! PCI-config requests from Xen, plus guest memory, IRQ lines and xenstore.
 //!
 //! `unsafe` lives only in the thin layers over the kernel devices
-//! (`privcmd`, `evtchn`); everything else is safe code on top of them, and
-//! the request decoder (`ioreq`) is unit-tested without Xen.
+//! (`privcmd`, `evtchn`) and in the guest-memory mappings
+//! (`foreign_memory`'s buckets, `memfd_mapper`, its stand-in without Xen);
+//! everything else is safe code on top of them, and the request decoder
+//! (`ioreq`) and the map cache are unit-tested without Xen.
 //!
 //! Wiring, in the order Xen needs it (the domain stays paused until
 //! "running" is written, so nothing races the guest):
@@ -30,7 +32,8 @@
 //! let mut server = IoreqServer::create(dm.clone(), true)?;
 //! server.claim_ports(&[0x1f0..=0x1f7, 0x3f6..=0x3f6, 0x170..=0x177, 0x376..=0x376])?;
 //! server.claim_pci(0, 0x09)?; // 00:01.1 PIIX3 IDE
-//! let memory = Arc::new(XenGuestMemory::new(dm.clone())); // DMA for the devices
+//! let guest_ram_bytes = 2 << 30; // -m
+//! let memory = Arc::new(XenGuestMemory::sized_for_guest(dm.clone(), guest_ram_bytes)); // DMA for the devices
 //! let ide_irq: Arc<dyn IrqLine> = Arc::new(IsaIrq::new(dm.clone(), 14));
 //! # let _ = ide_irq;
 //! let waker = server.waker(); // QMP `cont` -> waker.wake(); SIGHUP -> waker.stop()
@@ -46,6 +49,8 @@ pub mod evtchn;
 pub mod foreign_memory;
 pub mod ioreq;
 pub mod irq;
+mod lru;
+pub mod memfd_mapper;
 pub mod power;
 pub mod privcmd;
 pub mod server;

@@ -38,23 +38,6 @@ impl ForeignMapping {
         self.len == 0
     }
 
-    /// Copy out of the mapping. The caller has checked `offset..offset+buf.len()`
-    /// lies in pages that were mapped without error.
-    pub fn copy_out(&self, offset: usize, buf: &mut [u8]) {
-        assert!(offset.checked_add(buf.len()).is_some_and(|end| end <= self.len));
-        // SAFETY: the range is inside the live mapping (asserted above) and
-        // does not overlap `buf`, which is process memory. The guest may be
-        // writing the same bytes concurrently (as real DMA races the CPU);
-        // the copy then sees old or new bytes, never memory outside the range.
-        unsafe { std::ptr::copy_nonoverlapping(self.addr.as_ptr().add(offset), buf.as_mut_ptr(), buf.len()) }
-    }
-
-    pub fn copy_in(&self, offset: usize, data: &[u8]) {
-        assert!(offset.checked_add(data.len()).is_some_and(|end| end <= self.len));
-        // SAFETY: as in copy_out, with the direction reversed.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.addr.as_ptr().add(offset), data.len()) }
-    }
-
     /// View page `index` as `T` (an all-atomics mirror of a shared page).
     pub fn page_as<T: AtomicPageView>(&self, index: usize) -> &T {
         assert!(std::mem::size_of::<T>() <= PAGE_SIZE && std::mem::align_of::<T>() <= PAGE_SIZE);
