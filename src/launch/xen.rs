@@ -25,17 +25,20 @@ struct MachineIo {
     vm: VmControl,
     dm: Arc<DeviceModelHandle>,
     server_id: u16,
+    /// Xen refusing a range is reported per BAR move, and the guest moves
+    /// BARs as often as it likes.
+    log_limiter: crate::logging::RateLimiter,
 }
 
 impl MachineIo {
-    fn follow_range_changes(&self, machine: &mut PcMachine) {
+    fn follow_range_changes(&mut self, machine: &mut PcMachine) {
         for change in machine.take_range_changes() {
             let result = match change {
                 PortRangeChange::Added(r) => self.dm.map_io_range_to_ioreq_server(self.server_id, IoRangeKind::Port, r.base, r.last()),
                 PortRangeChange::Removed(r) => self.dm.unmap_io_range_from_ioreq_server(self.server_id, IoRangeKind::Port, r.base, r.last()),
             };
             if let Err(e) = result {
-                log::error!("following a BAR move ({change:?}): {e}");
+                self.log_limiter.log(log::Level::Error, "bar-move-rejected", format_args!("following a BAR move ({change:?}): {e}"));
             }
         }
     }
@@ -47,7 +50,8 @@ impl IoHandler for MachineIo {
     }
 
     fn pio_write(&mut self, port: u16, size: u8, value: u32) {
-        let mut m = self.machine.lock().unwrap_or_else(|e| e.into_inner());
+        let machine = self.machine.clone();
+        let mut m = machine.lock().unwrap_or_else(|e| e.into_inner());
         m.pio_write(port, size, value);
         self.follow_range_changes(&mut m);
     }
@@ -64,7 +68,8 @@ impl IoHandler for MachineIo {
     }
 
     fn pci_config_write(&mut self, bus: u8, devfn: u8, reg: u16, size: u8, value: u32) {
-        let mut m = self.machine.lock().unwrap_or_else(|e| e.into_inner());
+        let machine = self.machine.clone();
+        let mut m = machine.lock().unwrap_or_else(|e| e.into_inner());
         m.pci_config_write(bus, devfn, reg, size, value);
         self.follow_range_changes(&mut m);
     }
@@ -186,7 +191,12 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
             // QEMU's xen_piix_pci_write_config_client does.
             pirq_route: Arc::new(move |link, irq| {
                 if let Err(e) = link_router.set_pci_link_route(link, irq.unwrap_or(0)) {
-                    log::warn!("set_pci_link_route({link}, {irq:?}): {e}");
+                    // The guest writes the PIRQ routing registers at will.
+                    crate::logging::ratelimit::log_global(
+                        log::Level::Warn,
+                        "pci-link-route",
+                        format_args!("set_pci_link_route({link}, {irq:?}): {e}"),
+                    );
                 }
             }),
             cmos_scope: CmosScope::NvramOnly,
@@ -244,12 +254,14 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
     }
     log::info!("serving domain {domid}");
 
-    let mut io = MachineIo { machine: machine.clone(), vm: vm.clone(), dm: dm.clone(), server_id: server.id() };
+    let mut io = MachineIo { machine: machine.clone(), vm: vm.clone(), dm: dm.clone(), server_id: server.id(), log_limiter: Default::default() };
     let served = server.run(&mut io, &*memory);
     vm.shutdown();
     let flushed = ide.lock().unwrap_or_else(|e| e.into_inner()).flush_all();
     drop(server);
     served.map_err(xen_err)?;
+    // Counts still held by the limiter would die with the process.
+    crate::logging::ratelimit::flush_global();
     if let Err(e) = flushed {
         log::error!("flushing images at exit: {e}");
         return Ok(1);
