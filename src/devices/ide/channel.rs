@@ -1725,3 +1725,10 @@ fn command_permitted(cmd: u8, cdrom: bool) -> bool {
 fn sets_dsc(cmd: u8) -> bool {
     matches!(cmd, 0x10 | 0x27 | 0x40 | 0x41 | 0x42 | 0x70 | 0x91 | 0x98 | 0xb0 | 0xc6 | 0xe5 | 0xef | 0xf5 | 0xf8)
 }
+
+impl Channel {
+    /// The unit whose request a `stop` policy holds, if any.
+    pub fn held_unit(&self) -> Option<usize> {
+        self.held.as_ref().map(|h| h.unit)
+    }
+}
