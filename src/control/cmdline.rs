@@ -913,6 +913,38 @@ fn socket_endpoint(option: &str, opts: &OptValue, path_key: &str, label: String)
     }
 }
 
+/// Why a frontend's `backend` node is not the one libxl writes.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum BackendPathError {
+    #[error("is not under /local/domain/0/backend/")]
+    NotDom0,
+    #[error("is not a vbd/tap/qdisk/vbd3 backend")]
+    Kind,
+    #[error("belongs to another domain")]
+    Domain,
+    #[error("belongs to another device")]
+    Device,
+}
+
+/// libxl puts every disk backend a dom0 device model can open at
+/// /local/domain/0/backend/<kind>/<domid>/<devid> (libxl__device_backend_path
+/// with backend_domid 0); qemu-dm compared it with that path too.
+pub fn check_backend_path(backend: &str, domid: u32, devid: &str) -> Result<(), BackendPathError> {
+    let rest = backend.strip_prefix("/local/domain/0/backend/").ok_or(BackendPathError::NotDom0)?;
+    let parts: Vec<&str> = rest.split('/').collect();
+    let [kind, dom, dev] = parts[..] else { return Err(BackendPathError::Device) };
+    if !["vbd", "tap", "qdisk", "vbd3"].contains(&kind) {
+        return Err(BackendPathError::Kind);
+    }
+    if dom != domid.to_string() {
+        return Err(BackendPathError::Domain);
+    }
+    if dev != devid {
+        return Err(BackendPathError::Device);
+    }
+    Ok(())
+}
+
 /// Read access to xenstore, as the Xen front provides it.
 pub trait XenstoreRead {
     fn read(&self, path: &str) -> Option<String>;
@@ -930,10 +962,12 @@ pub fn drives_from_xenstore(store: &dyn XenstoreRead, domid: u32) -> Result<Vec<
         let frontend = format!("{vbd_dir}/{devid}");
         let backend_key = format!("{frontend}/backend");
         let backend = store.read(&backend_key).ok_or_else(|| xs_err(&backend_key, "missing".into()))?;
-        let backend_kinds = ["/backend/vbd/", "/backend/tap/", "/backend/qdisk/", "/backend/vbd3/"];
-        let expected_tail = format!("{domid}/{devid}");
-        if !backend_kinds.iter().any(|k| backend.contains(k)) || !backend.ends_with(&expected_tail) {
-            return Err(xs_err(&backend_key, format!("'{backend}' is not a vbd/tap/qdisk backend of this device")));
+        // The frontend area is the guest's to write: a `backend` it forged
+        // could name any node (its own data/ area with params= of a dom0
+        // disk). Only the exact path libxl writes is followed.
+        if let Err(e) = check_backend_path(&backend, domid, &devid) {
+            log::warn!("xenstore {backend_key}: '{backend}' {e}; disk {devid} skipped");
+            continue;
         }
         let back_frontend_key = format!("{backend}/frontend");
         if store.read(&back_frontend_key).as_deref() != Some(frontend.as_str()) {
