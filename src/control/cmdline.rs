@@ -400,6 +400,12 @@ impl Parser {
                 return Err(invalid(option, "libxl tracks the device model's pid; it must not daemonize"))
             }
             "snapshot" => return Err(invalid(option, "temporary snapshots are not supported")),
+            // libxl passes these for an HVM guest only with kernel=/ramdisk=/
+            // cmdline= in its config; dropping them would boot the disk
+            // instead of the kernel the admin asked for.
+            "kernel" | "initrd" | "append" => {
+                return Err(invalid(option, "direct kernel boot is not supported by xen-ioemu; boot from a disk"))
+            }
             "xen-attach" => return Err(invalid(option, "attaching to a running domain is not supported")),
             "vnc" if opts.get("vnc") != Some("none") => {
                     self.warnings.push(format!("-vnc {raw}: no display is emulated; ignored"));
@@ -524,6 +530,8 @@ impl Parser {
             return Err(invalid("-drive", "qemu-xen-traditional (-d) takes its disks from xenstore"));
         }
         let mut qmp = std::mem::take(&mut self.qmp);
+        // The first entries come from -qmp, the rest from -chardev + -mon.
+        let n_qmp_options = qmp.len();
         let mut unused: Vec<&String> = self.chardevs.keys().filter(|id| !self.monitors.contains(id)).collect();
         unused.sort();
         let unused: Vec<String> =
@@ -538,6 +546,7 @@ impl Parser {
             }
             qmp.push(socket_endpoint("-chardev", opts, "path", chardev.clone())?);
         }
+        check_fds_used_once(&qmp, n_qmp_options)?;
         let drives = self.resolve_drives(flavour)?;
         let vcpus = self.vcpus.unwrap_or(1);
         let max_vcpus = self.max_vcpus.unwrap_or(vcpus);
@@ -879,6 +888,26 @@ fn parse_serial(option: &str, value: &str) -> Result<SerialSpec, ConfigError> {
             }
         },
     })
+}
+
+/// Each inherited descriptor is adopted (and closed at exit) by the one
+/// endpoint naming it: a second user would close it twice, the second time
+/// perhaps a descriptor since reused for something else.
+fn check_fds_used_once(qmp: &[QmpEndpoint], n_qmp_options: usize) -> Result<(), ConfigError> {
+    let mut owners: HashMap<i32, String> = HashMap::new();
+    for (i, endpoint) in qmp.iter().enumerate() {
+        let QmpEndpoint::Fd { label, fd } = endpoint else { continue };
+        let (option, who) = if i < n_qmp_options {
+            ("-qmp", "-qmp".to_string())
+        } else {
+            ("-chardev", format!("-chardev id={label}"))
+        };
+        if let Some(first) = owners.get(fd) {
+            return Err(invalid(option, format!("fd={fd} is already used by {first}; each descriptor can serve one monitor")));
+        }
+        owners.insert(*fd, who);
+    }
+    Ok(())
 }
 
 fn socket_endpoint(option: &str, opts: &OptValue, path_key: &str, label: String) -> Result<QmpEndpoint, ConfigError> {

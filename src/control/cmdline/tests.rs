@@ -410,3 +410,38 @@ fn backend_paths_are_checked_component_by_component() {
     assert_eq!(check_backend_path("/local/domain/0/backend/vbd/4/768/x", 4, "768"), Err(BackendPathError::Device));
     assert_eq!(check_backend_path("/local/domain/0/backend/vbd/4/76", 4, "768"), Err(BackendPathError::Device));
 }
+
+#[test]
+fn one_descriptor_for_two_monitors_is_a_configuration_error() {
+    assert_eq!(
+        error("-xen-domid 3 -chardev socket,id=a,fd=17,server=on,wait=off -mon chardev=a,mode=control \
+               -chardev socket,id=b,fd=17,server=on,wait=off -mon chardev=b,mode=control"),
+        "-chardev: fd=17 is already used by -chardev id=a; each descriptor can serve one monitor"
+    );
+    // The same chardev under two monitors adopts its descriptor twice too.
+    assert_eq!(
+        error("-xen-domid 3 -chardev socket,id=a,fd=17,server=on,wait=off -mon chardev=a,mode=control -mon chardev=a,mode=control"),
+        "-chardev: fd=17 is already used by -chardev id=a; each descriptor can serve one monitor"
+    );
+    assert_eq!(
+        error("-xen-domid 3 -qmp socket,fd=9 -chardev socket,id=a,fd=9,server=on,wait=off -mon chardev=a,mode=control"),
+        "-chardev: fd=9 is already used by -qmp; each descriptor can serve one monitor"
+    );
+    // Different descriptors are fine.
+    let c = run("-xen-domid 3 -chardev socket,id=a,fd=17,server=on,wait=off -mon chardev=a,mode=control \
+                 -chardev socket,id=b,fd=18,server=on,wait=off -mon chardev=b,mode=control");
+    assert_eq!(c.qmp.len(), 2);
+}
+
+#[test]
+fn direct_kernel_boot_options_end_start_up_naming_the_option() {
+    // libxl's HVM argv with kernel=, ramdisk= and cmdline= set: it adds the
+    // three options after -display (libxl__build_device_model_args_new).
+    let with = |extra: &str| QEMU_XEN_417.replace("-display none", &format!("-display none {extra}"));
+    let msg = "direct kernel boot is not supported by xen-ioemu; boot from a disk";
+    assert_eq!(error(&with("-kernel /boot/vmlinuz -initrd /boot/initrd.img -append console=ttyS0")), format!("-kernel: {msg}"));
+    assert_eq!(error(&with("-initrd /boot/initrd.img")), format!("-initrd: {msg}"));
+    assert_eq!(error(&with("-append console=ttyS0")), format!("-append: {msg}"));
+    // Without kernel= libxl passes none of them, and the argv still runs.
+    assert_eq!(run(QEMU_XEN_417).flavour, Flavour::QemuXen);
+}
