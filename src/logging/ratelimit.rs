@@ -215,6 +215,16 @@ impl RateLimiter {
     }
 }
 
+/// A limiter that goes away (its device, its decoder) still says what it
+/// held back.
+impl Drop for RateLimiter {
+    fn drop(&mut self) {
+        for s in self.flush() {
+            log::log!(s.level, "{s}");
+        }
+    }
+}
+
 /// The limiter for call sites that own no state of their own (closures,
 /// the IDE's audit lines).
 pub fn global() -> &'static Mutex<RateLimiter> {
@@ -311,5 +321,19 @@ mod tests {
         clock.advance(DEFAULT_INTERVAL * 2);
         assert!(rl.admit(Level::Info, "k", "", "").summaries.is_empty());
         assert!(rl.flush().is_empty());
+    }
+
+    #[test]
+    fn a_dropped_limiter_logs_what_it_still_held_back() {
+        let ((), lines) = crate::logging::testlog::capture(|| {
+            let mut rl = RateLimiter::new(1, DEFAULT_INTERVAL, Clock::manual());
+            for _ in 0..4 {
+                rl.log(Level::Warn, "dropped", format_args!("line"));
+            }
+        });
+        assert_eq!(
+            lines,
+            vec![(Level::Warn, "line".to_string()), (Level::Warn, "3 similar messages suppressed (dropped)".to_string())]
+        );
     }
 }
