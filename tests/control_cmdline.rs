@@ -53,3 +53,21 @@ proptest! {
         }
     }
 }
+
+/// libxl's HVM argv with kernel= set: the binary must stop before it opens
+/// anything of Xen's, with one line naming the option.
+#[test]
+fn the_binary_refuses_direct_kernel_boot_before_touching_xen() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xen-ioemu"))
+        .args([
+            "-xen-domid", "7", "-no-shutdown", "-nodefaults", "-no-user-config", "-name", "g1",
+            "-display", "none", "-kernel", "/boot/vmlinuz", "-append", "console=ttyS0",
+            "-machine", "xenfv,suppress-vmdesc=on", "-m", "1016",
+        ])
+        .env("XEN_IOEMU_LOG", "off")
+        .output()
+        .expect("run xen-ioemu");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr, "xen-ioemu: -kernel: direct kernel boot is not supported by xen-ioemu; boot from a disk\n");
+}

@@ -400,6 +400,12 @@ impl Parser {
                 return Err(invalid(option, "libxl tracks the device model's pid; it must not daemonize"))
             }
             "snapshot" => return Err(invalid(option, "temporary snapshots are not supported")),
+            // libxl passes these for an HVM guest only with kernel=/ramdisk=/
+            // cmdline= in its config; dropping them would boot the disk
+            // instead of the kernel the admin asked for.
+            "kernel" | "initrd" | "append" => {
+                return Err(invalid(option, "direct kernel boot is not supported by xen-ioemu; boot from a disk"))
+            }
             "xen-attach" => return Err(invalid(option, "attaching to a running domain is not supported")),
             "vnc" if opts.get("vnc") != Some("none") => {
                     self.warnings.push(format!("-vnc {raw}: no display is emulated; ignored"));
@@ -524,6 +530,8 @@ impl Parser {
             return Err(invalid("-drive", "qemu-xen-traditional (-d) takes its disks from xenstore"));
         }
         let mut qmp = std::mem::take(&mut self.qmp);
+        // The first entries come from -qmp, the rest from -chardev + -mon.
+        let n_qmp_options = qmp.len();
         let mut unused: Vec<&String> = self.chardevs.keys().filter(|id| !self.monitors.contains(id)).collect();
         unused.sort();
         let unused: Vec<String> =
@@ -538,6 +546,7 @@ impl Parser {
             }
             qmp.push(socket_endpoint("-chardev", opts, "path", chardev.clone())?);
         }
+        check_fds_used_once(&qmp, n_qmp_options)?;
         let drives = self.resolve_drives(flavour)?;
         let vcpus = self.vcpus.unwrap_or(1);
         let max_vcpus = self.max_vcpus.unwrap_or(vcpus);
@@ -881,6 +890,26 @@ fn parse_serial(option: &str, value: &str) -> Result<SerialSpec, ConfigError> {
     })
 }
 
+/// Each inherited descriptor is adopted (and closed at exit) by the one
+/// endpoint naming it: a second user would close it twice, the second time
+/// perhaps a descriptor since reused for something else.
+fn check_fds_used_once(qmp: &[QmpEndpoint], n_qmp_options: usize) -> Result<(), ConfigError> {
+    let mut owners: HashMap<i32, String> = HashMap::new();
+    for (i, endpoint) in qmp.iter().enumerate() {
+        let QmpEndpoint::Fd { label, fd } = endpoint else { continue };
+        let (option, who) = if i < n_qmp_options {
+            ("-qmp", "-qmp".to_string())
+        } else {
+            ("-chardev", format!("-chardev id={label}"))
+        };
+        if let Some(first) = owners.get(fd) {
+            return Err(invalid(option, format!("fd={fd} is already used by {first}; each descriptor can serve one monitor")));
+        }
+        owners.insert(*fd, who);
+    }
+    Ok(())
+}
+
 fn socket_endpoint(option: &str, opts: &OptValue, path_key: &str, label: String) -> Result<QmpEndpoint, ConfigError> {
     let server = match opts.get("server") {
         Some(v) => parse_bool(v).ok_or_else(|| invalid(option, format!("server={v}: not on or off")))?,
@@ -913,6 +942,38 @@ fn socket_endpoint(option: &str, opts: &OptValue, path_key: &str, label: String)
     }
 }
 
+/// Why a frontend's `backend` node is not the one libxl writes.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum BackendPathError {
+    #[error("is not under /local/domain/0/backend/")]
+    NotDom0,
+    #[error("is not a vbd/tap/qdisk/vbd3 backend")]
+    Kind,
+    #[error("belongs to another domain")]
+    Domain,
+    #[error("belongs to another device")]
+    Device,
+}
+
+/// libxl puts every disk backend a dom0 device model can open at
+/// /local/domain/0/backend/<kind>/<domid>/<devid> (libxl__device_backend_path
+/// with backend_domid 0); qemu-dm compared it with that path too.
+pub fn check_backend_path(backend: &str, domid: u32, devid: &str) -> Result<(), BackendPathError> {
+    let rest = backend.strip_prefix("/local/domain/0/backend/").ok_or(BackendPathError::NotDom0)?;
+    let parts: Vec<&str> = rest.split('/').collect();
+    let [kind, dom, dev] = parts[..] else { return Err(BackendPathError::Device) };
+    if !["vbd", "tap", "qdisk", "vbd3"].contains(&kind) {
+        return Err(BackendPathError::Kind);
+    }
+    if dom != domid.to_string() {
+        return Err(BackendPathError::Domain);
+    }
+    if dev != devid {
+        return Err(BackendPathError::Device);
+    }
+    Ok(())
+}
+
 /// Read access to xenstore, as the Xen front provides it.
 pub trait XenstoreRead {
     fn read(&self, path: &str) -> Option<String>;
@@ -930,10 +991,12 @@ pub fn drives_from_xenstore(store: &dyn XenstoreRead, domid: u32) -> Result<Vec<
         let frontend = format!("{vbd_dir}/{devid}");
         let backend_key = format!("{frontend}/backend");
         let backend = store.read(&backend_key).ok_or_else(|| xs_err(&backend_key, "missing".into()))?;
-        let backend_kinds = ["/backend/vbd/", "/backend/tap/", "/backend/qdisk/", "/backend/vbd3/"];
-        let expected_tail = format!("{domid}/{devid}");
-        if !backend_kinds.iter().any(|k| backend.contains(k)) || !backend.ends_with(&expected_tail) {
-            return Err(xs_err(&backend_key, format!("'{backend}' is not a vbd/tap/qdisk backend of this device")));
+        // The frontend area is the guest's to write: a `backend` it forged
+        // could name any node (its own data/ area with params= of a dom0
+        // disk). Only the exact path libxl writes is followed.
+        if let Err(e) = check_backend_path(&backend, domid, &devid) {
+            log::warn!("xenstore {backend_key}: '{backend}' {e}; disk {devid} skipped");
+            continue;
         }
         let back_frontend_key = format!("{backend}/frontend");
         if store.read(&back_frontend_key).as_deref() != Some(frontend.as_str()) {

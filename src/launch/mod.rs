@@ -37,6 +37,25 @@ pub enum LaunchError {
     Platform(String),
     #[error("{0}")]
     Engine(#[from] crate::block::engine::EngineError),
+    /// Without these threads we could not be stopped (signals) or would
+    /// hold I/O forever: start-up ends instead of running crippled.
+    #[error("cannot start the {name} thread: {source}")]
+    Thread { name: &'static str, source: std::io::Error },
+}
+
+/// Spawn a thread the device model cannot do without.
+pub(crate) fn spawn_essential<F>(name: &'static str, f: F) -> Result<std::thread::JoinHandle<()>, LaunchError>
+where
+    F: FnOnce() + Send + 'static,
+{
+    spawn_essential_with(std::thread::Builder::new().name(name.into()), name, f)
+}
+
+fn spawn_essential_with<F>(builder: std::thread::Builder, name: &'static str, f: F) -> Result<std::thread::JoinHandle<()>, LaunchError>
+where
+    F: FnOnce() + Send + 'static,
+{
+    builder.spawn(f).map_err(|source| LaunchError::Thread { name, source })
 }
 
 pub fn run(args: Vec<String>) -> i32 {
@@ -200,4 +219,20 @@ pub(crate) fn chardevs(config: &MachineConfig, platform: &platform::PlatformHand
     }
     list.extend(crate::control::qmp::monitor_chardevs(&config.qmp));
     list
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_that_cannot_be_spawned_is_a_one_line_launch_error() {
+        // No address space holds this stack, so the spawn itself fails.
+        let builder = std::thread::Builder::new().stack_size(usize::MAX / 2);
+        let err = spawn_essential_with(builder, "signals", || {}).expect_err("spawn must fail");
+        assert!(matches!(err, LaunchError::Thread { name: "signals", .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.starts_with("cannot start the signals thread: "), "{text}");
+        assert!(!text.contains('\n'));
+    }
 }

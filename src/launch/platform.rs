@@ -105,10 +105,19 @@ pub fn add_platform(
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .unplug_disks(mask.aux_ide_disks_only() && !mask.all_ide_disks());
-                log::info!("guest unplugged the emulated IDE disks {removed:?} (PV drivers take over)");
+                // The guest can repeat the unplug write as often as it likes.
+                crate::logging::ratelimit::log_global(
+                    log::Level::Info,
+                    "ide-unplug",
+                    format_args!("guest unplugged the emulated IDE disks {removed:?} (PV drivers take over)"),
+                );
             }
             if mask.all_nics() {
-                log::info!("guest asked to unplug emulated NICs; none are emulated");
+                crate::logging::ratelimit::log_global(
+                    log::Level::Info,
+                    "nic-unplug",
+                    format_args!("guest asked to unplug emulated NICs; none are emulated"),
+                );
             }
         });
         let platform = Arc::new(Mutex::new(XenPlatform::new(on_unplug)));

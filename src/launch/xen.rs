@@ -26,17 +26,20 @@ struct MachineIo {
     ide: Arc<Mutex<IdeController>>,
     dm: Arc<DeviceModelHandle>,
     server_id: u16,
+    /// Xen refusing a range is reported per BAR move, and the guest moves
+    /// BARs as often as it likes.
+    log_limiter: crate::logging::RateLimiter,
 }
 
 impl MachineIo {
-    fn follow_range_changes(&self, machine: &mut PcMachine) {
+    fn follow_range_changes(&mut self, machine: &mut PcMachine) {
         for change in machine.take_range_changes() {
             let result = match change {
                 PortRangeChange::Added(r) => self.dm.map_io_range_to_ioreq_server(self.server_id, IoRangeKind::Port, r.base, r.last()),
                 PortRangeChange::Removed(r) => self.dm.unmap_io_range_from_ioreq_server(self.server_id, IoRangeKind::Port, r.base, r.last()),
             };
             if let Err(e) = result {
-                log::error!("following a BAR move ({change:?}): {e}");
+                self.log_limiter.log(log::Level::Error, "bar-move-rejected", format_args!("following a BAR move ({change:?}): {e}"));
             }
         }
     }
@@ -48,7 +51,8 @@ impl IoHandler for MachineIo {
     }
 
     fn pio_write(&mut self, port: u16, size: u8, value: u32) {
-        let mut m = self.machine.lock().unwrap_or_else(|e| e.into_inner());
+        let machine = self.machine.clone();
+        let mut m = machine.lock().unwrap_or_else(|e| e.into_inner());
         m.pio_write(port, size, value);
         self.follow_range_changes(&mut m);
     }
@@ -65,7 +69,8 @@ impl IoHandler for MachineIo {
     }
 
     fn pci_config_write(&mut self, bus: u8, devfn: u8, reg: u16, size: u8, value: u32) {
-        let mut m = self.machine.lock().unwrap_or_else(|e| e.into_inner());
+        let machine = self.machine.clone();
+        let mut m = machine.lock().unwrap_or_else(|e| e.into_inner());
         m.pci_config_write(bus, devfn, reg, size, value);
         self.follow_range_changes(&mut m);
     }
@@ -97,8 +102,10 @@ fn block_exit_signals() -> SigSet {
     set
 }
 
-fn spawn_signal_thread(set: SigSet, on_signal: impl Fn(Signal) + Send + 'static) {
-    let _ = std::thread::Builder::new().name("signals".into()).spawn(move || loop {
+/// Exit signals stay blocked in every thread, so without this thread
+/// `xl destroy` (SIGHUP) could never end us: failing to start it is fatal.
+fn spawn_signal_thread(set: SigSet, on_signal: impl Fn(Signal) + Send + 'static) -> Result<(), LaunchError> {
+    super::spawn_essential("signals", move || loop {
         match set.wait() {
             Ok(sig) => on_signal(sig),
             Err(e) => {
@@ -106,14 +113,38 @@ fn spawn_signal_thread(set: SigSet, on_signal: impl Fn(Signal) + Send + 'static)
                 return;
             }
         }
-    });
+    })?;
+    Ok(())
+}
+
+/// How long a held request waits before the watcher retries it by itself.
+/// A zero `retry-interval` means "only on `cont`", and `cont` re-runs every
+/// held request, so the watcher retries only when every holding drive asked
+/// for retries, and never sooner than any of them asked.
+fn auto_retry_interval(held: &[String], drives: &[crate::control::DriveSpec]) -> Option<Duration> {
+    let mut interval: Option<Duration> = None;
+    for id in held {
+        let d = drives.iter().find(|d| &d.id == id)?.retry_interval;
+        if d.is_zero() {
+            return None;
+        }
+        interval = Some(interval.map_or(d, |i| i.max(d)));
+    }
+    interval
 }
 
 /// Wake the ioreq loop on every run-state change (so held requests are
-/// re-examined after `cont`), and retry held requests by themselves every
-/// `retry` while the VM is stopped by an I/O error.
-fn spawn_run_state_watcher(machine: Arc<Mutex<PcMachine>>, vm: VmControl, waker: Arc<ServerWaker>, retry: Option<Duration>) {
-    let _ = std::thread::Builder::new().name("runstate".into()).spawn(move || {
+/// re-examined after `cont`), and retry held requests by themselves, at the
+/// holding drive's `retry-interval`, while the VM is stopped by an I/O error.
+/// Essential: without it a `cont` would not reach vCPUs waiting in the loop.
+fn spawn_run_state_watcher(
+    machine: Arc<Mutex<PcMachine>>,
+    ide: Arc<Mutex<crate::devices::ide::IdeController>>,
+    vm: VmControl,
+    waker: Arc<ServerWaker>,
+    drives: Vec<crate::control::DriveSpec>,
+) -> Result<(), LaunchError> {
+    super::spawn_essential("runstate", move || {
         let mut seen = vm.generation();
         let mut stopped_since = std::time::Instant::now();
         loop {
@@ -126,9 +157,10 @@ fn spawn_run_state_watcher(machine: Arc<Mutex<PcMachine>>, vm: VmControl, waker:
             match vm.state() {
                 RunState::Shutdown => return,
                 RunState::IoError => {
-                    if let Some(interval) = retry {
+                    let held = ide.lock().unwrap_or_else(|e| e.into_inner()).held_drive_ids();
+                    if let Some(interval) = auto_retry_interval(&held, &drives) {
                         if stopped_since.elapsed() >= interval {
-                            log::info!("retrying held I/O after {} s", interval.as_secs_f32());
+                            log::info!("retrying held I/O of {held:?} after {} s", interval.as_secs_f32());
                             machine.lock().unwrap_or_else(|e| e.into_inner()).cont();
                             stopped_since = std::time::Instant::now();
                         }
@@ -137,7 +169,8 @@ fn spawn_run_state_watcher(machine: Arc<Mutex<PcMachine>>, vm: VmControl, waker:
                 _ => {}
             }
         }
-    });
+    })?;
+    Ok(())
 }
 
 pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
@@ -194,7 +227,12 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
             // QEMU's xen_piix_pci_write_config_client does.
             pirq_route: Arc::new(move |link, irq| {
                 if let Err(e) = link_router.set_pci_link_route(link, irq.unwrap_or(0)) {
-                    log::warn!("set_pci_link_route({link}, {irq:?}): {e}");
+                    // The guest writes the PIRQ routing registers at will.
+                    crate::logging::ratelimit::log_global(
+                        log::Level::Warn,
+                        "pci-link-route",
+                        format_args!("set_pci_link_route({link}, {irq:?}): {e}"),
+                    );
                 }
             }),
             cmos_scope: CmosScope::NvramOnly,
@@ -232,13 +270,12 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
             log::warn!("publishing serial/0/tty: {e}");
         }
     }
-    let retry = drive_specs.iter().map(|d| d.retry_interval).filter(|d| !d.is_zero()).min();
-    spawn_run_state_watcher(machine.clone(), vm.clone(), waker.clone(), retry);
+    spawn_run_state_watcher(machine.clone(), ide.clone(), vm.clone(), waker.clone(), drive_specs.clone())?;
     let signal_waker = waker.clone();
     spawn_signal_thread(exit_signals, move |sig| {
         log::info!("got {sig}; flushing and stopping");
         signal_waker.stop();
-    });
+    })?;
 
     if config.domid_restrict {
         server.restrict().map_err(xen_err)?;
@@ -248,16 +285,18 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
     }
     super::drop_privileges(&config)?;
     if config.flavour == Flavour::Traditional {
-        spawn_traditional_command_watcher(xenstore, domid16, machine.clone());
+        spawn_traditional_command_watcher(xenstore, domid16, machine.clone())?;
     }
     log::info!("serving domain {domid}");
 
-    let mut io = MachineIo { machine: machine.clone(), ide: ide.clone(), dm: dm.clone(), server_id: server.id() };
+    let mut io = MachineIo { machine: machine.clone(), ide: ide.clone(), dm: dm.clone(), server_id: server.id(), log_limiter: Default::default() };
     let served = server.run(&mut io, &*memory);
     vm.shutdown();
     let flushed = ide.lock().unwrap_or_else(|e| e.into_inner()).flush_all();
     drop(server);
     served.map_err(xen_err)?;
+    // Counts still held by the limiter would die with the process.
+    crate::logging::ratelimit::flush_global();
     if let Err(e) = flushed {
         log::error!("flushing images at exit: {e}");
         return Ok(1);
@@ -283,7 +322,7 @@ fn run_probe(config: MachineConfig, exit_signals: SigSet) -> Result<i32, LaunchE
     spawn_signal_thread(exit_signals, move |_| {
         *on_signal.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
         on_signal.1.notify_all();
-    });
+    })?;
     let mut g = done.0.lock().unwrap_or_else(|e| e.into_inner());
     while !*g {
         g = done.1.wait(g).unwrap_or_else(|e| e.into_inner());
@@ -293,8 +332,9 @@ fn run_probe(config: MachineConfig, exit_signals: SigSet) -> Result<i32, LaunchE
 
 /// qemu-xen-traditional's control node: libxl writes `continue` (after a
 /// pause) or `save` to device-model/<domid>/command and waits for state.
-fn spawn_traditional_command_watcher(xenstore: XenStore, domid: u16, machine: Arc<Mutex<PcMachine>>) {
-    let _ = std::thread::Builder::new().name("xs-command".into()).spawn(move || loop {
+/// Essential: without it a guest started paused would never run.
+fn spawn_traditional_command_watcher(xenstore: XenStore, domid: u16, machine: Arc<Mutex<PcMachine>>) -> Result<(), LaunchError> {
+    super::spawn_essential("xs-command", move || loop {
         std::thread::sleep(Duration::from_millis(500));
         match xenstore.take_command(domid).as_deref() {
             None => {}
@@ -306,5 +346,105 @@ fn spawn_traditional_command_watcher(xenstore: XenStore, domid: u16, machine: Ar
             }
             Some(other) => log::warn!("device-model command '{other}' is not supported (save/restore is not implemented)"),
         }
-    });
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::mem::{InjectedFault, MemBackend};
+    use crate::block::{BlockOp, CacheMode, ErrorPolicy};
+    use crate::control::DriveSpec;
+    use crate::devices::bus::BusDevice;
+    use crate::devices::ide::{DriveConfig, IdeController, MediaKind};
+
+    fn spec(id: &str, slot: u8, retry: u64) -> DriveSpec {
+        DriveSpec {
+            id: id.into(),
+            slot,
+            cdrom: false,
+            file: Some("/images/x.img".into()),
+            format: "raw".into(),
+            cache: CacheMode::Writeback,
+            read_only: false,
+            werror: ErrorPolicy::Enospc,
+            rerror: ErrorPolicy::Report,
+            retry_interval: Duration::from_secs(retry),
+            serial: None,
+            model: None,
+            device_id: None,
+        }
+    }
+
+    #[test]
+    fn only_the_holding_drives_interval_decides_an_automatic_retry() {
+        let drives = [spec("ide0-hd0", 0, 0), spec("ide0-hd1", 1, 5), spec("ide1-hd0", 2, 9)];
+        let held = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // hd0 said "only on cont": another drive's interval must not retry it.
+        assert_eq!(auto_retry_interval(&held(&["ide0-hd0"]), &drives), None);
+        assert_eq!(auto_retry_interval(&held(&["ide0-hd1"]), &drives), Some(Duration::from_secs(5)));
+        assert_eq!(auto_retry_interval(&held(&["ide1-hd0"]), &drives), Some(Duration::from_secs(9)));
+        // `cont` re-runs both channels: never sooner than either asked, and
+        // not at all when one of them waits for `cont`.
+        assert_eq!(auto_retry_interval(&held(&["ide0-hd1", "ide1-hd0"]), &drives), Some(Duration::from_secs(9)));
+        assert_eq!(auto_retry_interval(&held(&["ide0-hd0", "ide1-hd0"]), &drives), None);
+        assert_eq!(auto_retry_interval(&held(&[]), &drives), None);
+        assert_eq!(auto_retry_interval(&held(&["unknown"]), &drives), None);
+    }
+
+    struct NoMemory;
+    impl crate::machine::GuestMemory for NoMemory {
+        fn read(&self, gpa: u64, _: &mut [u8]) -> Result<(), crate::machine::MemError> {
+            Err(crate::machine::MemError::OutOfRange { gpa, len: 0 })
+        }
+        fn write(&self, gpa: u64, _: &[u8]) -> Result<(), crate::machine::MemError> {
+            Err(crate::machine::MemError::OutOfRange { gpa, len: 0 })
+        }
+    }
+
+    struct NoIrq;
+    impl IrqLine for NoIrq {
+        fn set_level(&self, _: bool) {}
+    }
+
+    #[test]
+    fn the_controller_names_the_drive_whose_request_is_held() {
+        let disk = |id: &str, fail: bool| {
+            let mut b = MemBackend::new(1 << 20);
+            if fail {
+                b.inject(InjectedFault { op: Some(BlockOp::Write), at_byte: None, errno: libc::ENOSPC, once: false });
+            }
+            DriveConfig {
+                id: id.into(),
+                media: MediaKind::Disk,
+                backend: Some(Box::new(b)),
+                filename: "/images/x.img".into(),
+                cache: CacheMode::Writeback,
+                werror: ErrorPolicy::Enospc,
+                rerror: ErrorPolicy::Report,
+                serial: None,
+                model: None,
+                version: None,
+            }
+        };
+        let vm = VmControl::new(RunState::Running, EventSink::new());
+        let irq = || -> Arc<dyn IrqLine> { Arc::new(NoIrq) };
+        let mut ide = IdeController::new(
+            [Some(disk("ide0-hd0", false)), Some(disk("ide0-hd1", true)), None, None],
+            Arc::new(NoMemory),
+            [irq(), irq()],
+            vm.clone(),
+        );
+        assert!(ide.held_drive_ids().is_empty());
+        // PIO WRITE SECTORS, one sector at LBA 0 on the slave (hd1).
+        for (off, v) in [(6u64, 0xf0u8), (2, 1), (3, 0), (4, 0), (5, 0), (7, 0x30)] {
+            ide.write(0x1f0, off, &[v]);
+        }
+        for _ in 0..256 {
+            ide.write(0x1f0, 0, &[0, 0]);
+        }
+        assert_eq!(vm.state(), RunState::IoError);
+        assert_eq!(ide.held_drive_ids(), vec!["ide0-hd1".to_string()]);
+    }
 }

@@ -4,8 +4,10 @@
 //! each, with domid, drive, command, sector range, errno and action.
 
 pub mod audit;
+pub mod ratelimit;
 
 pub use audit::{audit_io_error, IoErrorAudit};
+pub use ratelimit::{Clock, RateLimiter};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use std::io::Write;
@@ -80,5 +82,48 @@ pub fn init() {
     let logger = DualLogger { level, syslog };
     if log::set_boxed_logger(Box::new(logger)).is_ok() {
         log::set_max_level(level);
+    }
+}
+
+/// Tests see the records their own thread logs: a process-wide logger
+/// (installed once) forwards each record to the calling thread's buffer, so
+/// parallel tests do not see each other's lines.
+#[cfg(test)]
+pub mod testlog {
+    use log::{Level, Log, Metadata, Record};
+    use std::cell::RefCell;
+
+    thread_local! {
+        static CAPTURED: RefCell<Option<Vec<(Level, String)>>> = const { RefCell::new(None) };
+    }
+
+    struct Capture;
+
+    impl Log for Capture {
+        fn enabled(&self, _: &Metadata) -> bool {
+            true
+        }
+        fn log(&self, record: &Record) {
+            CAPTURED.with(|c| {
+                if let Some(v) = c.borrow_mut().as_mut() {
+                    v.push((record.level(), record.args().to_string()));
+                }
+            });
+        }
+        fn flush(&self) {}
+    }
+
+    static LOGGER: Capture = Capture;
+
+    /// Run `f` and return the records it logged on this thread.
+    pub fn capture<R>(f: impl FnOnce() -> R) -> (R, Vec<(Level, String)>) {
+        let _ = log::set_logger(&LOGGER);
+        // Every time, not only after installing: a test racing the installer
+        // must not log while the level is still Off.
+        log::set_max_level(log::LevelFilter::Trace);
+        CAPTURED.with(|c| *c.borrow_mut() = Some(Vec::new()));
+        let r = f();
+        let lines = CAPTURED.with(|c| c.borrow_mut().take()).unwrap_or_default();
+        (r, lines)
     }
 }

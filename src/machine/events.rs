@@ -68,7 +68,13 @@ impl EventSink {
         subs.retain(|tx| match tx.try_send(event.clone()) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
-                log::warn!("an event subscriber is {SUBSCRIBER_BACKLOG} events behind; dropping {event:?} for it");
+                // A guest can raise events (I/O errors, resets) in a loop
+                // while a QMP client is not reading.
+                crate::logging::ratelimit::log_global(
+                    log::Level::Warn,
+                    "event-backlog",
+                    format_args!("an event subscriber is {SUBSCRIBER_BACKLOG} events behind; dropping {event:?} for it"),
+                );
                 true
             }
             Err(TrySendError::Disconnected(_)) => false,

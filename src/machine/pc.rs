@@ -46,6 +46,9 @@ pub struct PcMachine {
     vm: VmControl,
     resume_hooks: Vec<Box<dyn ResumeHook>>,
     range_changes: Vec<PortRangeChange>,
+    /// Every config write re-tries a BAR that overlaps, and the guest picks
+    /// the BARs: its warnings are rate limited.
+    log_limiter: crate::logging::RateLimiter,
 }
 
 fn read_le(data: &[u8]) -> u32 {
@@ -69,6 +72,7 @@ impl PcMachine {
             vm,
             resume_hooks: Vec::new(),
             range_changes: Vec::new(),
+            log_limiter: crate::logging::RateLimiter::default(),
         }
     }
 
@@ -214,7 +218,11 @@ impl PcMachine {
                     self.range_changes.push(PortRangeChange::Added(BusRange { base: bar.base as u64, len: bar.len as u64 }));
                     mapped.push(bar);
                 }
-                Err(e) => log::warn!("PCI {devfn:#04x} BAR{} at {:#x}: {e}; not decoded", bar.index, bar.base),
+                Err(e) => self.log_limiter.log(
+                    log::Level::Warn,
+                    "pci-bar-not-decoded",
+                    format_args!("PCI {devfn:#04x} BAR{} at {:#x}: {e}; not decoded", bar.index, bar.base),
+                ),
             }
         }
         if let Some(slot) = self.pci.get_mut(&devfn) {
@@ -361,5 +369,35 @@ mod tests {
         m.pci_config_write(0, 0x09, 0x04, 2, 0x0001);
         assert_eq!(m.pio_read(0x1f0, 1), 0x11);
         assert!(m.take_range_changes().is_empty());
+    }
+
+    #[test]
+    fn config_writes_while_a_bar_overlaps_log_a_bounded_number_of_warnings() {
+        use crate::logging::ratelimit::{Clock, RateLimiter, DEFAULT_BURST, DEFAULT_INTERVAL};
+        struct Fixed;
+        impl BusDevice for Fixed {
+            fn read(&mut self, _: u64, _: u64, data: &mut [u8]) {
+                data.fill(0x11)
+            }
+            fn write(&mut self, _: u64, _: u64, _: &[u8]) {}
+        }
+        let (mut m, _) = machine_with_function();
+        let clock = Clock::manual();
+        m.log_limiter = RateLimiter::new(DEFAULT_BURST, DEFAULT_INTERVAL, clock.clone());
+        m.add_port_device(Arc::new(Mutex::new(Fixed)), 0x1f0, 8).unwrap();
+        m.pci_config_write(0, 0x09, 0x20, 4, 0x01f1);
+        let ((), lines) = crate::logging::testlog::capture(|| {
+            for _ in 0..10_000 {
+                m.pci_config_write(0, 0x09, 0x04, 2, 0x0001);
+            }
+            clock.advance(DEFAULT_INTERVAL);
+            m.pci_config_write(0, 0x09, 0x04, 2, 0x0001);
+        });
+        let warnings: Vec<_> = lines.iter().filter(|(_, l)| l.contains("not decoded")).collect();
+        assert_eq!(warnings.len(), DEFAULT_BURST as usize + 1, "a burst, then one in the next interval");
+        let summary: Vec<_> = lines.iter().filter(|(_, l)| l.contains("suppressed")).collect();
+        assert_eq!(summary.len(), 1);
+        assert_eq!(summary[0].1, format!("{} similar messages suppressed (pci-bar-not-decoded)", 10_000 - DEFAULT_BURST));
+        assert_eq!(lines.len(), DEFAULT_BURST as usize + 2);
     }
 }

@@ -135,20 +135,44 @@ enum Complaint {
     BufferedSize,
 }
 const COMPLAINT_KINDS: usize = 11;
-/// Each kind of guest misbehaviour is logged this many times, then only
-/// every [`COMPLAINT_EVERY`]th time, so a guest cannot flood the log.
-const COMPLAINT_FIRST: u64 = 16;
-const COMPLAINT_EVERY: u64 = 4096;
 
-/// The decoder state that outlives one request: log rate limits.
+impl Complaint {
+    /// The rate limiter's kind: one budget per kind of misbehaviour.
+    fn name(self) -> &'static str {
+        match self {
+            Complaint::PioSize => "ioreq-pio-size",
+            Complaint::MmioSize => "ioreq-mmio-size",
+            Complaint::PciSize => "ioreq-pci-size",
+            Complaint::PciSegment => "ioreq-pci-segment",
+            Complaint::PciPointer => "ioreq-pci-pointer",
+            Complaint::BadPointer => "ioreq-bad-pointer",
+            Complaint::PointerOverflow => "ioreq-pointer-overflow",
+            Complaint::RepsCapped => "ioreq-reps-capped",
+            Complaint::BufferedCorrupt => "ioreq-buffered-corrupt",
+            Complaint::BufferedRead => "ioreq-buffered-read",
+            Complaint::BufferedSize => "ioreq-buffered-size",
+        }
+    }
+}
+
+/// The decoder state that outlives one request: counts and log limits.
 pub struct IoreqDecoder {
     complaints: [u64; COMPLAINT_KINDS],
+    // Each unknown type is logged once, so at most 256 lines ever.
     unknown_types_seen: [bool; 256],
+    // A burst per kind per interval: a count-based limit ("every 4096th")
+    // still let a guest looping at millions of requests a second write
+    // hundreds of lines a second.
+    limiter: crate::logging::RateLimiter,
 }
 
 impl Default for IoreqDecoder {
     fn default() -> Self {
-        IoreqDecoder { complaints: [0; COMPLAINT_KINDS], unknown_types_seen: [false; 256] }
+        IoreqDecoder {
+            complaints: [0; COMPLAINT_KINDS],
+            unknown_types_seen: [false; 256],
+            limiter: crate::logging::RateLimiter::default(),
+        }
     }
 }
 
@@ -157,10 +181,15 @@ impl IoreqDecoder {
         Self::default()
     }
 
+    /// Count the complaint; true when its line may be written now (after
+    /// any summary of lines suppressed in the previous interval).
     fn should_log(&mut self, kind: Complaint) -> bool {
-        let n = &mut self.complaints[kind as usize];
-        *n += 1;
-        *n <= COMPLAINT_FIRST || n.is_multiple_of(COMPLAINT_EVERY)
+        self.complaints[kind as usize] += 1;
+        let a = self.limiter.admit(log::Level::Warn, kind.name(), "", "");
+        for s in &a.summaries {
+            log::log!(s.level, "{s}");
+        }
+        a.log
     }
 
     /// How often a kind of bad request was seen.
@@ -869,10 +898,25 @@ mod tests {
     }
 
     #[test]
-    fn complaints_are_rate_limited() {
+    fn complaints_are_rate_limited_per_interval() {
+        use crate::logging::ratelimit::{Clock, RateLimiter, DEFAULT_BURST, DEFAULT_INTERVAL};
+        let clock = Clock::manual();
         let mut d = IoreqDecoder::new();
-        let logged = (0..10_000).filter(|_| d.should_log(Complaint::PioSize)).count() as u64;
-        assert_eq!(logged, COMPLAINT_FIRST + 2, "16 first, then the 4096th and 8192nd");
+        d.limiter = RateLimiter::new(DEFAULT_BURST, DEFAULT_INTERVAL, clock.clone());
+        let (mut m, mem) = (FakeMachine::default(), FakeMemory::new(1, &[]));
+        let bad = req(IOREQ_TYPE_PIO, IOREQ_READ, 0x1f0, 3);
+        let ((), lines) = crate::logging::testlog::capture(|| {
+            for _ in 0..10_000 {
+                d.service_slot(&post(&bad), &mut m, &mem);
+            }
+            clock.advance(DEFAULT_INTERVAL);
+            d.service_slot(&post(&bad), &mut m, &mem);
+        });
+        assert_eq!(d.complaint_count(Complaint::PioSize), 10_001, "every complaint is counted");
+        let refused = lines.iter().filter(|(_, l)| l.contains("refused")).count();
+        assert_eq!(refused, DEFAULT_BURST as usize + 1);
+        assert!(lines.iter().any(|(_, l)| l == &format!("{} similar messages suppressed (ioreq-pio-size)", 10_000 - DEFAULT_BURST)));
+        assert_eq!(lines.len(), DEFAULT_BURST as usize + 2);
     }
 
     fn push(page: &AtomicBufferedIopage, b: BufIoreq) {

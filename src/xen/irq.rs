@@ -41,7 +41,9 @@ impl LastLevel {
             Ok(()) => *last = Some(high),
             Err(e) => {
                 *last = None;
-                log::error!("{}: {e}", what());
+                // Every retry is another line, and the guest drives the
+                // level as often as it does I/O.
+                crate::logging::ratelimit::log_global(log::Level::Error, "irq-level", format_args!("{}: {e}", what()));
             }
         }
     }
@@ -127,7 +129,12 @@ impl PciLinkRouter {
             Ok(()) => routes[usize::from(link)] = Some(irq),
             Err(e) => {
                 routes[usize::from(link)] = None;
-                log::error!("routing PCI link {link} to IRQ {irq}: {e}");
+                // The guest writes the PIRQ registers at will.
+                crate::logging::ratelimit::log_global(
+                    log::Level::Error,
+                    "pci-link-route",
+                    format_args!("routing PCI link {link} to IRQ {irq}: {e}"),
+                );
             }
         }
     }

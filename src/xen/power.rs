@@ -35,9 +35,12 @@ impl PowerControl for XenPowerControl {
             PowerRequest::Poweroff => SHUTDOWN_POWEROFF,
             PowerRequest::Reboot => SHUTDOWN_REBOOT,
         };
-        log::info!("guest requested {what:?}; asking Xen to shut the domain down");
+        // Normally the domain goes away after one request; if Xen refuses,
+        // the guest can repeat it in a loop.
+        let rl = crate::logging::ratelimit::log_global;
+        rl(log::Level::Info, "guest-power-request", format_args!("guest requested {what:?}; asking Xen to shut the domain down"));
         if let Err(e) = self.target.remote_shutdown(reason) {
-            log::error!("guest {what:?} request could not be passed to Xen: {e}");
+            rl(log::Level::Error, "guest-power-request-failed", format_args!("guest {what:?} request could not be passed to Xen: {e}"));
         }
     }
 }

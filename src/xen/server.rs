@@ -234,7 +234,12 @@ impl IoreqServer {
     /// Lost notifications leave their ports masked: unmask all of ours; the
     /// full re-scan that follows finds whatever they announced.
     fn recover_from_overflow(&self) -> Result<()> {
-        log::warn!("event channel ring overflowed; resetting and re-scanning every slot");
+        // A guest's vCPUs notifying faster than we drain can repeat this.
+        crate::logging::ratelimit::log_global(
+            log::Level::Warn,
+            "evtchn-overflow",
+            format_args!("event channel ring overflowed; resetting and re-scanning every slot"),
+        );
         self.evtchn.reset()?;
         for &port in self.vcpu_ports.iter().chain(self.buffered_port.iter()) {
             self.evtchn.unmask(port)?;

@@ -322,7 +322,7 @@ fn xenstore_errors() {
     assert!(drives_from_xenstore(&store, 4).unwrap_err().to_string().contains("'rw' is neither r nor w"));
     let mut store = FakeStore::default();
     store.set("/local/domain/4/device/vbd/768/backend", "/local/domain/0/backend/vif/4/0");
-    assert!(drives_from_xenstore(&store, 4).unwrap_err().to_string().contains("is not a vbd/tap/qdisk backend"));
+    assert!(drives_from_xenstore(&store, 4).unwrap().is_empty(), "a vif backend is no disk");
     let store = FakeStore::default();
     assert_eq!(drives_from_xenstore(&store, 4), Ok(vec![]));
 }
@@ -366,4 +366,82 @@ fn a_chardev_without_server_is_a_monitor_we_connect_to_as_libqtest_expects() {
         .collect();
     let Command::Run(c) = parse_args(&args).unwrap() else { panic!("not a run") };
     assert_eq!(c.qmp, vec![QmpEndpoint::Connect { label: "char0".into(), path: "/tmp/m.sock".into() }]);
+}
+
+#[test]
+fn a_forged_backend_path_skips_the_disk_and_keeps_the_others() {
+    // Each value is one a guest could write into its frontend's `backend`;
+    // every one ends in "4/768" and contains "/backend/vbd/", which the old
+    // check accepted.
+    let hostile = [
+        "/local/domain/4/data/backend/vbd/4/768",
+        "/local/domain/7/backend/vbd/4/768",
+        "/local/domain/0/backend/vbd/../../4/data/x/4/768",
+        "/local/domain/0/backend/vbd/14/768",
+        "/local/domain/0/backend/vbd/4/1768",
+        "/local/domain/0/backend/vbd/4/0/../768",
+        "//local/domain/0/backend/vbd/4/768",
+    ];
+    for forged in hostile {
+        let mut store = FakeStore::default();
+        store.vbd(768, "hda", "phy", "/srv/guest.img", "w", false);
+        store.vbd(832, "hdb", "phy", "/srv/guest2.img", "w", false);
+        // The forged target looks like a complete backend for dom0's disk.
+        store.set("/local/domain/4/device/vbd/768/backend", forged);
+        store.set(&format!("{forged}/frontend"), "/local/domain/4/device/vbd/768");
+        store.set(&format!("{forged}/dev"), "hda");
+        store.set(&format!("{forged}/type"), "phy");
+        store.set(&format!("{forged}/params"), "/dev/sda");
+        store.set(&format!("{forged}/mode"), "w");
+        let drives = drives_from_xenstore(&store, 4).unwrap();
+        let files: Vec<_> = drives.iter().map(|d| d.file.as_deref()).collect();
+        assert_eq!(files, vec![Some("/srv/guest2.img")], "backend {forged}");
+    }
+}
+
+#[test]
+fn backend_paths_are_checked_component_by_component() {
+    use crate::control::cmdline::{check_backend_path, BackendPathError};
+    assert_eq!(check_backend_path("/local/domain/0/backend/vbd/4/768", 4, "768"), Ok(()));
+    assert_eq!(check_backend_path("/local/domain/0/backend/qdisk/4/5632", 4, "5632"), Ok(()));
+    assert_eq!(check_backend_path("/local/domain/4/backend/vbd/4/768", 4, "768"), Err(BackendPathError::NotDom0));
+    assert_eq!(check_backend_path("/local/domain/0/backend/vif/4/768", 4, "768"), Err(BackendPathError::Kind));
+    assert_eq!(check_backend_path("/local/domain/0/backend/vbd/14/768", 4, "768"), Err(BackendPathError::Domain));
+    assert_eq!(check_backend_path("/local/domain/0/backend/vbd/4/768/x", 4, "768"), Err(BackendPathError::Device));
+    assert_eq!(check_backend_path("/local/domain/0/backend/vbd/4/76", 4, "768"), Err(BackendPathError::Device));
+}
+
+#[test]
+fn one_descriptor_for_two_monitors_is_a_configuration_error() {
+    assert_eq!(
+        error("-xen-domid 3 -chardev socket,id=a,fd=17,server=on,wait=off -mon chardev=a,mode=control \
+               -chardev socket,id=b,fd=17,server=on,wait=off -mon chardev=b,mode=control"),
+        "-chardev: fd=17 is already used by -chardev id=a; each descriptor can serve one monitor"
+    );
+    // The same chardev under two monitors adopts its descriptor twice too.
+    assert_eq!(
+        error("-xen-domid 3 -chardev socket,id=a,fd=17,server=on,wait=off -mon chardev=a,mode=control -mon chardev=a,mode=control"),
+        "-chardev: fd=17 is already used by -chardev id=a; each descriptor can serve one monitor"
+    );
+    assert_eq!(
+        error("-xen-domid 3 -qmp socket,fd=9 -chardev socket,id=a,fd=9,server=on,wait=off -mon chardev=a,mode=control"),
+        "-chardev: fd=9 is already used by -qmp; each descriptor can serve one monitor"
+    );
+    // Different descriptors are fine.
+    let c = run("-xen-domid 3 -chardev socket,id=a,fd=17,server=on,wait=off -mon chardev=a,mode=control \
+                 -chardev socket,id=b,fd=18,server=on,wait=off -mon chardev=b,mode=control");
+    assert_eq!(c.qmp.len(), 2);
+}
+
+#[test]
+fn direct_kernel_boot_options_end_start_up_naming_the_option() {
+    // libxl's HVM argv with kernel=, ramdisk= and cmdline= set: it adds the
+    // three options after -display (libxl__build_device_model_args_new).
+    let with = |extra: &str| QEMU_XEN_417.replace("-display none", &format!("-display none {extra}"));
+    let msg = "direct kernel boot is not supported by xen-ioemu; boot from a disk";
+    assert_eq!(error(&with("-kernel /boot/vmlinuz -initrd /boot/initrd.img -append console=ttyS0")), format!("-kernel: {msg}"));
+    assert_eq!(error(&with("-initrd /boot/initrd.img")), format!("-initrd: {msg}"));
+    assert_eq!(error(&with("-append console=ttyS0")), format!("-append: {msg}"));
+    // Without kernel= libxl passes none of them, and the argv still runs.
+    assert_eq!(run(QEMU_XEN_417).flavour, Flavour::QemuXen);
 }

@@ -313,3 +313,10 @@ impl Channel {
         }
     }
 }
+
+impl Channel {
+    /// The unit whose request a `stop` policy holds, if any.
+    pub fn held_unit(&self) -> Option<usize> {
+        self.held.as_ref().map(|h| h.unit)
+    }
+}

@@ -182,6 +182,12 @@ impl IdeController {
         self.channels.iter().any(Channel::has_held_request)
     }
 
+    /// Ids of the drives whose requests a `stop` policy holds (one per
+    /// channel at most), so a retry can follow the holding drive's options.
+    pub fn held_drive_ids(&self) -> Vec<String> {
+        self.channels.iter().filter_map(|ch| ch.drive(ch.held_unit()?)).map(|d| d.id.clone()).collect()
+    }
+
     pub fn drives_info(&self) -> Vec<DriveInfo> {
         let mut out = Vec::new();
         for ch in &self.channels {

@@ -146,7 +146,12 @@ impl Piix4Pm {
                 log::info!("piix4-pm: guest requested power-off (SLP_TYP {sleep_type})");
                 self.power.request(PowerRequest::Poweroff);
             }
-            other => log::info!("piix4-pm: guest requested unsupported sleep state SLP_TYP {other}; ignored"),
+            // Ignored, so the guest may retry in a loop: rate limited.
+            other => crate::logging::ratelimit::log_global(
+                log::Level::Info,
+                "piix4-sleep-state",
+                format_args!("piix4-pm: guest requested unsupported sleep state SLP_TYP {other}; ignored"),
+            ),
         }
     }
 

@@ -75,6 +75,9 @@ pub struct XenPlatform {
     product: Option<u16>,
     build: Option<u32>,
     log_line: Vec<u8>,
+    /// The guest writes the unplug, log and identity ports as often as it
+    /// likes; each is a line in dom0's log, so they are rate limited.
+    log_limiter: crate::logging::RateLimiter,
 }
 
 impl XenPlatform {
@@ -99,6 +102,7 @@ impl XenPlatform {
             product: None,
             build: None,
             log_line: Vec::new(),
+            log_limiter: crate::logging::RateLimiter::default(),
         }
     }
 
@@ -128,11 +132,12 @@ impl XenPlatform {
         }
     }
 
-    fn unplug(&self, mask: u16) {
+    fn unplug(&mut self, mask: u16) {
         let mask = UnplugMask(mask);
-        log::info!(
-            "xen-platform: guest asked to unplug emulated devices, mask {:#06x}",
-            mask.0
+        self.log_limiter.log(
+            log::Level::Info,
+            "xen-platform-unplug",
+            format_args!("xen-platform: guest asked to unplug emulated devices, mask {:#06x}", mask.0),
         );
         (self.on_unplug)(mask);
     }
@@ -140,7 +145,7 @@ impl XenPlatform {
     fn log_byte(&mut self, byte: u8) {
         if byte == b'\n' || self.log_line.len() >= LOG_LINE_MAX {
             let line = String::from_utf8_lossy(&self.log_line).into_owned();
-            log::info!("xen-platform: guest PV driver: {line}");
+            self.log_limiter.log(log::Level::Info, "xen-platform-log", format_args!("xen-platform: guest PV driver: {line}"));
             self.log_line.clear();
         }
         if byte != b'\n' {
@@ -163,12 +168,20 @@ impl XenPlatform {
         match (offset, len) {
             (0, 2) => self.unplug(value as u16),
             (0, 4) => {
-                log::info!("xen-platform: guest PV driver build {value:#x}");
+                self.log_limiter.log(
+                    log::Level::Info,
+                    "xen-platform-identity",
+                    format_args!("xen-platform: guest PV driver build {value:#x}"),
+                );
                 self.build = Some(value);
             }
             (0, 1) => self.flags = value as u8 & PLATFORM_FLAG_ROM_LOCK,
             (2, 2) => {
-                log::info!("xen-platform: guest PV driver product {}", value as u16);
+                self.log_limiter.log(
+                    log::Level::Info,
+                    "xen-platform-identity",
+                    format_args!("xen-platform: guest PV driver product {}", value as u16),
+                );
                 self.product = Some(value as u16);
             }
             (2, 1) => self.log_byte(value as u8),
@@ -428,5 +441,25 @@ mod tests {
             prop_assert!(p.log_line.len() <= LOG_LINE_MAX);
             prop_assert!(seen.lock().unwrap().len() <= 80);
         }
+    }
+
+    #[test]
+    fn unplug_and_log_port_floods_write_a_bounded_number_of_lines() {
+        use crate::logging::ratelimit::{Clock, RateLimiter, DEFAULT_BURST, DEFAULT_INTERVAL};
+        let (mut p, seen) = platform();
+        p.log_limiter = RateLimiter::new(DEFAULT_BURST, DEFAULT_INTERVAL, Clock::manual());
+        let ((), lines) = crate::logging::testlog::capture(|| {
+            for _ in 0..10_000 {
+                p.write(0x10, 0, &1u16.to_le_bytes());
+                p.write(0x10, 2, b"x");
+                p.write(0x10, 2, b"\n");
+            }
+        });
+        assert_eq!(seen.lock().unwrap().len(), 10_000, "every unplug still takes effect");
+        let unplug = lines.iter().filter(|(_, l)| l.contains("unplug")).count();
+        let driver = lines.iter().filter(|(_, l)| l.contains("guest PV driver: x")).count();
+        assert_eq!(unplug, DEFAULT_BURST as usize);
+        assert_eq!(driver, DEFAULT_BURST as usize);
+        assert_eq!(lines.len(), 2 * DEFAULT_BURST as usize);
     }
 }
