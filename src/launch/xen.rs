@@ -210,7 +210,7 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
     let initial = if config.start_paused { RunState::Prelaunch } else { RunState::Running };
     let vm = VmControl::new(initial, events.clone());
     let mut server = IoreqServer::create(dm.clone(), true).map_err(xen_err)?;
-    let memory = Arc::new(XenGuestMemory::new(dm.clone()));
+    let memory = Arc::new(XenGuestMemory::sized_for_guest(dm.clone(), config.ram_mib << 20));
     let irq = |n: u8| -> Arc<dyn IrqLine> { Arc::new(IsaIrq::new(dm.clone(), n)) };
 
     let mut machine = PcMachine::new(vm.clone());
@@ -430,21 +430,23 @@ mod tests {
         };
         let vm = VmControl::new(RunState::Running, EventSink::new());
         let irq = || -> Arc<dyn IrqLine> { Arc::new(NoIrq) };
-        let mut ide = IdeController::new(
+        let ide = Arc::new(Mutex::new(IdeController::new(
             [Some(disk("ide0-hd0", false)), Some(disk("ide0-hd1", true)), None, None],
             Arc::new(NoMemory),
             [irq(), irq()],
             vm.clone(),
-        );
-        assert!(ide.held_drive_ids().is_empty());
+        )));
+        IdeController::start_engine(&ide).unwrap();
+        assert!(ide.lock().unwrap().held_drive_ids().is_empty());
         // PIO WRITE SECTORS, one sector at LBA 0 on the slave (hd1).
         for (off, v) in [(6u64, 0xf0u8), (2, 1), (3, 0), (4, 0), (5, 0), (7, 0x30)] {
-            ide.write(0x1f0, off, &[v]);
+            ide.lock().unwrap().write(0x1f0, off, &[v]);
         }
         for _ in 0..256 {
-            ide.write(0x1f0, 0, &[0, 0]);
+            ide.lock().unwrap().write(0x1f0, 0, &[0, 0]);
         }
+        assert!(crate::devices::ide::wait_idle(&ide, Duration::from_secs(10)));
         assert_eq!(vm.state(), RunState::IoError);
-        assert_eq!(ide.held_drive_ids(), vec!["ide0-hd1".to_string()]);
+        assert_eq!(ide.lock().unwrap().held_drive_ids(), vec!["ide0-hd1".to_string()]);
     }
 }
