@@ -441,3 +441,5 @@ impl PciFunction for IdeController {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod inflight_tests;
