@@ -6,7 +6,7 @@ pub mod events;
 pub mod pc;
 pub mod runstate;
 
-pub use events::{Event, EventSink, IoOperation};
+pub use events::{Delivery, Event, EventSink, EventSubscriber, IoOperation};
 pub use runstate::{RunState, VmControl};
 
 use thiserror::Error;
