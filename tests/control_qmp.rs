@@ -704,3 +704,106 @@ mod garbage {
         }
     }
 }
+
+/// A machine whose query-chardev reports, as the label of its only chardev,
+/// how many events the emitter thread of the ordering test had finished
+/// emitting when the command ran: the reply then says which events must
+/// already be ahead of it on the wire.
+struct EmissionCounter {
+    emitted: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl MachineOps for EmissionCounter {
+    fn run_state(&self) -> RunState {
+        RunState::Running
+    }
+    fn stop(&self) {}
+    fn cont(&self) -> Result<(), String> {
+        Ok(())
+    }
+    fn block_info(&self) -> Vec<DriveInfo> {
+        Vec::new()
+    }
+    fn eject(&self, _: &str, _: bool) -> Result<(), String> {
+        Ok(())
+    }
+    fn change_medium(&self, _: &str, _: &str, _: Option<bool>) -> Result<(), String> {
+        Ok(())
+    }
+    fn chardevs(&self) -> Vec<(String, String)> {
+        let emitted = self.emitted.load(std::sync::atomic::Ordering::SeqCst);
+        vec![(emitted.to_string(), "emitted".into())]
+    }
+    fn quit(&self) {}
+    fn system_reset(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// QEMU's ordering guarantee, which the differential harness relies on: an
+/// event emitted before a command ran is on the wire before that command's
+/// reply. Another thread emits numbered events while the client runs
+/// commands back to back; each reply carries how many events had been
+/// emitted when the command ran, and all of those must have arrived first.
+#[test]
+fn events_emitted_before_a_command_precede_its_reply() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    const COMMANDS: u64 = 5000;
+    // The emitter stays at most this far ahead of what the client has read,
+    // well inside the per-connection backlog, so no event is ever dropped
+    // and a missing one is an ordering failure, not backpressure.
+    const LEAD: u64 = 64;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qmp.sock");
+    let emitted = Arc::new(AtomicU64::new(0));
+    let seen = Arc::new(AtomicU64::new(0));
+    let events = EventSink::new();
+    let _server = QmpServer::start(
+        &QmpEndpoint::UnixPath { label: "libxl-cmd".into(), path: path.clone() },
+        Arc::new(EmissionCounter { emitted: emitted.clone() }),
+        events.clone(),
+        QmpInfo::default(),
+    )
+    .unwrap();
+    let mut c = Client::negotiated(&path);
+    let done = Arc::new(AtomicBool::new(false));
+    let emitter = {
+        let (emitted, seen, done, events) = (emitted.clone(), seen.clone(), done.clone(), events.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !done.load(Ordering::SeqCst) {
+                if n - seen.load(Ordering::SeqCst) >= LEAD {
+                    std::thread::yield_now();
+                    continue;
+                }
+                n += 1;
+                events.emit(Event::DeviceTrayMoved { device: n.to_string(), id: "cd".into(), tray_open: n.is_multiple_of(2) });
+                // Published only once emit() returned: "emitted before".
+                emitted.store(n, Ordering::SeqCst);
+            }
+        })
+    };
+    let mut arrived = 0u64;
+    for i in 0..COMMANDS {
+        c.send_raw(&format!("{}\n", json!({"execute": "query-chardev", "id": i})));
+        let reply = loop {
+            let message = c.recv();
+            if message.get("event").is_none() {
+                break message;
+            }
+            let number: u64 = message["data"]["device"].as_str().unwrap().parse().unwrap();
+            assert_eq!(number, arrived + 1, "events arrive in emission order, none lost");
+            arrived = number;
+            seen.store(arrived, Ordering::SeqCst);
+        };
+        assert_eq!(reply["id"], i);
+        let before: u64 = reply["return"][0]["label"].as_str().unwrap().parse().unwrap();
+        assert!(
+            arrived >= before,
+            "command {i}: {before} events were emitted before it ran, only {arrived} arrived ahead of its reply"
+        );
+    }
+    done.store(true, Ordering::SeqCst);
+    emitter.join().unwrap();
+    assert!(arrived > COMMANDS / 10, "the emitter ran alongside the commands ({arrived} events)");
+}

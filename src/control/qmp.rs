@@ -30,8 +30,6 @@ const MAX_FDS_PER_SET: usize = 8;
 /// A client that stops reading is cut off after this long, so events
 /// queued for it cannot pile up for longer.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often an idle event forwarder checks whether its connection closed.
-const EVENT_POLL: Duration = Duration::from_millis(200);
 
 /// What QMP commands do to the machine; the launcher implements it.
 pub trait MachineOps: Send + Sync {
@@ -297,57 +295,192 @@ fn accept_loop(listener: &UnixListener, shared: Arc<Shared>) {
     }
 }
 
-/// Writes whole JSON lines; shared by the command and event paths so their
-/// lines never interleave.
-#[derive(Clone)]
-struct Writer(Arc<Mutex<UnixStream>>);
+/// Replies a client may have unread before the command reader waits for
+/// the writer: a client that sends without reading can't make us allocate
+/// without bound either.
+const MAX_QUEUED_REPLIES: usize = 64;
 
-impl Writer {
-    fn send(&self, message: &Value) -> std::io::Result<()> {
-        let mut line = message.to_string();
-        line.push_str("\r\n");
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).write_all(line.as_bytes())
+/// One connection's outgoing lines, in the order they must reach the
+/// client. Events are queued by `EventSink::emit` on the emitting thread
+/// (see `EventSubscriber`) and replies by the command reader once the
+/// command completed, both under this one lock, and a single writer thread
+/// sends the queue front to back. So an event whose emit() returned before
+/// a command's reply was queued is written before that reply: the ordering
+/// QEMU gives, which clients (the differential harness among them) use to
+/// know that an event "has had time" to arrive.
+struct Outbox {
+    state: Mutex<OutboxState>,
+    /// Signalled when lines are queued (the writer waits for work) and when
+    /// they are taken or the connection ends (the reader waits for room).
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct OutboxState {
+    lines: VecDeque<Queued>,
+    events_queued: usize,
+    replies_queued: usize,
+    /// QEMU only sends events once capabilities are negotiated.
+    events_wanted: bool,
+    /// The reader is done; the writer sends what is queued, then ends.
+    closing: bool,
+    /// Writing failed; nothing more is queued or sent.
+    broken: bool,
+}
+
+enum Queued {
+    Event(String),
+    Reply(String),
+}
+
+impl Queued {
+    fn line(&self) -> &str {
+        match self {
+            Queued::Event(line) | Queued::Reply(line) => line,
+        }
+    }
+}
+
+fn json_line(message: &Value) -> String {
+    let mut line = message.to_string();
+    line.push_str("\r\n");
+    line
+}
+
+/// Why a reply could not be queued.
+#[derive(Debug, Error)]
+enum OutboxError {
+    #[error("the client stopped accepting output")]
+    Broken,
+}
+
+impl From<OutboxError> for std::io::Error {
+    fn from(e: OutboxError) -> Self {
+        std::io::Error::new(std::io::ErrorKind::BrokenPipe, e)
+    }
+}
+
+impl Outbox {
+    fn new() -> Self {
+        Outbox { state: Mutex::new(OutboxState::default()), changed: Condvar::new() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, OutboxState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a reply (or the greeting) behind everything emitted so far.
+    /// `then_events`: capabilities negotiation just completed, so events
+    /// emitted from now on are wanted; switched in the same critical
+    /// section so none can slip in ahead of the negotiation's reply.
+    fn reply(&self, message: &Value, then_events: bool) -> Result<(), OutboxError> {
+        let line = json_line(message);
+        let mut state = self.lock();
+        while state.replies_queued >= MAX_QUEUED_REPLIES && !state.broken {
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        if state.broken {
+            return Err(OutboxError::Broken);
+        }
+        state.lines.push_back(Queued::Reply(line));
+        state.replies_queued += 1;
+        state.events_wanted |= then_events;
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    /// The reader is done: the writer drains the queue and ends.
+    fn close(&self) {
+        self.lock().closing = true;
+        self.changed.notify_all();
+    }
+
+    /// Takes everything queued, waiting for some; None once closed (or
+    /// broken) and drained.
+    fn take(&self) -> Option<String> {
+        let mut state = self.lock();
+        while state.lines.is_empty() && !state.closing && !state.broken {
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        if state.broken || state.lines.is_empty() {
+            return None;
+        }
+        let mut batch = String::new();
+        for queued in state.lines.drain(..) {
+            batch.push_str(queued.line());
+        }
+        state.events_queued = 0;
+        state.replies_queued = 0;
+        self.changed.notify_all();
+        Some(batch)
+    }
+
+    fn mark_broken(&self) {
+        let mut state = self.lock();
+        state.broken = true;
+        state.lines.clear();
+        self.changed.notify_all();
+    }
+}
+
+impl crate::machine::EventSubscriber for Outbox {
+    fn deliver(&self, event: &Event) -> crate::machine::Delivery {
+        use crate::machine::{events::SUBSCRIBER_BACKLOG, Delivery};
+        let mut state = self.lock();
+        if state.broken || state.closing {
+            return Delivery::Gone;
+        }
+        if !state.events_wanted {
+            return Delivery::Taken;
+        }
+        if state.events_queued >= SUBSCRIBER_BACKLOG {
+            return Delivery::Full;
+        }
+        // Stamped now, at emission, as QEMU stamps its events.
+        state.lines.push_back(Queued::Event(json_line(&event_json(event, SystemTime::now()))));
+        state.events_queued += 1;
+        self.changed.notify_all();
+        Delivery::Taken
+    }
+}
+
+/// The connection's only writer: sends the outbox in order. A failed or
+/// timed-out write shuts the socket down, which also ends the reader.
+fn write_outbox(mut stream: UnixStream, outbox: &Outbox) {
+    while let Some(batch) = outbox.take() {
+        if stream.write_all(batch.as_bytes()).is_err() {
+            outbox.mark_broken();
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            return;
+        }
     }
 }
 
 fn serve_connection(stream: UnixStream, shared: &Arc<Shared>) -> std::io::Result<()> {
-    // A client that stops reading must not block event delivery forever.
+    // A client that stops reading must not hold its queue forever.
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
-    let writer = Writer(Arc::new(Mutex::new(stream.try_clone()?)));
-    // Subscribed before the greeting so nothing emitted after it is lost.
-    let events = shared.events.subscribe();
-    writer.send(&greeting())?;
-    let negotiated = Arc::new(AtomicBool::new(false));
-    let closed = Arc::new(AtomicBool::new(false));
-    let forwarder = {
-        let (writer, negotiated, closed) = (writer.clone(), negotiated.clone(), closed.clone());
-        std::thread::Builder::new().name("qmp-events".into()).spawn(move || {
-            while !closed.load(Ordering::SeqCst) {
-                match events.recv_timeout(EVENT_POLL) {
-                    // QEMU only sends events once capabilities are negotiated.
-                    Ok(event) if negotiated.load(Ordering::SeqCst) => {
-                        if writer.send(&event_json(&event, SystemTime::now())).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
-                }
-            }
-        })?
+    let outbox = Arc::new(Outbox::new());
+    outbox.reply(&greeting(), false)?;
+    // Subscribed after the greeting is queued; events are only wanted
+    // after negotiation anyway.
+    shared.events.add_subscriber(outbox.clone());
+    let writer = {
+        let (stream, outbox) = (stream.try_clone()?, outbox.clone());
+        std::thread::Builder::new().name("qmp-writer".into()).spawn(move || write_outbox(stream, &outbox))?
     };
     let received_fds = Arc::new(Mutex::new(VecDeque::new()));
     let mut session = Session {
         shared: shared.clone(),
-        negotiated,
+        negotiated: false,
         quit_requested: false,
         received_fds: received_fds.clone(),
         fdsets: BTreeMap::new(),
     };
-    let result = read_commands(FdStream { stream, received: received_fds }, &writer, &mut session);
-    closed.store(true, Ordering::SeqCst);
-    let _ = forwarder.join();
+    let result = read_commands(FdStream { stream, received: received_fds }, &outbox, &mut session);
+    // Whatever was queued (quit's reply in particular) is sent before the
+    // machine is asked to quit.
+    outbox.close();
+    let _ = writer.join();
     if session.quit_requested {
         shared.ops.quit();
     }
@@ -357,7 +490,7 @@ fn serve_connection(stream: UnixStream, shared: &Arc<Shared>) -> std::io::Result
 /// Requests are JSON objects, normally one per line as libxl sends them;
 /// an object may also span lines or share one with the next, as QEMU's
 /// streaming parser allows. Unfinished input is bounded by MAX_LINE.
-fn read_commands(stream: FdStream, writer: &Writer, session: &mut Session) -> std::io::Result<()> {
+fn read_commands(stream: FdStream, outbox: &Outbox, session: &mut Session) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream);
     let mut pending = String::new();
     // After an overflow the rest of that message is skipped up to the next
@@ -372,7 +505,7 @@ fn read_commands(stream: FdStream, writer: &Writer, session: &mut Session) -> st
             Line::TooLong => {
                 pending.clear();
                 if !discarding {
-                    writer.send(&too_long())?;
+                    outbox.reply(&too_long(), false)?;
                 }
                 discarding = true;
                 continue;
@@ -387,7 +520,7 @@ fn read_commands(stream: FdStream, writer: &Writer, session: &mut Session) -> st
         }
         if pending.len() + line.len() > MAX_LINE {
             pending.clear();
-            writer.send(&too_long())?;
+            outbox.reply(&too_long(), false)?;
             discarding = true;
             continue;
         }
@@ -403,7 +536,9 @@ fn read_commands(stream: FdStream, writer: &Writer, session: &mut Session) -> st
                 }
                 Some(Ok(request)) => {
                     consumed = stream.byte_offset();
-                    writer.send(&session.handle_request(request))?;
+                    let was_negotiated = session.negotiated;
+                    let reply = session.handle_request(request);
+                    outbox.reply(&reply, session.negotiated && !was_negotiated)?;
                     if session.quit_requested {
                         return Ok(());
                     }
@@ -411,7 +546,7 @@ fn read_commands(stream: FdStream, writer: &Writer, session: &mut Session) -> st
                 Some(Err(e)) if e.is_eof() => break,
                 Some(Err(e)) => {
                     consumed = pending.len();
-                    writer.send(&error_reply("GenericError", &format!("JSON parse error, {e}"), None))?;
+                    outbox.reply(&error_reply("GenericError", &format!("JSON parse error, {e}"), None), false)?;
                     break;
                 }
             }
@@ -497,7 +632,8 @@ fn generic(desc: impl Into<String>) -> CommandError {
 
 struct Session {
     shared: Arc<Shared>,
-    negotiated: Arc<AtomicBool>,
+    /// Events start once the reply saying so is queued (read_commands).
+    negotiated: bool,
     quit_requested: bool,
     received_fds: Arc<Mutex<VecDeque<OwnedFd>>>,
     /// add-fd's fd sets. QEMU keeps them per process; libxl adds and uses
@@ -565,7 +701,7 @@ impl Session {
             Some(Value::Object(map)) => map,
             Some(_) => return error_reply("GenericError", "QMP input member 'arguments' must be an object", id),
         };
-        let result = if !self.negotiated.load(Ordering::SeqCst) && command != "qmp_capabilities" {
+        let result = if !self.negotiated && command != "qmp_capabilities" {
             Err(CommandError {
                 class: "CommandNotFound",
                 desc: "Expecting capabilities negotiation with 'qmp_capabilities'".into(),
@@ -590,7 +726,7 @@ impl Session {
         match command {
             "qmp_capabilities" => {
                 args.only(&["enable"])?;
-                if self.negotiated.load(Ordering::SeqCst) {
+                if self.negotiated {
                     return Err(CommandError {
                         class: "CommandNotFound",
                         desc: "Capabilities negotiation is already complete, command ignored".into(),
@@ -606,7 +742,7 @@ impl Session {
                         }
                     }
                 }
-                self.negotiated.store(true, Ordering::SeqCst);
+                self.negotiated = true;
                 Ok(json!({}))
             }
             "query-status" => {

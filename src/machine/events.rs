@@ -45,11 +45,41 @@ pub enum Event {
     DeviceTrayMoved { device: String, id: String, tray_open: bool },
 }
 
+/// What a subscriber did with an event handed to it by `EventSink::emit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Queued (or deliberately not wanted, e.g. before QMP negotiation).
+    Taken,
+    /// The subscriber's backlog is full; this event is dropped for it.
+    Full,
+    /// The subscriber went away; the sink forgets it.
+    Gone,
+}
+
+/// Something that receives events synchronously, on the emitting thread,
+/// while `emit` runs. A QMP connection queues them on its outgoing queue
+/// here, so an event is ordered against replies by when it was emitted
+/// rather than by when some forwarding thread got round to it.
+/// `deliver` must not block and must not emit.
+pub trait EventSubscriber: Send + Sync {
+    fn deliver(&self, event: &Event) -> Delivery;
+}
+
+impl EventSubscriber for SyncSender<Event> {
+    fn deliver(&self, event: &Event) -> Delivery {
+        match self.try_send(event.clone()) {
+            Ok(()) => Delivery::Taken,
+            Err(TrySendError::Full(_)) => Delivery::Full,
+            Err(TrySendError::Disconnected(_)) => Delivery::Gone,
+        }
+    }
+}
+
 /// Fan-out of events to every subscriber (each QMP connection, tests).
 /// Cloning shares the subscriber list.
 #[derive(Clone, Default)]
 pub struct EventSink {
-    subscribers: Arc<Mutex<Vec<SyncSender<Event>>>>,
+    subscribers: Arc<Mutex<Vec<Arc<dyn EventSubscriber>>>>,
 }
 
 impl EventSink {
@@ -57,17 +87,25 @@ impl EventSink {
         Self::default()
     }
 
+    /// A channel subscriber with a bounded backlog of SUBSCRIBER_BACKLOG.
     pub fn subscribe(&self) -> Receiver<Event> {
         let (tx, rx) = sync_channel(SUBSCRIBER_BACKLOG);
-        self.subscribers.lock().unwrap_or_else(|e| e.into_inner()).push(tx);
+        self.add_subscriber(Arc::new(tx));
         rx
     }
 
+    pub fn add_subscriber(&self, subscriber: Arc<dyn EventSubscriber>) {
+        self.subscribers.lock().unwrap_or_else(|e| e.into_inner()).push(subscriber);
+    }
+
+    /// Hands the event to every subscriber before returning. The list stays
+    /// locked throughout, so concurrent emitters are serialised and every
+    /// subscriber sees the same order.
     pub fn emit(&self, event: Event) {
         let mut subs = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
-        subs.retain(|tx| match tx.try_send(event.clone()) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
+        subs.retain(|subscriber| match subscriber.deliver(&event) {
+            Delivery::Taken => true,
+            Delivery::Full => {
                 // A guest can raise events (I/O errors, resets) in a loop
                 // while a QMP client is not reading.
                 crate::logging::ratelimit::log_global(
@@ -77,7 +115,7 @@ impl EventSink {
                 );
                 true
             }
-            Err(TrySendError::Disconnected(_)) => false,
+            Delivery::Gone => false,
         });
     }
 }

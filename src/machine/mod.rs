@@ -8,7 +8,7 @@ pub mod pc;
 pub mod runstate;
 pub mod volatile;
 
-pub use events::{Event, EventSink, IoOperation};
+pub use events::{Delivery, Event, EventSink, EventSubscriber, IoOperation};
 pub use io_region::{DmaDirection, GuestIoRegion};
 pub use runstate::{RunState, VmControl};
 

@@ -126,6 +126,15 @@ impl Qmp {
         self.pending_events.iter().rev().find(|e| e["event"] == "STOP" || e["event"] == "RESUME").is_some_and(|e| e["event"] == "STOP")
     }
 
+    /// Brings every event the backend emitted before this call into the
+    /// pending list, without guessing how long delivery takes: a cheap
+    /// command's reply is a barrier, because both QEMU and xen-ioemu write
+    /// an event emitted before a command ahead of that command's reply
+    /// (`execute` files the events it reads on the way).
+    pub fn sync_events(&mut self) -> Result<(), String> {
+        self.execute("query-status", None).map(drop)
+    }
+
     pub fn has_event(&self, name: &str) -> bool {
         self.pending_events.iter().any(|e| e["event"] == name)
     }

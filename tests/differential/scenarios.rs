@@ -164,7 +164,7 @@ fn pio_out(
 }
 
 fn note_qmp_state(s: &mut Session) -> Step {
-    s.note_events();
+    s.note_events()?;
     s.note_runstate()?;
     s.note_block()
 }

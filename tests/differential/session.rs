@@ -408,10 +408,12 @@ impl Session {
         Ok(())
     }
 
-    /// Records every QMP event received so far, without timestamps and
-    /// QEMU's generated node names.
-    pub fn note_events(&mut self) {
-        self.inst.qmp.poll_events(Duration::from_millis(30));
+    /// Records every QMP event emitted so far, without timestamps and
+    /// QEMU's generated node names. Everything the scenario did before this
+    /// call has happened, so its events have been emitted; the barrier then
+    /// makes sure they have also arrived (a fixed wait did not, under load).
+    pub fn note_events(&mut self) -> Step {
+        self.inst.qmp.sync_events()?;
         for mut event in self.inst.qmp.take_events() {
             if let Some(map) = event.as_object_mut() {
                 map.remove("timestamp");
@@ -432,6 +434,7 @@ impl Session {
                 event.get("data").map(Value::to_string).unwrap_or_default(),
             );
         }
+        Ok(())
     }
 
     pub fn note_runstate(&mut self) -> Step {
