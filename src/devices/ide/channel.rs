@@ -12,7 +12,7 @@ use super::bmdma::{BmDma, CmdEffect, BM_STATUS_INTR};
 use super::dma::DmaJob;
 use super::drive::Drive;
 use super::policy::Held;
-use super::regs::*;
+use super::regs::{BUSY_STAT, DEV_ALWAYS_ON, DEV_SELECT, DRQ_STAT, SEEK_STAT, Unit};
 use crate::machine::{GuestMemory, IrqLine, VmControl};
 use std::sync::Arc;
 
@@ -21,13 +21,13 @@ const CTRL_SRST: u8 = 0x04;
 const CTRL_HOB: u8 = 0x80;
 
 /// What a channel needs from the controller for one access.
-pub(crate) struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     pub mem: &'a dyn GuestMemory,
     pub vm: &'a VmControl,
     pub bus_master: bool,
 }
 
-pub(crate) struct Channel {
+pub(super) struct Channel {
     pub(super) units: [Unit; 2],
     pub(super) selected: usize,
     ctrl: u8,

@@ -7,7 +7,7 @@ use super::atapi_transport::{atapi_extent, slice_at, AtapiSource};
 use super::bmdma::BM_STATUS_ACTIVE;
 use super::channel::{Channel, Ctx};
 use super::policy::Retry;
-use super::regs::*;
+use super::regs::{ATAPI_INT_REASON_CD, ATAPI_INT_REASON_IO, DRQ_STAT, MAX_REQUEST_SECTORS, READY_STAT, SECTOR_SIZE, SEEK_STAT};
 use crate::block::{BlockOp, ErrorAction};
 use std::time::Instant;
 

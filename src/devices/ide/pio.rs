@@ -4,7 +4,7 @@
 
 use super::channel::{Channel, Ctx};
 use super::policy::Retry;
-use super::regs::*;
+use super::regs::{BUSY_STAT, DRQ_STAT, READY_STAT, SECTOR_SIZE, SEEK_STAT};
 use super::identify::MAX_MULT_SECTORS;
 use crate::block::{BlockError, BlockOp, ErrorAction};
 use std::time::Instant;
