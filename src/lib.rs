@@ -8,8 +8,10 @@
 pub mod block;
 pub mod control;
 pub mod launch;
+#[forbid(unsafe_code)]
 pub mod devices;
 pub mod logging;
+#[forbid(unsafe_code)]
 pub mod machine;
 pub mod qtest;
 pub mod xen;
