@@ -65,8 +65,8 @@ impl AtaCommand {
     }
 }
 
-/// The name of commands that never reach the host, so that no audit line
-/// shows it.
+/// What `ata_command_name` gives for the commands that never do host I/O,
+/// and so never appear in an audit line.
 const UNNAMED: &str = "ATA COMMAND";
 
 const DISK: (bool, bool) = (true, false);
