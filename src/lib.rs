@@ -8,6 +8,7 @@
 pub mod block;
 pub mod control;
 pub mod launch;
+#[forbid(unsafe_code)]
 pub mod devices;
 pub mod logging;
 pub mod machine;

@@ -2,9 +2,13 @@
 //! guest memory for DMA, interrupt lines, the VM run state and the event
 //! stream that QMP clients and the audit log read.
 
+// Only the guest-memory layers (io_region, volatile) have unsafe code.
+#[forbid(unsafe_code)]
 pub mod events;
 pub mod io_region;
+#[forbid(unsafe_code)]
 pub mod pc;
+#[forbid(unsafe_code)]
 pub mod runstate;
 pub mod volatile;
 

@@ -9,7 +9,7 @@ use super::atapi::{
 use super::channel::{Channel, Ctx};
 use super::dma::DmaJob;
 use super::pio::EndAction;
-use super::regs::*;
+use super::regs::{ATAPI_INT_REASON_CD, ATAPI_INT_REASON_IO, BUSY_STAT, DRQ_STAT, ERR_STAT, READY_STAT, SEEK_STAT, Unit};
 use crate::block::{BlockError, BlockOp};
 use crate::machine::Event;
 use std::time::Instant;

@@ -24,13 +24,13 @@ const CTRL_SRST: u8 = 0x04;
 const CTRL_HOB: u8 = 0x80;
 
 /// What a channel needs from the controller for one access.
-pub(crate) struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     pub mem: &'a dyn GuestMemory,
     pub vm: &'a VmControl,
     pub bus_master: bool,
 }
 
-pub(crate) struct Channel {
+pub(super) struct Channel {
     pub(super) units: [Unit; 2],
     pub(super) selected: usize,
     ctrl: u8,

@@ -6,11 +6,155 @@ use super::channel::{Channel, Ctx};
 use super::dma::AtaDma;
 use super::identify::{self, MAX_MULT_SECTORS};
 use super::pio::EndAction;
-use super::regs::*;
+use super::regs::{ATAPI_INT_REASON_CD, BUSY_STAT, DEV_HS, DEV_LBA, DEV_SELECT, DRQ_STAT, READY_STAT, SECTOR_SIZE, SEEK_STAT, Unit};
+
+/// DEVICE RESET is the one command a busy device takes (CD-ROM only).
+const DEVICE_RESET: u8 = 0x08;
+/// PACKET: the ATAPI command is in the CDB, not in the opcode.
+pub(super) const PACKET: u8 = 0xa0;
+
+/// How `run_command` carries out an opcode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handler {
+    /// TRIM ranges by DMA (feature 0x01 only).
+    DataSetManagement,
+    DeviceReset,
+    /// Accepted and completed with nothing to do (RECALIBRATE, SEEK, the
+    /// power management commands).
+    Nop,
+    ReadPio { lba48: bool, multiple: bool },
+    WritePio { lba48: bool, multiple: bool },
+    Dma { kind: AtaDma, lba48: bool },
+    ReadNativeMaxAddress { lba48: bool },
+    /// Nothing is read: the sector check QEMU skips is skipped here too.
+    VerifySectors { lba48: bool },
+    ExecuteDeviceDiagnostic,
+    InitializeDeviceParameters,
+    /// The drive is always active or idle.
+    CheckPowerMode,
+    Packet,
+    IdentifyPacketDevice,
+    Smart,
+    SetMultipleMode,
+    FlushCache,
+    IdentifyDevice,
+    SetFeatures,
+    /// 0xf5: the sector count reads back as 0.
+    ClearSectorCount,
+}
+
+/// One ATA opcode as QEMU 7.2's ide_cmd_table treats it.
+struct AtaCommand {
+    opcode: u8,
+    /// As audit lines print it.
+    name: &'static str,
+    disk: bool,
+    cdrom: bool,
+    /// DSC (SEEK_STAT) goes on when the command completes without error.
+    sets_dsc: bool,
+    handler: Handler,
+}
+
+impl AtaCommand {
+    fn permitted(&self, cdrom: bool) -> bool {
+        if cdrom {
+            self.cdrom
+        } else {
+            self.disk
+        }
+    }
+}
+
+/// What `ata_command_name` gives for the commands that never do host I/O,
+/// and so never appear in an audit line.
+const UNNAMED: &str = "ATA COMMAND";
+
+const DISK: (bool, bool) = (true, false);
+const CD: (bool, bool) = (false, true);
+const BOTH: (bool, bool) = (true, true);
+const SET_DSC: bool = true;
+const NO_DSC: bool = false;
+
+const fn row(opcode: u8, name: &'static str, (disk, cdrom): (bool, bool), sets_dsc: bool, handler: Handler) -> AtaCommand {
+    AtaCommand { opcode, name, disk, cdrom, sets_dsc, handler }
+}
+
+const fn read_pio(lba48: bool, multiple: bool) -> Handler {
+    Handler::ReadPio { lba48, multiple }
+}
+
+const fn write_pio(lba48: bool, multiple: bool) -> Handler {
+    Handler::WritePio { lba48, multiple }
+}
+
+const fn dma(kind: AtaDma, lba48: bool) -> Handler {
+    Handler::Dma { kind, lba48 }
+}
+
+/// Every opcode we handle, sorted; any other one aborts.
+const ATA_COMMANDS: &[AtaCommand] = &[
+    row(0x06, "DATA SET MANAGEMENT", DISK, NO_DSC, Handler::DataSetManagement),
+    row(DEVICE_RESET, UNNAMED, CD, NO_DSC, Handler::DeviceReset),
+    row(0x10, UNNAMED, DISK, SET_DSC, Handler::Nop), // RECALIBRATE
+    row(0x20, "READ SECTORS", BOTH, NO_DSC, read_pio(false, false)),
+    row(0x21, "READ SECTORS", DISK, NO_DSC, read_pio(false, false)), // without retries
+    row(0x24, "READ SECTORS EXT", DISK, NO_DSC, read_pio(true, false)),
+    row(0x25, "READ DMA EXT", DISK, NO_DSC, dma(AtaDma::Read, true)),
+    row(0x27, UNNAMED, DISK, SET_DSC, Handler::ReadNativeMaxAddress { lba48: true }),
+    row(0x29, "READ MULTIPLE EXT", DISK, NO_DSC, read_pio(true, true)),
+    row(0x30, "WRITE SECTORS", DISK, NO_DSC, write_pio(false, false)),
+    row(0x31, "WRITE SECTORS", DISK, NO_DSC, write_pio(false, false)), // without retries
+    row(0x34, "WRITE SECTORS EXT", DISK, NO_DSC, write_pio(true, false)),
+    row(0x35, "WRITE DMA EXT", DISK, NO_DSC, dma(AtaDma::Write, true)),
+    row(0x39, "WRITE MULTIPLE EXT", DISK, NO_DSC, write_pio(true, true)),
+    row(0x3c, "WRITE VERIFY", DISK, NO_DSC, write_pio(false, false)),
+    row(0x40, UNNAMED, DISK, SET_DSC, Handler::VerifySectors { lba48: false }),
+    row(0x41, UNNAMED, DISK, SET_DSC, Handler::VerifySectors { lba48: false }), // without retries
+    row(0x42, UNNAMED, DISK, SET_DSC, Handler::VerifySectors { lba48: true }),
+    row(0x70, UNNAMED, DISK, SET_DSC, Handler::Nop), // SEEK
+    row(0x90, UNNAMED, BOTH, NO_DSC, Handler::ExecuteDeviceDiagnostic),
+    row(0x91, UNNAMED, DISK, SET_DSC, Handler::InitializeDeviceParameters),
+    row(0x94, UNNAMED, DISK, NO_DSC, Handler::Nop), // STANDBY IMMEDIATE (ATA-1 opcode)
+    row(0x95, UNNAMED, DISK, NO_DSC, Handler::Nop), // IDLE IMMEDIATE (ATA-1)
+    row(0x96, UNNAMED, DISK, NO_DSC, Handler::Nop), // STANDBY (ATA-1)
+    row(0x97, UNNAMED, DISK, NO_DSC, Handler::Nop), // IDLE (ATA-1)
+    row(0x98, UNNAMED, DISK, SET_DSC, Handler::CheckPowerMode), // ATA-1 opcode
+    row(0x99, UNNAMED, DISK, NO_DSC, Handler::Nop), // SLEEP (ATA-1)
+    row(PACKET, "PACKET", CD, NO_DSC, Handler::Packet),
+    row(0xa1, UNNAMED, CD, NO_DSC, Handler::IdentifyPacketDevice),
+    row(0xb0, UNNAMED, DISK, SET_DSC, Handler::Smart),
+    row(0xc4, "READ MULTIPLE", DISK, NO_DSC, read_pio(false, true)),
+    row(0xc5, "WRITE MULTIPLE", DISK, NO_DSC, write_pio(false, true)),
+    row(0xc6, UNNAMED, DISK, SET_DSC, Handler::SetMultipleMode),
+    row(0xc8, "READ DMA", DISK, NO_DSC, dma(AtaDma::Read, false)),
+    row(0xc9, "READ DMA", DISK, NO_DSC, dma(AtaDma::Read, false)), // without retries
+    row(0xca, "WRITE DMA", DISK, NO_DSC, dma(AtaDma::Write, false)),
+    row(0xcb, "WRITE DMA", DISK, NO_DSC, dma(AtaDma::Write, false)), // without retries
+    row(0xe0, UNNAMED, DISK, NO_DSC, Handler::Nop), // STANDBY IMMEDIATE
+    row(0xe1, UNNAMED, DISK, NO_DSC, Handler::Nop), // IDLE IMMEDIATE
+    row(0xe2, UNNAMED, DISK, NO_DSC, Handler::Nop), // STANDBY
+    row(0xe3, UNNAMED, DISK, NO_DSC, Handler::Nop), // IDLE
+    row(0xe5, UNNAMED, DISK, SET_DSC, Handler::CheckPowerMode),
+    row(0xe6, UNNAMED, DISK, NO_DSC, Handler::Nop), // SLEEP
+    row(0xe7, "FLUSH CACHE", BOTH, NO_DSC, Handler::FlushCache),
+    row(0xea, "FLUSH CACHE EXT", DISK, NO_DSC, Handler::FlushCache),
+    row(0xec, UNNAMED, BOTH, NO_DSC, Handler::IdentifyDevice),
+    row(0xef, "SET FEATURES", BOTH, SET_DSC, Handler::SetFeatures),
+    row(0xf5, UNNAMED, DISK, SET_DSC, Handler::ClearSectorCount),
+    row(0xf8, UNNAMED, DISK, SET_DSC, Handler::ReadNativeMaxAddress { lba48: false }),
+];
+
+fn lookup(cmd: u8) -> Option<&'static AtaCommand> {
+    ATA_COMMANDS.binary_search_by_key(&cmd, |c| c.opcode).ok().map(|i| &ATA_COMMANDS[i])
+}
+
+pub(super) fn ata_command_name(cmd: u8) -> &'static str {
+    lookup(cmd).map_or(UNNAMED, |c| c.name)
+}
 
 /// SMART attributes QEMU reports: id, flags, value, worst, raw (6 bytes),
 /// threshold (read back from QEMU 7.2 with SMART READ DATA / THRESHOLDS).
-pub(super) const SMART_ATTRIBUTES: [(u8, u8, u8, u8, [u8; 6], u8); 7] = [
+const SMART_ATTRIBUTES: [(u8, u8, u8, u8, [u8; 6], u8); 7] = [
     (0x01, 0x03, 0x64, 0x64, [0; 6], 0x06),
     (0x03, 0x03, 0x64, 0x64, [0x10, 0, 0, 0, 0, 0], 0x00),
     (0x04, 0x02, 0x64, 0x64, [0x64, 0, 0, 0, 0, 0], 0x14),
@@ -20,7 +164,7 @@ pub(super) const SMART_ATTRIBUTES: [(u8, u8, u8, u8, [u8; 6], u8); 7] = [
     (190, 0x03, 0x45, 0x45, [0x1f, 0x00, 0x1f, 0x1f, 0, 0], 0x32),
 ];
 
-pub(super) fn smart_block(thresholds: bool, autosave: bool) -> [u8; 512] {
+fn smart_block(thresholds: bool, autosave: bool) -> [u8; 512] {
     let mut b = [0u8; 512];
     b[0] = 0x01;
     for (n, (id, flags, value, worst, raw, threshold)) in SMART_ATTRIBUTES.iter().enumerate() {
@@ -94,7 +238,7 @@ impl Channel {
             return;
         }
         let cd = self.units[u].is_cdrom();
-        if self.units[u].regs.status & (BUSY_STAT | DRQ_STAT) != 0 && !(cmd == 0x08 && cd) {
+        if self.units[u].regs.status & (BUSY_STAT | DRQ_STAT) != 0 && !(cmd == DEVICE_RESET && cd) {
             return;
         }
         if let Some(held) = self.held.take() {
@@ -104,18 +248,18 @@ impl Channel {
             // guest was told was done.
             log::warn!("IDE channel: command {cmd:#04x} replaces a request held by the error policy ({held:?})");
         }
-        if !command_permitted(cmd, cd) {
+        let Some(command) = lookup(cmd).filter(|c| c.permitted(cd)) else {
             self.rw_error(u);
             return;
-        }
+        };
         self.units[u].command = cmd;
         self.units[u].regs.status = READY_STAT | BUSY_STAT;
         self.units[u].regs.error = 0;
-        let complete = self.run_command(ctx, u, cmd);
+        let complete = self.run_command(ctx, u, command.handler);
         if complete {
             let r = &mut self.units[u].regs;
             r.status &= !BUSY_STAT;
-            if sets_dsc(cmd) && r.error == 0 {
+            if command.sets_dsc && r.error == 0 {
                 r.status |= SEEK_STAT;
             }
             self.set_irq();
@@ -124,9 +268,9 @@ impl Channel {
 
     /// Returns true when the command completed synchronously and the
     /// generic completion (BSY off, DSC, IRQ) applies.
-    fn run_command(&mut self, ctx: &Ctx, u: usize, cmd: u8) -> bool {
-        match cmd {
-            0x06 => {
+    fn run_command(&mut self, ctx: &Ctx, u: usize, handler: Handler) -> bool {
+        match handler {
+            Handler::DataSetManagement => {
                 if self.units[u].regs.feature == 0x01 && self.units[u].has_disk_medium() {
                     self.start_dma_command(ctx, u, AtaDma::Trim);
                     return false;
@@ -134,75 +278,72 @@ impl Channel {
                 self.units[u].abort();
                 true
             }
-            0x08 => {
+            Handler::DeviceReset => {
                 self.units[u].transfer_stop();
                 self.cancel_dma(u);
                 self.units[u].reset();
                 self.units[u].regs.status = 0;
                 false
             }
-            0x10 | 0x70 => true,
-            0x20 | 0x21 | 0x24 | 0x29 | 0xc4 => {
+            Handler::Nop => true,
+            Handler::ReadPio { lba48, multiple } => {
                 if self.units[u].is_cdrom() {
                     self.units[u].set_signature();
                     self.units[u].abort();
                     return true;
                 }
-                let multiple = matches!(cmd, 0x29 | 0xc4);
                 let mult = self.units[u].drive.as_ref().map_or(0, |d| d.mult_sectors);
                 if !self.units[u].has_disk_medium() || (multiple && mult == 0) {
                     self.units[u].abort();
                     return true;
                 }
-                self.units[u].lba48_transform(matches!(cmd, 0x24 | 0x29));
+                self.units[u].lba48_transform(lba48);
                 self.units[u].req_nb_sectors = if multiple { mult as u32 } else { 1 };
                 self.sector_read(ctx, u);
                 false
             }
-            0x30 | 0x31 | 0x34 | 0x3c | 0x39 | 0xc5 => {
-                let multiple = matches!(cmd, 0x39 | 0xc5);
+            Handler::WritePio { lba48, multiple } => {
                 let mult = self.units[u].drive.as_ref().map_or(0, |d| d.mult_sectors);
                 if !self.units[u].has_disk_medium() || (multiple && mult == 0) {
                     self.units[u].abort();
                     return true;
                 }
                 let unit = &mut self.units[u];
-                unit.lba48_transform(matches!(cmd, 0x34 | 0x39));
+                unit.lba48_transform(lba48);
                 unit.req_nb_sectors = if multiple { mult as u32 } else { 1 };
                 let n = unit.regs.nsector.min(unit.req_nb_sectors) as usize;
                 unit.regs.status = SEEK_STAT | READY_STAT;
                 unit.transfer_start(n * SECTOR_SIZE, EndAction::SectorWrite);
                 false
             }
-            0x25 | 0xc8 | 0xc9 | 0x35 | 0xca | 0xcb => {
+            Handler::Dma { kind, lba48 } => {
                 if !self.units[u].has_disk_medium() {
                     self.units[u].abort();
                     return true;
                 }
-                self.units[u].lba48_transform(matches!(cmd, 0x25 | 0x35));
-                let kind = if matches!(cmd, 0x25 | 0xc8 | 0xc9) { AtaDma::Read } else { AtaDma::Write };
+                self.units[u].lba48_transform(lba48);
                 self.start_dma_command(ctx, u, kind);
                 false
             }
-            0x27 | 0xf8 => {
+            Handler::ReadNativeMaxAddress { lba48 } => {
                 let nb = self.units[u].nb_sectors();
                 if nb == 0 {
                     self.units[u].abort();
                     return true;
                 }
-                self.units[u].lba48_transform(cmd == 0x27);
+                self.units[u].lba48_transform(lba48);
                 self.units[u].set_sector(nb as i64 - 1);
                 true
             }
-            0x40..=0x42 => {
-                self.units[u].lba48_transform(cmd == 0x42);
+            Handler::VerifySectors { lba48 } => {
+                self.units[u].lba48_transform(lba48);
                 true
             }
-            0x90 => {
+            Handler::ExecuteDeviceDiagnostic => {
                 self.exec_diagnostic(u);
                 false
             }
-            0x91 => {
+            Handler::InitializeDeviceParameters => {
                 let unit = &mut self.units[u];
                 match unit.drive.as_mut() {
                     // A sector count of 0 is accepted as on QEMU 7.2 (which
@@ -216,12 +357,11 @@ impl Channel {
                 }
                 true
             }
-            0x94..=0x97 | 0x99 | 0xe0..=0xe3 | 0xe6 => true,
-            0x98 | 0xe5 => {
+            Handler::CheckPowerMode => {
                 self.units[u].regs.nsector = 0xff;
                 true
             }
-            0xa0 => {
+            Handler::Packet => {
                 let unit = &mut self.units[u];
                 if unit.regs.feature & 0x02 != 0 {
                     unit.abort();
@@ -233,15 +373,15 @@ impl Channel {
                 unit.transfer_start(12, EndAction::AtapiCommand);
                 false
             }
-            0xa1 => {
+            Handler::IdentifyPacketDevice => {
                 self.units[u].load_identify();
                 self.units[u].regs.status = READY_STAT | SEEK_STAT;
                 self.units[u].transfer_start(512, EndAction::Stop);
                 self.set_irq();
                 false
             }
-            0xb0 => self.smart(u),
-            0xc6 => {
+            Handler::Smart => self.smart(u),
+            Handler::SetMultipleMode => {
                 let unit = &mut self.units[u];
                 let n = (unit.regs.nsector & 0xff) as u16;
                 match unit.drive.as_mut() {
@@ -250,11 +390,11 @@ impl Channel {
                 }
                 true
             }
-            0xe7 | 0xea => {
+            Handler::FlushCache => {
                 self.flush(ctx, u);
                 false
             }
-            0xec => {
+            Handler::IdentifyDevice => {
                 if self.units[u].drive.as_ref().is_some_and(|d| !d.is_cdrom()) && self.units[u].load_identify() {
                     self.units[u].regs.status = READY_STAT | SEEK_STAT;
                     self.units[u].transfer_start(512, EndAction::Stop);
@@ -267,13 +407,9 @@ impl Channel {
                 self.units[u].abort();
                 true
             }
-            0xef => self.set_features(ctx, u),
-            0xf5 => {
+            Handler::SetFeatures => self.set_features(ctx, u),
+            Handler::ClearSectorCount => {
                 self.units[u].regs.nsector = 0;
-                true
-            }
-            _ => {
-                self.units[u].abort();
                 true
             }
         }
@@ -380,42 +516,14 @@ impl Channel {
     }
 }
 
-pub(super) fn ata_command_name(cmd: u8) -> &'static str {
-    match cmd {
-        0x06 => "DATA SET MANAGEMENT",
-        0x20 | 0x21 => "READ SECTORS",
-        0x24 => "READ SECTORS EXT",
-        0x25 => "READ DMA EXT",
-        0x29 => "READ MULTIPLE EXT",
-        0x30 | 0x31 => "WRITE SECTORS",
-        0x34 => "WRITE SECTORS EXT",
-        0x35 => "WRITE DMA EXT",
-        0x39 => "WRITE MULTIPLE EXT",
-        0x3c => "WRITE VERIFY",
-        0xa0 => "PACKET",
-        0xc4 => "READ MULTIPLE",
-        0xc5 => "WRITE MULTIPLE",
-        0xc8 | 0xc9 => "READ DMA",
-        0xca | 0xcb => "WRITE DMA",
-        0xe7 => "FLUSH CACHE",
-        0xea => "FLUSH CACHE EXT",
-        0xef => "SET FEATURES",
-        _ => "ATA COMMAND",
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+
+    #[test]
+    fn table_is_sorted_for_binary_search() {
+        for pair in ATA_COMMANDS.windows(2) {
+            assert!(pair[0].opcode < pair[1].opcode, "{:#04x} before {:#04x}", pair[0].opcode, pair[1].opcode);
+        }
     }
-}
-
-/// QEMU's ide_cmd_table permissions: which opcodes a disk or a CD takes.
-pub(super) fn command_permitted(cmd: u8, cdrom: bool) -> bool {
-    const BOTH: &[u8] = &[0x20, 0x90, 0xe7, 0xec, 0xef];
-    const CD_ONLY: &[u8] = &[0x08, 0xa0, 0xa1];
-    const HD_ONLY: &[u8] = &[
-        0x06, 0x10, 0x21, 0x24, 0x25, 0x27, 0x29, 0x30, 0x31, 0x34, 0x35, 0x39, 0x3c, 0x40, 0x41, 0x42, 0x70, 0x91,
-        0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0xb0, 0xc4, 0xc5, 0xc6, 0xc8, 0xc9, 0xca, 0xcb, 0xe0, 0xe1, 0xe2, 0xe3, 0xe5,
-        0xe6, 0xea, 0xf5, 0xf8,
-    ];
-    BOTH.contains(&cmd) || if cdrom { CD_ONLY.contains(&cmd) } else { HD_ONLY.contains(&cmd) }
-}
-
-pub(super) fn sets_dsc(cmd: u8) -> bool {
-    matches!(cmd, 0x10 | 0x27 | 0x40 | 0x41 | 0x42 | 0x70 | 0x91 | 0x98 | 0xb0 | 0xc6 | 0xe5 | 0xef | 0xf5 | 0xf8)
 }

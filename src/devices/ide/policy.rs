@@ -2,7 +2,7 @@
 //! QMP event, and the request a `stop` policy holds until `cont`.
 
 use super::channel::{Channel, Ctx};
-use super::commands::ata_command_name;
+use super::commands::{ata_command_name, PACKET};
 use super::dma::{AtaDma, DmaJob};
 use crate::block::engine::IoFailure;
 use crate::block::{BlockError, BlockOp, ErrorAction};
@@ -26,12 +26,12 @@ pub(super) struct Held {
     retry: Retry,
 }
 
-pub(super) fn strerror(errno: i32) -> String {
+fn strerror(errno: i32) -> String {
     let text = std::io::Error::from_raw_os_error(errno).to_string();
     text.split(" (os error").next().unwrap_or(&text).to_string()
 }
 
-pub(super) fn atapi_command_name(cdb0: u8) -> &'static str {
+fn atapi_command_name(cdb0: u8) -> &'static str {
     match cdb0 {
         0x28 => "READ(10)",
         0xa8 => "READ(12)",
@@ -61,7 +61,7 @@ impl Channel {
     /// statistics, and for `stop` the held request and the VM stop.
     #[allow(clippy::too_many_arguments)]
     fn apply_policy(&mut self, ctx: &Ctx, u: usize, err: &BlockError, op: BlockOp, lba: u64, count: u64, retry: Retry, permanent: bool) -> ErrorAction {
-        let command = if self.units[u].command == 0xa0 {
+        let command = if self.units[u].command == PACKET {
             atapi_command_name(self.units[u].cdb0)
         } else {
             ata_command_name(self.units[u].command)

@@ -2,17 +2,17 @@
 //! CHS views of the addressed sector, the signature, and the DRQ window
 //! that the data port moves through.
 
+use super::atapi_transport::AtapiTransfer;
 use super::drive::Drive;
 use super::identify::MAX_MULT_SECTORS;
 use super::pio::{EndAction, Pio};
-use super::atapi_transport::AtapiTransfer;
 
-pub const ERR_STAT: u8 = 0x01;
-pub const DRQ_STAT: u8 = 0x08;
-pub const SEEK_STAT: u8 = 0x10;
-pub const READY_STAT: u8 = 0x40;
-pub const BUSY_STAT: u8 = 0x80;
-pub const ABRT_ERR: u8 = 0x04;
+pub(super) const ERR_STAT: u8 = 0x01;
+pub(super) const DRQ_STAT: u8 = 0x08;
+pub(super) const SEEK_STAT: u8 = 0x10;
+pub(super) const READY_STAT: u8 = 0x40;
+pub(super) const BUSY_STAT: u8 = 0x80;
+const ABRT_ERR: u8 = 0x04;
 
 pub(super) const DEV_HS: u8 = 0x0f;
 pub(super) const DEV_SELECT: u8 = 0x10;
@@ -25,9 +25,9 @@ pub(super) const ATAPI_INT_REASON_IO: u32 = 0x02;
 pub(super) const SECTOR_SIZE: usize = 512;
 /// Largest PIO data block: 16 sectors (multiple mode), an ATAPI chunk of
 /// at most 0xfffe bytes, IDENTIFY data or a CDB all fit.
-pub(super) const PIO_BUFFER_SIZE: usize = 0x10000;
+const PIO_BUFFER_SIZE: usize = 0x10000;
 /// READ/WRITE DMA EXT with count 0 means 65536 sectors: 32 MiB.
-pub const MAX_REQUEST_SECTORS: u32 = 65536;
+pub(super) const MAX_REQUEST_SECTORS: u32 = 65536;
 
 #[derive(Debug, Default, Clone)]
 pub(super) struct Regs {
