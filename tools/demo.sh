@@ -14,18 +14,40 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 LOGS=build/testbed/logs
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+started=$(date +%s)
+elapsed() { echo "$(( $(date +%s) - started ))s"; }
+say() { printf '\n\033[1m== [%s] %s\033[0m\n' "$(elapsed)" "$*"; }
+# run_scenario NAME: tools/testbed/run.sh NAME, with a line every 20 s
+# (elapsed time and the scenario's latest milestone on the console), so
+# that no minute passes in silence; prints the verdict line.
+run_scenario() {
+    local name=$1 out="$LOGS/demo-$1.out" pid last rc
+    mkdir -p "$LOGS"
+    tools/testbed/run.sh "$name" > "$out" 2>&1 &
+    pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+        sleep 20
+        kill -0 "$pid" 2>/dev/null || break
+        last=$(grep -aE 'SCENARIO\[|GUEST: |Booting from|Linux version|failed command|TESTBED-DOM0' \
+            "$LOGS/$name/console.log" 2>/dev/null | tail -n 1 | sed -E 's/^\[ *[0-9.]+\] //' | cut -c1-160)
+        printf '    [%s] %s running: %s\n' "$(elapsed)" "$name" "${last:-booting Xen under QEMU/TCG}"
+    done
+    wait "$pid"; rc=$?
+    grep -E '^(PASS|FAIL) ' "$out"
+    return $rc
+}
 show() { # show FILE PATTERN [MAX]
     grep -a -m "${3:-6}" -E "$2" "$1" 2>/dev/null | sed -E 's/^\[ *[0-9.]+\] //; s/^/    /' | cut -c1-220
 }
 
-say "Setting up (Debian packages, release build)"
+say "Setting up: Debian packages (tools/install-deps.sh)"
 tools/install-deps.sh >/dev/null || exit 1
+say "Setting up: release build (cargo build --release)"
 cargo build --release --locked >/dev/null 2>&1 || { cargo build --release --locked; exit 1; }
 
 say "Booting Debian's Xen 4.17 under QEMU/TCG; the guest's data disk is on a small dom0 filesystem, werror=report"
-tools/testbed/run.sh disk-full-report | grep -E '^(PASS|FAIL) '
-report=${PIPESTATUS[0]}
+run_scenario disk-full-report
+report=$?
 L=$LOGS/disk-full-report
 say "Xen booted"
 show "$L/xen-boot.log" 'Xen version|HVM: SVM enabled|Hardware Assisted Paging' 3
@@ -40,8 +62,8 @@ say "dom0's syslog: our audit lines"
 show "$L/syslog.log" 'io-error domid=' 3
 
 say "The same write with the hold policy (werror=enospc)"
-tools/testbed/run.sh disk-full-hold | grep -E '^(PASS|FAIL) '
-hold=${PIPESTATUS[0]}
+run_scenario disk-full-hold
+hold=$?
 L=$LOGS/disk-full-hold
 show "$L/dom0-script.log" 'data fs:|guest is held|freed space|held write completed' 6
 show "$L/syslog.log" 'io-error domid=|retrying held' 3

@@ -56,7 +56,16 @@ cp -a "$R"/usr/lib/x86_64-linux-gnu/libxen*.so* "$R"/usr/lib/x86_64-linux-gnu/li
 # to work") without it, even after a successful create.
 cp -L /lib/x86_64-linux-gnu/libgcc_s.so.1 "$I/lib/x86_64-linux-gnu/"
 cp -a "$R/etc/xen" "$I/etc/"
-rm -rf "$I/etc/xen/scripts"   # bash scripts; dom0 has only busybox sh
+# Debian's hotplug scripts (/etc/xen/scripts/block & co., xen-utils-common)
+# run as they are; they need bash, util-linux's losetup (`losetup -a` in the
+# format their sharing check parses) and flock; busybox covers the rest
+# (stat, expr, readlink, logger). e2fsprogs is there for the scenarios that
+# check a guest's ext4 from dom0 (e2fsck, debugfs).
+replace_with_real "$I" "$R" bin/bash sbin/losetup usr/bin/flock \
+    sbin/e2fsck sbin/mke2fs sbin/debugfs sbin/e2image sbin/dumpe2fs
+ln -sfn mke2fs "$I/sbin/mkfs.ext4"
+ln -sfn e2fsck "$I/sbin/fsck.ext4"
+mkdir -p "$I/var/lib/xen/images" "$I/var/run/xen-hotplug"
 
 # The qemu-xen flavour's BIOS (libxl loads it as a module for hvmloader).
 cp "$R/usr/share/seabios/bios-256k.bin" "$I/usr/share/seabios/"

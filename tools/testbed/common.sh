@@ -17,7 +17,20 @@ host_packages() {
     echo "xen-hypervisor-$XV-amd64 xen-utils-$XV xen-utils-common xenstore-utils
  libxenmisc$XV libxencall1 libxenevtchn1 libxenforeignmemory1 libxengnttab1
  libxenstore4 libxentoollog1 libxenhypfs1 libxendevicemodel1 libxentoolcore1
- libyajl2 busybox-static seabios qemu-system-xen $(kernel_pkg linux-image-amd64)"
+ libyajl2 busybox-static seabios qemu-system-xen $(kernel_pkg linux-image-amd64)
+ bash mount util-linux e2fsprogs libext2fs2 libcom-err2 libss2"
+}
+
+# replace_with_real INITRD SYSROOT PATH...: put the Debian binary at each
+# PATH (relative to both roots) in place of busybox's applet link, with its
+# libraries. (Removing the link first matters: cp onto the symlink would
+# overwrite busybox itself.)
+replace_with_real() {
+    local initrd=$1 sysroot=$2 p; shift 2
+    for p in "$@"; do
+        rm -f "$initrd/bin/$(basename "$p")" "$initrd/sbin/$(basename "$p")" "$initrd/usr/bin/$(basename "$p")" "$initrd/usr/sbin/$(basename "$p")"
+        copy_elf_with_libs "$sysroot" "$sysroot/$p" "$initrd/$p" "$initrd"
+    done
 }
 
 # Cache key: the candidate versions apt would fetch, hashed. A changed

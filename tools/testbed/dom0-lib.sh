@@ -112,7 +112,7 @@ tb_region_md5() { dd if="$1" bs=1M skip="$2" count="$3" 2>/dev/null | md5sum | c
 # injected ENOSPC is audited to syslog; xl destroy ends the DM with 0.
 tb_firmware_run() {
     name=$1 cfg=$2
-    dd if=/dev/zero of=/tmp/fw-disk.img bs=1M count=4 2>/dev/null
+    dd if=/dev/zero of=/var/lib/xen/images/fw-disk.img bs=1M count=4 2>/dev/null
     tb_create "$cfg"
     domid=$(tb_domid "$name")
     tb_wait_console 'FW: (ALL PASS|FAILED)' 90
@@ -121,9 +121,9 @@ tb_firmware_run() {
     tb_check "no firmware check failed" tb_console_lacks 'FW: .* FAIL'
     zero16=$(dd if=/dev/zero bs=512 count=16 2>/dev/null | md5sum | cut -d' ' -f1)
     tb_check "DMA write (sectors 300-315) reached the image file" \
-        [ "$(dd if=/tmp/fw-disk.img bs=512 skip=300 count=16 2>/dev/null | md5sum | cut -d' ' -f1)" != "$zero16" ]
+        [ "$(dd if=/var/lib/xen/images/fw-disk.img bs=512 skip=300 count=16 2>/dev/null | md5sum | cut -d' ' -f1)" != "$zero16" ]
     tb_check "nothing written at the failing sector 2048" \
-        [ "$(dd if=/tmp/fw-disk.img bs=512 skip=2048 count=1 2>/dev/null | tr -d '\000' | wc -c)" -eq 0 ]
+        [ "$(dd if=/var/lib/xen/images/fw-disk.img bs=512 skip=2048 count=1 2>/dev/null | tr -d '\000' | wc -c)" -eq 0 ]
     tb_check_ours "syslog audits the injected ENOSPC" \
         tb_syslog_has "io-error domid=$domid drive=[^ ]+ cmd=\"WRITE DMA( EXT)?\" sectors=[0-9]+-[0-9]+ errno=28 .*action=report"
     sleep 2
@@ -158,4 +158,61 @@ tb_fs_avail_kb() { df -k "$1" | awk 'NR == 2 { print $4 }'; }
 # tb_linux_milestones: the guest's boot timeline from the Xen console.
 tb_linux_milestones() {
     grep -E 'Booting from|Linux version|GUEST: |failed command|status: \{|error: \{|I/O error' "$TB_CONSOLE" | sed 's/^/  console: /'
+}
+
+# tb_set_job IMAGE JOB: (re)write the guest's job line at 32 MiB of IMAGE.
+tb_set_job() {
+    printf '%s\n' "$2" | dd of="$1" bs=512 seek=65536 conv=notrunc,sync count=1 2>/dev/null
+}
+
+# tb_fs_image DEST: the ext4 data disk of tools/guest/build-image.sh
+# (mkfs.ext4 -d), rebuilt as a sparse file from its written extents: the
+# blocks mkfs wrote are allocated in DEST, all others are holes.
+tb_fs_image() {
+    truncate -s "$(cat /testbed/images/fs.size)" "$1"
+    at=0
+    while read -r off len; do
+        dd if=/testbed/images/fs.data of="$1" bs=4096 skip=$((at / 4096)) seek=$((off / 4096)) \
+            count=$((len / 4096)) conv=notrunc 2>/dev/null
+        at=$((at + len))
+    done < /testbed/images/fs.map
+}
+tb_alloc_kb() { du -k "$1" | cut -f1; }
+
+# tb_guest_says DOMID REGEX: the guest (domain DOMID) printed GUEST: REGEX.
+tb_guest_says() { grep -qE "\(d$1\) .*GUEST: ($2)" "$TB_CONSOLE"; }
+tb_guest_lacks() { ! grep -qE "\(d$1\) .*($2)" "$TB_CONSOLE"; }
+
+# tb_synced DOMID: "data/fNNN md5" for every file whose fsync succeeded.
+tb_synced() { sed -n "s/.*(d$1) .*GUEST: synced \(data\/f[0-9]*\) md5=\([0-9a-f]*\).*/\1 \2/p" "$TB_CONSOLE"; }
+# tb_listed DOMID: "data/fNNN md5" for every file the check boot listed.
+tb_listed() { sed -n "s/.*(d$1) .*GUEST: file \(data\/f[0-9]*\) md5=\([0-9a-f]*\).*/\1 \2/p" "$TB_CONSOLE"; }
+
+# tb_verify_synced SYNCED LISTED: every line of SYNCED is in LISTED
+# (each fsynced file exists with that md5); prints the misses.
+tb_verify_synced() {
+    [ -s "$1" ] || { echo "no synced files"; return 1; }
+    miss=0
+    while read -r name sum; do
+        grep -qx "$name $sum" "$2" || { echo "MISSING or differs: $name $sum (listed: $(grep "^$name " "$2"))"; miss=$((miss + 1)); }
+    done < "$1"
+    [ $miss -eq 0 ]
+}
+
+# tb_image_md5s IMAGE SYNCED: dom0's own reading of IMAGE (debugfs, no
+# mount), one "name md5" line per file of SYNCED.
+tb_image_md5s() {
+    while read -r name sum; do
+        echo "$name $(debugfs -R "cat /$name" "$1" 2>/dev/null | md5sum | cut -d' ' -f1)"
+    done < "$2"
+}
+
+# tb_wait_syslog REGEX SECONDS
+tb_wait_syslog() {
+    n=0
+    while ! grep -qE "$1" /var/log/messages; do
+        n=$((n + 1)); [ $n -gt "$2" ] && return 1
+        sleep 1
+    done
+    return 0
 }

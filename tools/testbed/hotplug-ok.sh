@@ -1,6 +1,8 @@
 #!/bin/sh
-# script= of the testbed's disks: the block hotplug step libxl waits for.
-# Debian's /etc/xen/scripts/block needs bash and more; this attaches the
+# script= of fw-traditional's disk only (the other scenarios use Debian's
+# /etc/xen/scripts/block): its target is "blkdebug:<ini>:<image>", not a
+# file that Debian's script can attach. The block hotplug step libxl waits for.
+# It attaches the
 # image to a loop device for blkback and reports "connected", which is all
 # libxl checks. A "blkdebug:<ini>:" prefix (host error injection for the
 # traditional flavour, where params is the only per-disk channel) is not part

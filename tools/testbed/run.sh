@@ -15,6 +15,12 @@
 #      an ioreq round trip is a Xen context switch instead of a cross-thread
 #      wake-up; measured 2.6x faster INT13 loading on a loaded 2-core host,
 #      and it leaves the other host core free), GUEST_KERNEL (cloud|generic).
+# Scenarios with QEMU_RECORD=1 in scenario.conf (fs-full-*) hold checks that
+# Debian's QEMU is known to fail (it hides errors): with --dm qemu, `all`
+# leaves them out, and naming one runs it for the record only: its verdict
+# line reads RECORD (CHECK lines as they came) and does not fail the run.
+# XFAIL_CHECKS=ERE in scenario.conf: a known xen-ioemu failure; verdict
+# XFAIL (not counted) if every failed check matches it, else FAIL.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -37,7 +43,11 @@ done
 [ ${#names[@]} -gt 0 ] || { echo "usage: run.sh [--dm PATH|qemu] [--logs DIR] [-v] SCENARIO...|all" >&2; exit 2; }
 if [ "${names[0]}" = all ]; then
     names=()
-    for d in "$SCEN_DIR"/*/; do [ -f "$d/scenario.conf" ] && names+=("$(basename "$d")"); done
+    for d in "$SCEN_DIR"/*/; do
+        [ -f "$d/scenario.conf" ] || continue
+        [ "$DM" = qemu ] && grep -q '^QEMU_RECORD=1' "$d/scenario.conf" && continue
+        names+=("$(basename "$d")")
+    done
 fi
 for n in "${names[@]}"; do
     [ -f "$SCEN_DIR/$n/scenario.conf" ] || { echo "run.sh: no scenario $n (no $SCEN_DIR/$n/scenario.conf)" >&2; exit 2; }
@@ -65,7 +75,7 @@ LINUX_CMD="console=hvc0 earlyprintk=xen"
 
 run_one() {
     local name=$1 sdir="$SCEN_DIR/$1" ldir="$LOGS/$1" work="$OUT/run/$1"
-    local TIMEOUT=300 NEEDS_GUEST=0
+    local TIMEOUT=300 NEEDS_GUEST=0 NEEDS_FS=0 QEMU_RECORD=0 XFAIL_CHECKS=""
     # shellcheck disable=SC1090
     . "$sdir/scenario.conf"
     rm -rf "$ldir" "$work"
@@ -77,6 +87,7 @@ run_one() {
     cp -r "$sdir" "$T/scenario"
     cp "$OUT/fw/idetest.elf" "$T/fw/"
     [ "$NEEDS_GUEST" = 1 ] && cp "$OUT/guest.img" "$T/images/guest.img"
+    [ "$NEEDS_FS" = 1 ] && cp "$OUT/fs.map" "$OUT/fs.data" "$OUT/fs.size" "$T/images/"
     if [ "$DM_KIND" != qemu ]; then
         copy_elf_with_libs "$HOST/root" "$DM" "$work/root$DM_IN_DOM0" "$work/root"
     fi
@@ -116,8 +127,22 @@ run_one() {
         why="(no result from dom0: boot failure or outer timeout, qemu rc=$rc)"
     fi
     grep -hE '^(CHECK|BENCH) ' "$ldir/dom0-script.log" 2>/dev/null | sed 's/^/    /' || true
-    printf '%-4s %-18s %4ds %s\n' "$verdict" "$name" $((end - start)) "$why" | tee -a "$LOGS/summary.txt"
-    [ $verdict = PASS ]
+    # XFAIL_CHECKS (scenario.conf, an ERE): a known xen-ioemu failure; the
+    # scenario then reads XFAIL, not FAIL, only if dom0 reported and every
+    # failed check matches it (any other failure is still a FAIL).
+    if [ $verdict = FAIL ] && [ -n "$XFAIL_CHECKS" ] && [ "$DM_KIND" != qemu ] \
+       && grep -q "TESTBED-RESULT scenario=$name rc=1\$" "$ldir/console.log" \
+       && grep -q '^CHECK FAIL: ' "$ldir/dom0-script.log" \
+       && ! grep '^CHECK FAIL: ' "$ldir/dom0-script.log" | grep -qvE "$XFAIL_CHECKS"; then
+        verdict=XFAIL why="(known failure, only: $XFAIL_CHECKS)"
+    elif [ $verdict = PASS ] && [ -n "$XFAIL_CHECKS" ] && [ "$DM_KIND" != qemu ]; then
+        why="(XPASS: the known failure is gone, drop XFAIL_CHECKS)"
+    fi
+    if [ "$DM_KIND" = qemu ] && [ "$QEMU_RECORD" = 1 ] && [ $verdict = FAIL ]; then
+        verdict=RECORD why="(for the record: Debian's QEMU fails this scenario's checks $why)"
+    fi
+    printf '%-5s %-18s %4ds %s\n' "$verdict" "$name" $((end - start)) "$why" | tee -a "$LOGS/summary.txt"
+    [ $verdict != FAIL ]
 }
 
 mkdir -p "$LOGS"

@@ -3,7 +3,7 @@
 # Domain-0 (a DM that kept guest mappings would leave a dying "(null)"
 # domain, and the domain's ioreq servers go with it); libxl's xenstore dirs
 # for the domain are gone.
-tb_guest_disk /tmp/linux.img 40 "TBJOB dev=sda start_mb=33 mb=4 expect=ok"
+tb_guest_disk /var/lib/xen/images/destroy-clean.img 40 "TBJOB dev=sda start_mb=33 mb=4 expect=ok"
 tb_create guest.cfg
 domid=$(tb_domid destroy-clean)
 tb_wait_console 'Booting from 0000:7c00' 120

@@ -4,16 +4,16 @@
 # 10 s or after `xl unpause`; the guest's md5 check passes and the image
 # holds the guest's data; no ATA error at any time; (xen-ioemu) syslog
 # has the audit line with errno=28 and action=stop; clean power-off.
-tb_small_fs /mnt/small 8
-truncate -s 64M /mnt/small/data.img
-tb_guest_disk /tmp/boot.img 40 "TBJOB dev=sdb start_mb=0 mb=16 expect=ok"
+tb_small_fs /var/lib/xen/images/small 8
+truncate -s 64M /var/lib/xen/images/small/data.img
+tb_guest_disk /var/lib/xen/images/boot.img 40 "TBJOB dev=sdb start_mb=0 mb=16 expect=ok"
 tb_create guest.cfg
 domid=$(tb_domid disk-full-hold)
 tb_wait_console 'GUEST: pattern md5=' 780
 n=0
-while [ "$(tb_fs_avail_kb /mnt/small)" -ge 64 ] && [ $n -lt 120 ]; do sleep 1; n=$((n + 1)); done
-tb_say "data fs: $(df -k /mnt/small | tail -1)"
-tb_check "the data filesystem filled up" [ "$(tb_fs_avail_kb /mnt/small)" -lt 64 ]
+while [ "$(tb_fs_avail_kb /var/lib/xen/images/small)" -ge 64 ] && [ $n -lt 120 ]; do sleep 1; n=$((n + 1)); done
+tb_say "data fs: $(df -k /var/lib/xen/images/small | tail -1)"
+tb_check "the data filesystem filled up" [ "$(tb_fs_avail_kb /var/lib/xen/images/small)" -lt 64 ]
 # libata times a command out after 30 s: the hold, the wait for a
 # completion by itself and the unpause must all fit in that, or the guest
 # rightly reports a timeout (seen with QEMU, which needs the QMP cont).
@@ -21,8 +21,8 @@ sleep 5
 tb_check "guest is held: no finished write 5 s after the disk filled" tb_console_lacks 'GUEST: write rc='
 tb_check "guest is held: no ATA error" tb_console_lacks 'failed command|exception Emask'
 xl list
-mount -o remount,size=64m /mnt/small
-tb_say "freed space: $(df -k /mnt/small | tail -1)"
+mount -o remount,size=64m /var/lib/xen/images/small
+tb_say "freed space: $(df -k /var/lib/xen/images/small | tail -1)"
 how=""
 if tb_wait_console 'GUEST: write rc=' 10; then
     how="by itself"
@@ -38,7 +38,7 @@ tb_linux_milestones
 tb_check "guest's write + read-back md5 match (GUEST: RESULT PASS)" tb_console_has 'GUEST: RESULT PASS'
 tb_check "no ATA error on the guest console at any time" tb_console_lacks 'failed command|exception Emask|I/O error'
 want=$(tb_guest_md5)
-got=$(tb_region_md5 /mnt/small/data.img 0 16)
+got=$(tb_region_md5 /var/lib/xen/images/small/data.img 0 16)
 tb_say "guest pattern md5=$want, image region md5=$got"
 tb_check "the guest's blocks are in the image file" [ -n "$want" -a "$want" = "$got" ]
 tb_check_ours "syslog: io-error audit line, errno=28, action=stop" \

@@ -3,15 +3,15 @@
 # (failed command: WRITE DMA [EXT], status: { DRDY ERR }, error: { ABRT });
 # the boot disk saw no error; (xen-ioemu) syslog holds the audit line with
 # errno=28 and action=report; the guest powers off; the DM exits 0.
-tb_small_fs /mnt/small 8
-truncate -s 64M /mnt/small/data.img
-tb_guest_disk /tmp/boot.img 40 "TBJOB dev=sdb start_mb=0 mb=16 expect=fail"
+tb_small_fs /var/lib/xen/images/small 8
+truncate -s 64M /var/lib/xen/images/small/data.img
+tb_guest_disk /var/lib/xen/images/boot.img 40 "TBJOB dev=sdb start_mb=0 mb=16 expect=fail"
 tb_create guest.cfg
 domid=$(tb_domid disk-full-report)
 tb_wait_console 'GUEST: DONE' 780
 tb_linux_milestones
-tb_say "data fs: $(df -k /mnt/small | tail -1)"
-tb_check "the data filesystem is full" [ "$(tb_fs_avail_kb /mnt/small)" -lt 64 ]
+tb_say "data fs: $(df -k /var/lib/xen/images/small | tail -1)"
+tb_check "the data filesystem is full" [ "$(tb_fs_avail_kb /var/lib/xen/images/small)" -lt 64 ]
 tb_check "guest's write failed as expected (GUEST: RESULT PASS)" tb_console_has 'GUEST: RESULT PASS'
 tb_check "guest kernel: failed command: WRITE DMA" tb_console_has 'ata1\.01: failed command: WRITE DMA'
 tb_check "guest kernel: status: { DRDY ERR }" tb_console_has 'ata1\.01: status: \{ DRDY ERR \}'
