@@ -21,6 +21,8 @@
 # line reads RECORD (CHECK lines as they came) and does not fail the run.
 # XFAIL_CHECKS=ERE in scenario.conf: a known xen-ioemu failure; verdict
 # XFAIL (not counted) if every failed check matches it, else FAIL.
+# NOT_IN_ALL="reason" in scenario.conf: `all` leaves the scenario out and
+# says so with the reason; naming it runs it.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -46,6 +48,10 @@ if [ "${names[0]}" = all ]; then
     for d in "$SCEN_DIR"/*/; do
         [ -f "$d/scenario.conf" ] || continue
         [ "$DM" = qemu ] && grep -q '^QEMU_RECORD=1' "$d/scenario.conf" && continue
+        if reason=$(sed -n 's/^NOT_IN_ALL=//p' "$d/scenario.conf") && [ -n "$reason" ]; then
+            echo "NOT-IN-ALL $(basename "$d"): $reason"
+            continue
+        fi
         names+=("$(basename "$d")")
     done
 fi
