@@ -2,7 +2,7 @@
 //! blocks until the test opens its gate keeps each request in flight for
 //! as long as the test looks at the registers.
 
-use super::tests::{Rig, BM, BUF, MIB};
+use super::tests::{disk_on, Rig, BM, BUF, MIB};
 use super::*;
 use crate::block::mem::MemBackend;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -81,18 +81,7 @@ impl BlockBackend for GatedImage {
 
 /// The rig, with the gate closed once it is built.
 fn rig_with(image: &GatedImage) -> Rig {
-    let cfg = DriveConfig {
-        id: "ide0-hd0".into(),
-        media: MediaKind::Disk,
-        backend: Some(Box::new(image.clone())),
-        filename: "/images/gated.img".into(),
-        cache: CacheMode::Writeback,
-        werror: ErrorPolicy::Report,
-        rerror: ErrorPolicy::Report,
-        serial: None,
-        model: None,
-        version: None,
-    };
+    let cfg = disk_on(Box::new(image.clone()), ErrorPolicy::Report, ErrorPolicy::Report);
     let rig = Rig::new([Some(cfg), None, None, None]);
     image.close();
     rig

@@ -115,10 +115,15 @@ pub(super) const BUF: u64 = 0x2_0000;
 pub(super) const RAM: usize = 16 * MIB;
 
 pub(super) fn disk(image: &SharedImage, werror: ErrorPolicy, rerror: ErrorPolicy) -> DriveConfig {
+    disk_on(Box::new(image.clone()), werror, rerror)
+}
+
+/// The primary master disk on any backend.
+pub(super) fn disk_on(backend: Box<dyn BlockBackend>, werror: ErrorPolicy, rerror: ErrorPolicy) -> DriveConfig {
     DriveConfig {
         id: "ide0-hd0".into(),
         media: MediaKind::Disk,
-        backend: Some(Box::new(image.clone())),
+        backend: Some(backend),
         filename: "/images/disk.img".into(),
         cache: CacheMode::Writeback,
         werror,
