@@ -76,9 +76,28 @@ pub enum QmpError {
     #[error("QMP socket {path}: a non-socket file is in the way")]
     NotASocket { path: PathBuf },
     #[error("QMP fd={fd}: {reason}")]
-    BadFd { fd: i32, reason: String },
+    BadFd { fd: i32, reason: BadFd },
     #[error("QMP listener thread: {0}")]
     Spawn(std::io::Error),
+}
+
+/// Why a descriptor given with `fd=` cannot be the monitor's listener.
+#[derive(Debug, Error)]
+pub enum BadFd {
+    #[error("{0}")]
+    NotOpen(std::io::Error),
+    #[error("not a socket: {0}")]
+    NotASocket(nix::Error),
+    #[error("the socket is not listening")]
+    NotListening,
+    #[error("{0}")]
+    SocketType(nix::Error),
+    #[error("not a stream socket")]
+    NotAStream,
+    #[error("cannot set close-on-exec: {0}")]
+    CloseOnExec(nix::Error),
+    #[error("cannot make it blocking: {0}")]
+    Blocking(std::io::Error),
 }
 
 /// Identity the server reports.
@@ -233,30 +252,30 @@ fn bind_path(path: &Path) -> Result<UnixListener, QmpError> {
 }
 
 fn adopt_listening_fd(fd: i32) -> Result<UnixListener, QmpError> {
-    let bad = |reason: String| QmpError::BadFd { fd, reason };
+    let bad = |reason: BadFd| QmpError::BadFd { fd, reason };
     // SAFETY: fcntl(F_GETFD) only inspects the descriptor table entry.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        return Err(bad(std::io::Error::last_os_error().to_string()));
+        return Err(bad(BadFd::NotOpen(std::io::Error::last_os_error())));
     }
     use nix::sys::socket::{getsockopt, sockopt};
     // SAFETY: fd is open (checked above) and was handed to us by libxl on
     // the command line for our exclusive use; nothing else in this process
     // owns it, so taking ownership cannot double-close.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    let accepting = getsockopt(&owned, sockopt::AcceptConn).map_err(|e| bad(format!("not a socket: {e}")))?;
+    let accepting = getsockopt(&owned, sockopt::AcceptConn).map_err(|e| bad(BadFd::NotASocket(e)))?;
     if !accepting {
-        return Err(bad("the socket is not listening".into()));
+        return Err(bad(BadFd::NotListening));
     }
-    let domain = getsockopt(&owned, sockopt::SockType).map_err(|e| bad(e.to_string()))?;
+    let domain = getsockopt(&owned, sockopt::SockType).map_err(|e| bad(BadFd::SocketType(e)))?;
     if domain != nix::sys::socket::SockType::Stream {
-        return Err(bad("not a stream socket".into()));
+        return Err(bad(BadFd::NotAStream));
     }
     // Keep the descriptor from leaking into anything we might exec.
     nix::fcntl::fcntl(owned.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
-        .map_err(|e| bad(e.to_string()))?;
+        .map_err(|e| bad(BadFd::CloseOnExec(e)))?;
     let listener = UnixListener::from(owned);
     // The accept thread blocks; the creator may have left O_NONBLOCK set.
-    listener.set_nonblocking(false).map_err(|e| bad(e.to_string()))?;
+    listener.set_nonblocking(false).map_err(|e| bad(BadFd::Blocking(e)))?;
     Ok(listener)
 }
 
