@@ -185,7 +185,7 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
     if config.flavour == Flavour::Probe {
         return run_probe(config, exit_signals);
     }
-    let domid = config.domid.ok_or_else(|| LaunchError::NoDomain)?;
+    let domid = config.domid.ok_or(LaunchError::NoDomain)?;
     let domid16 = u16::try_from(domid).map_err(|_| LaunchError::DomidOutOfRange(domid))?;
     crate::logging::set_domid(domid);
 
