@@ -289,7 +289,7 @@ pub(super) fn parse_cache(option: &str, value: &str) -> Result<CacheMode, Config
 /// `drive_rerror`: QEMU refuses enospc in -drive rerror= but takes it as a
 /// device property (-device/-global), where a read failing with ENOSPC stops.
 pub(super) fn parse_policy(label: &str, value: &str, drive_rerror: bool) -> Result<ErrorPolicy, ConfigError> {
-    let policy: ErrorPolicy = value.parse().map_err(|e: crate::block::policy::UnknownPolicy| invalid(label, e.to_string()))?;
+    let policy: ErrorPolicy = value.parse().map_err(|source| ConfigError::Policy { option: label.to_string(), source })?;
     if drive_rerror && policy == ErrorPolicy::Enospc {
         return Err(invalid(label, "'enospc' invalid read error action"));
     }

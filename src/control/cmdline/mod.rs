@@ -11,7 +11,7 @@ mod drives;
 mod finish;
 mod xenstore;
 
-pub use xenstore::{check_backend_path, drives_from_xenstore, BackendPathError, XenstoreRead};
+pub use xenstore::{check_backend_path, drives_from_xenstore, BackendPathError, XenstoreProblem, XenstoreRead};
 use drives::{PolicyOverride, RawDevice, RawDrive};
 use finish::{parse_count, parse_domid, parse_serial, socket_endpoint};
 
@@ -129,8 +129,10 @@ pub enum ConfigError {
     Invalid { option: String, reason: String },
     #[error("{0}")]
     Conflict(String),
+    #[error("{option}: {source}")]
+    Policy { option: String, source: crate::block::policy::UnknownPolicy },
     #[error("xenstore {path}: {reason}")]
-    Xenstore { path: String, reason: String },
+    Xenstore { path: String, reason: XenstoreProblem },
 }
 
 fn invalid(option: &str, reason: impl Into<String>) -> ConfigError {

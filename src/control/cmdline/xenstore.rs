@@ -3,6 +3,21 @@
 use super::*;
 use super::drives::place;
 
+/// What is wrong with a node of a disk the traditional flavour reads.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum XenstoreProblem {
+    #[error("missing")]
+    Missing,
+    #[error("does not point back to {0}")]
+    NotPointingBack(String),
+    #[error("format {0} is not supported, only raw")]
+    Format(String),
+    #[error("'{0}' is neither r nor w")]
+    Mode(String),
+    #[error("hard disk {0} has no image")]
+    NoImage(String),
+}
+
 /// Why a frontend's `backend` node is not the one libxl writes.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum BackendPathError {
@@ -47,11 +62,11 @@ pub trait XenstoreRead {
 pub fn drives_from_xenstore(store: &dyn XenstoreRead, domid: u32) -> Result<Vec<DriveSpec>, ConfigError> {
     let vbd_dir = format!("/local/domain/{domid}/device/vbd");
     let mut by_slot: Vec<Option<DriveSpec>> = vec![None; MAX_SLOTS as usize];
-    let xs_err = |path: &str, reason: String| ConfigError::Xenstore { path: path.to_string(), reason };
+    let xs_err = |path: &str, reason: XenstoreProblem| ConfigError::Xenstore { path: path.to_string(), reason };
     for devid in store.directory(&vbd_dir) {
         let frontend = format!("{vbd_dir}/{devid}");
         let backend_key = format!("{frontend}/backend");
-        let backend = store.read(&backend_key).ok_or_else(|| xs_err(&backend_key, "missing".into()))?;
+        let backend = store.read(&backend_key).ok_or_else(|| xs_err(&backend_key, XenstoreProblem::Missing))?;
         // The frontend area is the guest's to write: a `backend` it forged
         // could name any node (its own data/ area with params= of a dom0
         // disk). Only the exact path libxl writes is followed.
@@ -61,10 +76,10 @@ pub fn drives_from_xenstore(store: &dyn XenstoreRead, domid: u32) -> Result<Vec<
         }
         let back_frontend_key = format!("{backend}/frontend");
         if store.read(&back_frontend_key).as_deref() != Some(frontend.as_str()) {
-            return Err(xs_err(&back_frontend_key, format!("does not point back to {frontend}")));
+            return Err(xs_err(&back_frontend_key, XenstoreProblem::NotPointingBack(frontend.clone())));
         }
         let dev_key = format!("{backend}/dev");
-        let dev = store.read(&dev_key).ok_or_else(|| xs_err(&dev_key, "missing".into()))?;
+        let dev = store.read(&dev_key).ok_or_else(|| xs_err(&dev_key, XenstoreProblem::Missing))?;
         let dev = dev.split(':').next().unwrap_or("");
         // Only hda..hdd are IDE; xvd*/sd* disks are PV-only for this guest.
         let slot = match dev.as_bytes() {
@@ -83,7 +98,7 @@ pub fn drives_from_xenstore(store: &dyn XenstoreRead, domid: u32) -> Result<Vec<
                 continue;
             }
             if let Some(fmt) = ["qcow2:", "qcow:", "vhd:", "vmdk:", "qed:"].iter().find(|p| lower.starts_with(**p)) {
-                return Err(xs_err(&params_key, format!("format {} is not supported, only raw", fmt.trim_end_matches(':'))));
+                return Err(xs_err(&params_key, XenstoreProblem::Format(fmt.trim_end_matches(':').to_string())));
             }
             break;
         }
@@ -97,11 +112,11 @@ pub fn drives_from_xenstore(store: &dyn XenstoreRead, domid: u32) -> Result<Vec<
         let read_only = match store.read(&mode_key).as_deref() {
             Some("r") => true,
             Some("w") | None => false,
-            Some(other) => return Err(xs_err(&mode_key, format!("'{other}' is neither r nor w"))),
+            Some(other) => return Err(xs_err(&mode_key, XenstoreProblem::Mode(other.to_string()))),
         };
         let cdrom = store.read(&format!("{frontend}/device-type")).as_deref() == Some("cdrom");
         if !cdrom && params.is_empty() {
-            return Err(xs_err(&params_key, format!("hard disk {dev} has no image")));
+            return Err(xs_err(&params_key, XenstoreProblem::NoImage(dev.to_string())));
         }
         let spec = DriveSpec {
             id: format!("ide{}-{}{}", slot / 2, if cdrom { "cd" } else { "hd" }, slot % 2),
