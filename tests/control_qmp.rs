@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use xen_ioemu::block::CacheMode;
-use xen_ioemu::control::qmp::{MachineOps, QmpInfo, QmpServer};
+use xen_ioemu::control::qmp::{MachineError, MachineOps, QmpInfo, QmpServer};
+use xen_ioemu::devices::ide::IdeError;
 use xen_ioemu::control::QmpEndpoint;
 use xen_ioemu::machine::{BlockStats, DriveInfo, Event, EventSink, InsertedMedium, IoOperation, RunState};
 
@@ -17,7 +18,7 @@ use xen_ioemu::machine::{BlockStats, DriveInfo, Event, EventSink, InsertedMedium
 struct FakeMachine {
     state: Mutex<Option<RunState>>,
     calls: Mutex<Vec<String>>,
-    cont_error: Mutex<Option<String>>,
+    cont_needs_reset: Mutex<bool>,
     image: PathBuf,
 }
 
@@ -38,10 +39,10 @@ impl MachineOps for FakeMachine {
         self.record("stop".into());
         *self.state.lock().unwrap() = Some(RunState::Paused);
     }
-    fn cont(&self) -> Result<(), String> {
+    fn cont(&self) -> Result<(), MachineError> {
         self.record("cont".into());
-        if let Some(e) = self.cont_error.lock().unwrap().clone() {
-            return Err(e);
+        if *self.cont_needs_reset.lock().unwrap() {
+            return Err(MachineError::ResetRequired);
         }
         *self.state.lock().unwrap() = Some(RunState::Running);
         Ok(())
@@ -73,14 +74,14 @@ impl MachineOps for FakeMachine {
             },
         ]
     }
-    fn eject(&self, device: &str, force: bool) -> Result<(), String> {
+    fn eject(&self, device: &str, force: bool) -> Result<(), MachineError> {
         self.record(format!("eject {device} {force}"));
         if device == "ide0-hd0" {
-            return Err(format!("Device '{device}' is not removable"));
+            return Err(MachineError::Ide(IdeError::NotRemovable(device.to_string())));
         }
         Ok(())
     }
-    fn change_medium(&self, device: &str, filename: &str, read_only: Option<bool>) -> Result<(), String> {
+    fn change_medium(&self, device: &str, filename: &str, read_only: Option<bool>) -> Result<(), MachineError> {
         self.record(format!("change {device} {filename} {read_only:?}"));
         Ok(())
     }
@@ -90,13 +91,13 @@ impl MachineOps for FakeMachine {
     fn quit(&self) {
         self.record("quit".into());
     }
-    fn system_reset(&self) -> Result<(), String> {
+    fn system_reset(&self) -> Result<(), MachineError> {
         self.record("system_reset".into());
         Ok(())
     }
-    fn change_medium_fd(&self, device: &str, fd: OwnedFd, read_only: Option<bool>) -> Result<(), String> {
+    fn change_medium_fd(&self, device: &str, fd: OwnedFd, read_only: Option<bool>) -> Result<(), MachineError> {
         let mut content = String::new();
-        std::fs::File::from(fd).read_to_string(&mut content).map_err(|e| e.to_string())?;
+        std::fs::File::from(fd).read_to_string(&mut content).expect("the passed descriptor is readable");
         self.record(format!("change-fd {device} {content:?} {read_only:?}"));
         Ok(())
     }
@@ -202,7 +203,7 @@ fn run_control_commands() {
     assert_eq!(c.cmd(json!({"execute": "query-status"}))["return"]["running"], true);
     assert_eq!(c.cmd(json!({"execute": "stop"})), json!({"return": {}}));
     assert_eq!(c.cmd(json!({"execute": "query-status"}))["return"]["status"], "paused");
-    *f.machine.cont_error.lock().unwrap() = Some("Resetting the Virtual Machine is required".into());
+    *f.machine.cont_needs_reset.lock().unwrap() = true;
     assert_eq!(
         c.cmd(json!({"execute": "cont"})),
         json!({"error": {"class": "GenericError", "desc": "Resetting the Virtual Machine is required"}})
@@ -718,16 +719,16 @@ impl MachineOps for EmissionCounter {
         RunState::Running
     }
     fn stop(&self) {}
-    fn cont(&self) -> Result<(), String> {
+    fn cont(&self) -> Result<(), MachineError> {
         Ok(())
     }
     fn block_info(&self) -> Vec<DriveInfo> {
         Vec::new()
     }
-    fn eject(&self, _: &str, _: bool) -> Result<(), String> {
+    fn eject(&self, _: &str, _: bool) -> Result<(), MachineError> {
         Ok(())
     }
-    fn change_medium(&self, _: &str, _: &str, _: Option<bool>) -> Result<(), String> {
+    fn change_medium(&self, _: &str, _: &str, _: Option<bool>) -> Result<(), MachineError> {
         Ok(())
     }
     fn chardevs(&self) -> Vec<(String, String)> {
@@ -735,7 +736,7 @@ impl MachineOps for EmissionCounter {
         vec![(emitted.to_string(), "emitted".into())]
     }
     fn quit(&self) {}
-    fn system_reset(&self) -> Result<(), String> {
+    fn system_reset(&self) -> Result<(), MachineError> {
         Ok(())
     }
 }

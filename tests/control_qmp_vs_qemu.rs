@@ -11,7 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use xen_ioemu::block::CacheMode;
-use xen_ioemu::control::qmp::{MachineOps, QmpInfo, QmpServer};
+use xen_ioemu::control::qmp::{MachineError, MachineOps, QmpInfo, QmpServer};
+use xen_ioemu::devices::ide::IdeError;
 use xen_ioemu::control::QmpEndpoint;
 use xen_ioemu::machine::{BlockStats, DriveInfo, EventSink, InsertedMedium, RunState};
 
@@ -27,7 +28,7 @@ impl MachineOps for TwoDrives {
         RunState::Prelaunch
     }
     fn stop(&self) {}
-    fn cont(&self) -> Result<(), String> {
+    fn cont(&self) -> Result<(), MachineError> {
         Ok(())
     }
     fn block_info(&self) -> Vec<DriveInfo> {
@@ -62,17 +63,17 @@ impl MachineOps for TwoDrives {
             },
         ]
     }
-    fn eject(&self, device: &str, _force: bool) -> Result<(), String> {
-        Err(format!("Device '{device}' is not removable"))
+    fn eject(&self, device: &str, _force: bool) -> Result<(), MachineError> {
+        Err(MachineError::Ide(IdeError::NotRemovable(device.to_string())))
     }
-    fn change_medium(&self, _: &str, _: &str, _: Option<bool>) -> Result<(), String> {
+    fn change_medium(&self, _: &str, _: &str, _: Option<bool>) -> Result<(), MachineError> {
         Ok(())
     }
     fn chardevs(&self) -> Vec<(String, String)> {
         vec![("serial0".into(), "null".into())]
     }
     fn quit(&self) {}
-    fn system_reset(&self) -> Result<(), String> {
+    fn system_reset(&self) -> Result<(), MachineError> {
         Ok(())
     }
 }

@@ -50,15 +50,20 @@ impl ErrorPolicy {
     }
 }
 
+/// A `werror=`/`rerror=` value that is not one of QEMU's four policies.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[error("'{0}' is not one of report, ignore, stop, enospc")]
+pub struct UnknownPolicy(pub String);
+
 impl FromStr for ErrorPolicy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownPolicy;
+    fn from_str(s: &str) -> Result<Self, UnknownPolicy> {
         match s {
             "report" => Ok(ErrorPolicy::Report),
             "ignore" => Ok(ErrorPolicy::Ignore),
             "stop" => Ok(ErrorPolicy::Stop),
             "enospc" => Ok(ErrorPolicy::Enospc),
-            other => Err(format!("'{other}' is not one of report, ignore, stop, enospc")),
+            other => Err(UnknownPolicy(other.to_string())),
         }
     }
 }

@@ -22,4 +22,4 @@ pub use cmdline::{
     drives_from_xenstore, parse_args, Command, ConfigError, DriveSpec, Flavour, MachineConfig, QmpEndpoint,
     QtestEndpoint, SerialSpec, XenstoreRead,
 };
-pub use qmp::{MachineOps, QmpError, QmpInfo, QmpServer};
+pub use qmp::{CommandError, ErrorClass, MachineError, MachineOps, QmpError, QmpInfo, QmpServer};

@@ -17,30 +17,56 @@ use crate::machine::{GuestMemory, IrqLine, VmControl};
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
 
+/// Why start-up ended: one line, naming the option or the step, before
+/// the guest runs (see the module doc). Each cause keeps its type.
 #[derive(Debug, Error)]
 pub enum LaunchError {
     #[error("{0}")]
     Config(#[from] cmdline::ConfigError),
-    #[error("-drive file={file}: {reason}")]
-    Image { file: String, reason: String },
+    #[error("-drive file={file}: {source}")]
+    Image { file: String, source: block::BlockError },
     #[error("-m {0}: cannot map guest RAM: {1}")]
     Ram(u64, std::io::Error),
     #[error("-qtest {0}: {1}")]
     Qtest(String, std::io::Error),
-    #[error("-qmp/-chardev {0}: {1}")]
-    Qmp(String, String),
+    /// `label`: the monitor's chardev id, or "-qmp".
+    #[error("-qmp/-chardev {label}: {source}")]
+    Qmp { label: &'static str, source: crate::control::QmpError },
     #[error("xen: {0}")]
-    Xen(String),
-    #[error("{0}")]
-    Privileges(String),
-    #[error("{0}")]
-    Platform(String),
+    Xen(#[from] crate::xen::XenError),
+    #[error("xen: no domain given (-xen-domid or -d)")]
+    NoDomain,
+    #[error("xen: domain id {0} is out of range")]
+    DomidOutOfRange(u32),
+    #[error(transparent)]
+    Privileges(#[from] PrivilegeError),
+    #[error(transparent)]
+    Boot(#[from] crate::devices::cmos::BootOrderError),
+    #[error("-serial pty: {0}")]
+    SerialPty(#[from] crate::devices::uart::pty::PtyError),
+    #[error("-serial pty: reader thread: {0}")]
+    SerialReader(std::io::Error),
     #[error("{0}")]
     Engine(#[from] crate::block::engine::EngineError),
     /// Without these threads we could not be stopped (signals) or would
     /// hold I/O forever: start-up ends instead of running crippled.
     #[error("cannot start the {name} thread: {source}")]
     Thread { name: &'static str, source: std::io::Error },
+}
+
+/// Why `-runas`/`-chroot` (dm_restrict) could not be applied.
+#[derive(Debug, Error)]
+pub enum PrivilegeError {
+    #[error("-runas {0}: no such user")]
+    NoSuchUser(String),
+    #[error("-runas {0}: no such group")]
+    NoSuchGroup(String),
+    #[error("-runas {0}: give a group for a numeric user")]
+    NoGroup(String),
+    #[error("-chroot {}: {source}", dir.display())]
+    Chroot { dir: std::path::PathBuf, source: nix::Error },
+    #[error("-runas: {0}")]
+    Switch(nix::Error),
 }
 
 /// Spawn a thread the device model cannot do without.
@@ -105,7 +131,7 @@ pub fn open_drives(specs: &[DriveSpec]) -> Result<[Option<DriveConfig>; 4], Laun
                     cache: spec.cache,
                     read_only: spec.read_only,
                 })
-                .map_err(|e| LaunchError::Image { file: file.clone(), reason: e.to_string() })?,
+                .map_err(|source| LaunchError::Image { file: file.clone(), source })?,
             ),
             None => None,
         };
@@ -182,7 +208,7 @@ pub(crate) fn drop_privileges(config: &MachineConfig) -> Result<(), LaunchError>
                 Ok(uid) => (Uid::from_raw(uid), None),
                 Err(_) => match User::from_name(user) {
                     Ok(Some(u)) => (u.uid, Some(u.gid)),
-                    _ => return Err(LaunchError::Privileges(format!("-runas {spec}: no such user"))),
+                    _ => return Err(PrivilegeError::NoSuchUser(spec.clone()).into()),
                 },
             };
             if let Some(g) = group {
@@ -190,22 +216,22 @@ pub(crate) fn drop_privileges(config: &MachineConfig) -> Result<(), LaunchError>
                     Ok(gid) => Gid::from_raw(gid),
                     Err(_) => match Group::from_name(g) {
                         Ok(Some(g)) => g.gid,
-                        _ => return Err(LaunchError::Privileges(format!("-runas {spec}: no such group"))),
+                        _ => return Err(PrivilegeError::NoSuchGroup(spec.clone()).into()),
                     },
                 });
             }
-            let gid = gid.ok_or_else(|| LaunchError::Privileges(format!("-runas {spec}: give a group for a numeric user")))?;
+            let gid = gid.ok_or_else(|| PrivilegeError::NoGroup(spec.clone()))?;
             Some((uid, gid))
         }
     };
     if let Some(dir) = &config.chroot {
-        chroot(dir).and_then(|_| chdir("/")).map_err(|e| LaunchError::Privileges(format!("-chroot {}: {e}", dir.display())))?;
+        chroot(dir).and_then(|_| chdir("/")).map_err(|source| PrivilegeError::Chroot { dir: dir.clone(), source })?;
     }
     if let Some((uid, gid)) = target {
         setgroups(&[gid])
             .and_then(|_| setgid(gid))
             .and_then(|_| setuid(uid))
-            .map_err(|e| LaunchError::Privileges(format!("-runas: {e}")))?;
+            .map_err(PrivilegeError::Switch)?;
         log::info!("running as uid {uid} gid {gid}");
     }
     Ok(())

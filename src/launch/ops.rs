@@ -1,7 +1,7 @@
 //! The machine as QMP sees it.
 
 use crate::block;
-use crate::control::MachineOps;
+use crate::control::{MachineError, MachineOps};
 use crate::devices::ide::IdeController;
 use crate::machine::pc::PcMachine;
 use crate::machine::{DriveInfo, Event, RunState, VmControl};
@@ -46,7 +46,7 @@ impl MachineOps for PcOps {
         self.machine.lock().unwrap_or_else(|e| e.into_inner()).stop();
     }
 
-    fn cont(&self) -> Result<(), String> {
+    fn cont(&self) -> Result<(), MachineError> {
         self.machine.lock().unwrap_or_else(|e| e.into_inner()).cont();
         Ok(())
     }
@@ -55,30 +55,26 @@ impl MachineOps for PcOps {
         self.ide.lock().unwrap_or_else(|e| e.into_inner()).drives_info()
     }
 
-    fn eject(&self, device: &str, force: bool) -> Result<(), String> {
-        self.ide.lock().unwrap_or_else(|e| e.into_inner()).eject(device, force).map_err(|e| e.to_string())
+    fn eject(&self, device: &str, force: bool) -> Result<(), MachineError> {
+        Ok(self.ide.lock().unwrap_or_else(|e| e.into_inner()).eject(device, force)?)
     }
 
-    fn change_medium(&self, device: &str, filename: &str, read_only: Option<bool>) -> Result<(), String> {
+    fn change_medium(&self, device: &str, filename: &str, read_only: Option<bool>) -> Result<(), MachineError> {
         let backend = block::open_image(&block::ImageSpec {
             file: filename.to_string(),
             format: "raw".into(),
             cache: block::CacheMode::Writeback,
             read_only: read_only.unwrap_or(true),
         })
-        .map_err(|e| format!("Could not open '{filename}': {e}"))?;
-        self.ide
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .change_medium(device, backend, filename.to_string())
-            .map_err(|e| e.to_string())
+        .map_err(|source| MachineError::Open { file: filename.to_string(), source })?;
+        Ok(self.ide.lock().unwrap_or_else(|e| e.into_inner()).change_medium(device, backend, filename.to_string())?)
     }
 
     fn chardevs(&self) -> Vec<(String, String)> {
         self.chardevs.clone()
     }
 
-    fn system_reset(&self) -> Result<(), String> {
+    fn system_reset(&self) -> Result<(), MachineError> {
         (self.on_reset)();
         Ok(())
     }
@@ -111,24 +107,24 @@ impl MachineOps for ProbeOps {
     fn stop(&self) {
         self.vm.stop(RunState::Paused);
     }
-    fn cont(&self) -> Result<(), String> {
+    fn cont(&self) -> Result<(), MachineError> {
         self.vm.set_running();
         Ok(())
     }
     fn block_info(&self) -> Vec<DriveInfo> {
         Vec::new()
     }
-    fn eject(&self, device: &str, _force: bool) -> Result<(), String> {
-        Err(format!("Device '{device}' not found"))
+    fn eject(&self, device: &str, _force: bool) -> Result<(), MachineError> {
+        Err(MachineError::NoSuchDevice(device.to_string()))
     }
-    fn change_medium(&self, device: &str, _filename: &str, _read_only: Option<bool>) -> Result<(), String> {
-        Err(format!("Device '{device}' not found"))
+    fn change_medium(&self, device: &str, _filename: &str, _read_only: Option<bool>) -> Result<(), MachineError> {
+        Err(MachineError::NoSuchDevice(device.to_string()))
     }
     fn chardevs(&self) -> Vec<(String, String)> {
         Vec::new()
     }
-    fn system_reset(&self) -> Result<(), String> {
-        Err("there is no machine to reset in a probe run".into())
+    fn system_reset(&self) -> Result<(), MachineError> {
+        Err(MachineError::NoMachine)
     }
     fn quit(&self) {
         (self.on_quit)();

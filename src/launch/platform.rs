@@ -49,7 +49,7 @@ pub struct PlatformWiring<'a> {
 /// Checked before any front touches Xen, so a bad `-boot` ends start-up.
 pub fn boot_order(config: &MachineConfig) -> Result<BootOrder, LaunchError> {
     let order = if config.boot_order.is_empty() { BootOrder::DEFAULT } else { config.boot_order.as_str() };
-    BootOrder::parse(order).map_err(|e| LaunchError::Platform(e.to_string()))
+    Ok(BootOrder::parse(order)?)
 }
 
 fn report<E: std::fmt::Display>(what: &str, r: Result<(), E>) {
@@ -75,7 +75,7 @@ pub fn add_platform(
     let serial: Option<Box<dyn SerialBackend>> = match config.serial.first() {
         None | Some(SerialSpec::None) => None,
         Some(SerialSpec::Pty) => {
-            let pty = PtySerial::open().map_err(|e| LaunchError::Platform(format!("-serial pty: {e}")))?;
+            let pty = PtySerial::open()?;
             handles.serial_tty = Some(pty.slave_path().display().to_string());
             pty_reader = Some(pty.reader());
             Some(Box::new(pty))
@@ -160,7 +160,7 @@ pub fn add_platform(
                     move |bytes| uart.lock().unwrap_or_else(|e| e.into_inner()).receive(bytes),
                     Arc::new(AtomicBool::new(false)),
                 )
-                .map_err(|e| LaunchError::Platform(format!("-serial pty: reader thread: {e}")))?;
+                .map_err(LaunchError::SerialReader)?;
         }
     }
     Ok(handles)

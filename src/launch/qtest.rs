@@ -66,7 +66,7 @@ pub(super) fn run_qtest(config: MachineConfig) -> Result<i32, LaunchError> {
         Box::new(move || PcOps::reset_devices(&reset_machine, &reset_ide, &reset_vm)),
     ));
     let _qmp = QmpServer::start_all(&config.qmp, ops, vm.events(), &QmpInfo { name: config.name.clone() })
-        .map_err(|e| LaunchError::Qmp("-qmp".into(), e.to_string()))?;
+        .map_err(|source| LaunchError::Qmp { label: "-qmp", source })?;
 
     let mut session = QtestSession::new(machine.clone(), ram, irqs, stream);
     let mut reader = BufReader::new(input);

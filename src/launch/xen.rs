@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 fn xen_err(e: crate::xen::XenError) -> LaunchError {
-    LaunchError::Xen(e.to_string())
+    LaunchError::Xen(e)
 }
 
 /// Routes the guest's requests into the machine and keeps the ioreq
@@ -185,8 +185,8 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
     if config.flavour == Flavour::Probe {
         return run_probe(config, exit_signals);
     }
-    let domid = config.domid.ok_or_else(|| LaunchError::Xen("no domain given (-xen-domid or -d)".into()))?;
-    let domid16 = u16::try_from(domid).map_err(|_| LaunchError::Xen(format!("domain id {domid} is out of range")))?;
+    let domid = config.domid.ok_or(LaunchError::NoDomain)?;
+    let domid16 = u16::try_from(domid).map_err(|_| LaunchError::DomidOutOfRange(domid))?;
     crate::logging::set_domid(domid);
 
     let dm = Arc::new(DeviceModelHandle::open(domid16).map_err(xen_err)?);
@@ -263,7 +263,7 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
         Box::new(move || crate::machine::PowerControl::request(&reboot, crate::machine::PowerRequest::Reboot)),
     ));
     let _qmp = QmpServer::start_all(&config.qmp, ops, &events, &QmpInfo { name: config.name.clone() })
-        .map_err(|e| LaunchError::Qmp("libxl-cmd".into(), e.to_string()))?;
+        .map_err(|source| LaunchError::Qmp { label: "libxl-cmd", source })?;
 
     if let Some(tty) = &platform.serial_tty {
         if let Err(e) = xenstore.publish_serial_tty(domid16, 0, tty) {
@@ -317,7 +317,7 @@ fn run_probe(config: MachineConfig, exit_signals: SigSet) -> Result<i32, LaunchE
         quit.1.notify_all();
     })));
     let _qmp = QmpServer::start_all(&config.qmp, ops, &events, &QmpInfo { name: config.name.clone() })
-        .map_err(|e| LaunchError::Qmp("libxl-cmd".into(), e.to_string()))?;
+        .map_err(|source| LaunchError::Qmp { label: "libxl-cmd", source })?;
     let on_signal = done.clone();
     spawn_signal_thread(exit_signals, move |_| {
         *on_signal.0.lock().unwrap_or_else(|e| e.into_inner()) = true;

@@ -75,6 +75,9 @@ impl IdeController {
             ch.restart_held(&ctx);
         }
         vm.set_running();
+        // Synchronous, so after set_running: a flush that fails again
+        // holds the VM anew instead of being overwritten.
+        self.retry_unplug_flushes();
     }
 
     /// Waiters for every drive's queue to run dry (tests, benchmarks,

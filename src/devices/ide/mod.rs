@@ -19,6 +19,7 @@ mod requests;
 mod pio;
 mod policy;
 mod regs;
+mod unplug;
 
 use crate::block::{BlockBackend, BlockError, CacheMode, ErrorPolicy};
 use crate::devices::bus::BusDevice;
@@ -82,6 +83,9 @@ pub struct IdeController {
     /// Between `begin_guest_request` and `end_guest_request`: completions
     /// wait, so no command finishes in the middle of one guest request.
     serving_guest_request: bool,
+    /// Disks the guest unplugged whose flush failed under a `stop` policy:
+    /// off the bus, kept until a flush succeeds (unplug.rs).
+    unplug_held: Vec<Drive>,
 }
 
 fn build_drive(position: usize, cfg: DriveConfig) -> Drive {
@@ -159,6 +163,7 @@ impl IdeController {
             vm,
             completions,
             serving_guest_request: false,
+            unplug_held: Vec::new(),
         };
         ctl.reset_config();
         ctl
@@ -179,13 +184,14 @@ impl IdeController {
 
 
     pub fn has_held_request(&self) -> bool {
-        self.channels.iter().any(Channel::has_held_request)
+        self.channels.iter().any(Channel::has_held_request) || !self.unplug_held.is_empty()
     }
 
     /// Ids of the drives whose requests a `stop` policy holds (one per
     /// channel at most), so a retry can follow the holding drive's options.
     pub fn held_drive_ids(&self) -> Vec<String> {
-        self.channels.iter().filter_map(|ch| ch.drive(ch.held_unit()?)).map(|d| d.id.clone()).collect()
+        let on_bus = self.channels.iter().filter_map(|ch| ch.drive(ch.held_unit()?)).map(|d| d.id.as_str());
+        on_bus.chain(self.unplug_held_ids()).map(str::to_string).collect()
     }
 
     pub fn drives_info(&self) -> Vec<DriveInfo> {
@@ -267,33 +273,12 @@ impl IdeController {
         Ok(())
     }
 
-    /// Flush every image (at exit); the first error is returned after all
-    /// drives were tried.
-    /// The Xen platform device's unplug protocol: remove the emulated hard
-    /// disks (all of them, or with `aux_only` all but the primary master)
-    /// so PV drivers never share an image with the emulated path. Each
-    /// removed disk is flushed first. Returns the ids removed.
-    pub fn unplug_disks(&mut self, aux_only: bool) -> Vec<String> {
-        let mut removed = Vec::new();
-        for (c, ch) in self.channels.iter_mut().enumerate() {
-            for unit in 0..2 {
-                if aux_only && c == 0 && unit == 0 {
-                    continue;
-                }
-                if let Some(drive) = ch.unplug_disk(unit) {
-                    if let Some(Err(e)) = drive.medium.as_ref().map(|m| m.lock().flush()) {
-                        log::error!("flushing {} before unplug: {e}", drive.id);
-                    }
-                    removed.push(drive.id.clone());
-                }
-            }
-        }
-        removed
-    }
-
+    /// Flush every image (at exit), the unplugged disks whose flush is held
+    /// among them; the first error is returned after all drives were tried.
     pub fn flush_all(&mut self) -> Result<(), BlockError> {
         let mut first = Ok(());
-        for d in self.channels.iter_mut().flat_map(|ch| ch.drives_mut()) {
+        let unplugged = self.unplug_held.iter_mut();
+        for d in self.channels.iter_mut().flat_map(|ch| ch.drives_mut()).chain(unplugged) {
             if let Some(m) = d.medium.as_ref() {
                 if let Err(e) = m.lock().flush() {
                     log::error!("flush of {} at exit failed: {e}", d.id);

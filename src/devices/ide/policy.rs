@@ -7,7 +7,8 @@ use super::dma::{AtaDma, DmaJob};
 use crate::block::engine::IoFailure;
 use crate::block::{BlockError, BlockOp, ErrorAction};
 use crate::logging::{audit_io_error, IoErrorAudit};
-use crate::machine::{Event, IoOperation, RunState};
+use super::drive::Drive;
+use crate::machine::{Event, IoOperation, RunState, VmControl};
 
 /// A request a `stop` policy holds until the VM runs again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +30,56 @@ pub(super) struct Held {
 fn strerror(errno: i32) -> String {
     let text = std::io::Error::from_raw_os_error(errno).to_string();
     text.split(" (os error").next().unwrap_or(&text).to_string()
+}
+
+/// A request the host refused, as the policy and the audit line see it.
+pub(super) struct FailedRequest<'a> {
+    pub command: &'a str,
+    pub err: &'a BlockError,
+    pub op: BlockOp,
+    pub lba: u64,
+    pub count: u64,
+    /// The backend can never succeed again (see `IoFailure::Host`).
+    pub permanent: bool,
+}
+
+/// The drive's werror/rerror decision for a failed request, with what every
+/// decision owes the admin and QMP: the audit line, BLOCK_IO_ERROR, the
+/// failure counters, and for `stop` the drive's I/O status. Holding the
+/// request (and stopping the VM) is the caller's, since what is held
+/// differs: a channel's command, or a disk the guest unplugged.
+pub(super) fn drive_policy(drive: &mut Drive, vm: &VmControl, req: &FailedRequest) -> ErrorAction {
+    let errno = req.err.errno();
+    let is_read = req.op == BlockOp::Read;
+    let mut action = if is_read { drive.rerror } else { drive.werror }.action_for(errno);
+    if req.permanent && action == ErrorAction::Stop {
+        // Said once per drive: the audit line below carries the action.
+        if !drive.failed_permanently {
+            log::error!("{}: the image can no longer make data durable (an earlier fdatasync failed); errors are reported from now on instead of holding the guest", drive.id);
+        }
+        drive.failed_permanently = true;
+        action = ErrorAction::Report;
+    }
+    audit_io_error(&IoErrorAudit { drive: &drive.id, command: req.command, lba: req.lba, sectors: req.count, errno, action: action.as_qmp() });
+    vm.events().emit(Event::BlockIoError {
+        device: drive.id.clone(),
+        node_name: drive.id.clone(),
+        operation: if is_read { IoOperation::Read } else { IoOperation::Write },
+        action: action.as_qmp(),
+        nospace: drive.keeps_io_status().then_some(errno == libc::ENOSPC),
+        reason: strerror(errno),
+    });
+    match action {
+        ErrorAction::Report => match req.op {
+            BlockOp::Read => drive.stats.failed_rd_operations += 1,
+            BlockOp::Write => drive.stats.failed_wr_operations += 1,
+            BlockOp::Flush => drive.stats.failed_flush_operations += 1,
+            BlockOp::Discard => drive.stats.failed_unmap_operations += 1,
+        },
+        ErrorAction::Stop => drive.io_status = if errno == libc::ENOSPC { "nospace" } else { "failed" },
+        ErrorAction::Ignore => {}
+    }
+    action
 }
 
 fn atapi_command_name(cdb0: u8) -> &'static str {
@@ -69,39 +120,11 @@ impl Channel {
         let Some(drive) = self.units[u].drive.as_mut() else {
             return ErrorAction::Report;
         };
-        let errno = err.errno();
-        let is_read = op == BlockOp::Read;
-        let mut action = if is_read { drive.rerror } else { drive.werror }.action_for(errno);
-        if permanent && action == ErrorAction::Stop {
-            // Said once per drive: the audit line below carries the action.
-            if !drive.failed_permanently {
-                log::error!("{}: the image can no longer make data durable (an earlier fdatasync failed); errors are reported from now on instead of holding the guest", drive.id);
-            }
-            drive.failed_permanently = true;
-            action = ErrorAction::Report;
-        }
-        audit_io_error(&IoErrorAudit { drive: &drive.id, command, lba, sectors: count, errno, action: action.as_qmp() });
-        ctx.vm.events().emit(Event::BlockIoError {
-            device: drive.id.clone(),
-            node_name: drive.id.clone(),
-            operation: if is_read { IoOperation::Read } else { IoOperation::Write },
-            action: action.as_qmp(),
-            nospace: drive.keeps_io_status().then_some(errno == libc::ENOSPC),
-            reason: strerror(errno),
-        });
-        match action {
-            ErrorAction::Report => match op {
-                BlockOp::Read => drive.stats.failed_rd_operations += 1,
-                BlockOp::Write => drive.stats.failed_wr_operations += 1,
-                BlockOp::Flush => drive.stats.failed_flush_operations += 1,
-                BlockOp::Discard => drive.stats.failed_unmap_operations += 1,
-            },
-            ErrorAction::Stop => {
-                drive.io_status = if errno == libc::ENOSPC { "nospace" } else { "failed" };
-                self.held = Some(Held { unit: u, retry });
-                ctx.vm.stop(RunState::IoError);
-            }
-            ErrorAction::Ignore => {}
+        let failed = FailedRequest { command, err, op, lba, count, permanent };
+        let action = drive_policy(drive, ctx.vm, &failed);
+        if action == ErrorAction::Stop {
+            self.held = Some(Held { unit: u, retry });
+            ctx.vm.stop(RunState::IoError);
         }
         action
     }

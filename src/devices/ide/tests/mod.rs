@@ -386,4 +386,5 @@ mod policy;
 mod real_fs;
 mod registers;
 mod throughput;
+mod unplug;
 mod versus_qemu;
