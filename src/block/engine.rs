@@ -24,8 +24,9 @@
 //! never waits for that copy either, and no DMA allocates or zeroes a
 //! fresh buffer.
 
+use super::guest_io::{scratch_slice, GuestBuffers};
 use super::{BlockBackend, BlockError};
-use crate::machine::{GuestMemory, MemError};
+use crate::machine::{DmaDirection, GuestMemory, MemError};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
@@ -296,15 +297,6 @@ fn total_len(segments: &[GuestSegment]) -> Result<usize, IoFailure> {
     Ok(total as usize)
 }
 
-/// A buffer of `len` bytes from the worker's scratch space; it only grows,
-/// so steady-state DMA allocates and zeroes nothing.
-fn scratch_slice(scratch: &mut Vec<u8>, len: usize) -> &mut [u8] {
-    if scratch.len() < len {
-        scratch.resize(len, 0);
-    }
-    &mut scratch[..len]
-}
-
 fn run(backend: &SharedBackend, mem: &dyn GuestMemory, op: IoOp, scratch: &mut Vec<u8>) -> Result<IoDone, IoFailure> {
     // One lock for the operation and the question whether its failure is
     // permanent.
@@ -327,6 +319,13 @@ fn run(backend: &SharedBackend, mem: &dyn GuestMemory, op: IoOp, scratch: &mut V
         }
         IoOp::ReadToGuest { offset, segments } => {
             let len = total_len(&segments)?;
+            if let Ok(dst) = GuestBuffers::map(mem, &segments, DmaDirection::FromDevice) {
+                on_host(&mut |b| b.read_to_guest(offset, &dst, scratch))?;
+                return Ok(IoDone::Moved(len as u64));
+            }
+            // A segment that cannot be mapped (or memory without a host
+            // view): copy, which reads the image and then fails at that
+            // segment, as every DMA did before zero copy.
             let buf = scratch_slice(scratch, len);
             on_host(&mut |b| b.read_at(offset, buf))?;
             let mut at = 0;
@@ -338,6 +337,12 @@ fn run(backend: &SharedBackend, mem: &dyn GuestMemory, op: IoOp, scratch: &mut V
         }
         IoOp::WriteFromGuest { offset, segments } => {
             let len = total_len(&segments)?;
+            if let Ok(src) = GuestBuffers::map(mem, &segments, DmaDirection::ToDevice) {
+                on_host(&mut |b| b.write_from_guest(offset, &src, scratch))?;
+                return Ok(IoDone::Moved(len as u64));
+            }
+            // As for reads; the copy reads all of guest memory before the
+            // image is touched, so a bad segment writes nothing.
             let buf = scratch_slice(scratch, len);
             let mut at = 0;
             for s in &segments {
@@ -434,6 +439,69 @@ mod tests {
         let mut img = vec![0u8; 1024];
         lock(&backend).read_at(0, &mut img).unwrap();
         assert!(img.iter().all(|b| *b == 0x11));
+    }
+
+    /// A RAM image that says which DMA path the engine took.
+    struct Recording(MemBackend, Arc<Mutex<Vec<&'static str>>>);
+    impl BlockBackend for Recording {
+        fn size(&self) -> u64 { self.0.size() }
+        fn read_only(&self) -> bool { false }
+        fn read_at(&mut self, o: u64, b: &mut [u8]) -> Result<(), BlockError> { self.1.lock().unwrap().push("read_at"); self.0.read_at(o, b) }
+        fn write_at(&mut self, o: u64, d: &[u8]) -> Result<(), BlockError> { self.1.lock().unwrap().push("write_at"); self.0.write_at(o, d) }
+        fn read_to_guest(&mut self, o: u64, dst: &GuestBuffers, _s: &mut Vec<u8>) -> Result<(), BlockError> {
+            self.1.lock().unwrap().push("read_to_guest");
+            assert_eq!(dst.copy_from(&self.0.data()[o as usize..o as usize + dst.len()]), dst.len());
+            Ok(())
+        }
+        fn write_from_guest(&mut self, o: u64, src: &GuestBuffers, s: &mut Vec<u8>) -> Result<(), BlockError> {
+            self.1.lock().unwrap().push("write_from_guest");
+            super::super::guest_io::bounce_write(&mut self.0, o, src, s)
+        }
+        fn flush(&mut self) -> Result<(), BlockError> { Ok(()) }
+        fn discard(&mut self, _o: u64, _l: u64) -> Result<(), BlockError> { Ok(()) }
+        fn set_guest_write_cache(&mut self, _e: bool) {}
+        fn guest_write_cache(&self) -> bool { true }
+    }
+
+    /// With mappable guest memory the segments go to the backend mapped
+    /// (odd sizes, page-crossing, out of order); a bad segment still
+    /// writes nothing; memory without a host view takes the copy.
+    #[test]
+    fn mappable_memory_goes_to_the_backend_as_mapped_segments() {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let image: Vec<u8> = (0..65536u32).map(|i| (i % 241) as u8).collect();
+        let backend = share(Box::new(Recording(MemBackend::with_data(image.clone(), false), calls.clone())));
+        let anon = Arc::new(crate::qtest::AnonRam::new(1 << 20).unwrap());
+        let (sink, done) = collecting();
+        let mut q = BlockQueue::spawn("t", anon.clone(), sink).unwrap();
+        let segs = vec![GuestSegment { gpa: 0x2ffe, len: 0x1006 }, GuestSegment { gpa: 0x100, len: 0x1fa }];
+        q.submit(&backend, IoOp::ReadToGuest { offset: 1000, segments: segs.clone() });
+        q.submit(&backend, IoOp::WriteFromGuest { offset: 30000, segments: segs.clone() });
+        let bad = vec![GuestSegment { gpa: 0x100, len: 512 }, GuestSegment { gpa: (1 << 20) - 2, len: 4 }];
+        q.submit(&backend, IoOp::WriteFromGuest { offset: 0, segments: bad });
+        assert!(q.idle_waiter().wait(Duration::from_secs(5)));
+        assert_eq!(*calls.lock().unwrap(), ["read_to_guest", "write_from_guest"], "the bad write reached no backend");
+        let mut seen = vec![0u8; 0x1200];
+        anon.read(0x2ffe, &mut seen[..0x1006]).unwrap();
+        anon.read(0x100, &mut seen[0x1006..]).unwrap();
+        assert_eq!(seen, image[1000..1000 + 0x1200]);
+        let mut written = vec![0u8; 0x1200];
+        lock(&backend).read_at(30000, &mut written).unwrap();
+        assert_eq!(written, seen);
+        let results: Vec<_> = done.lock().unwrap().iter().map(|c| c.result.as_ref().map(|_| ()).map_err(|e| e.clone())).collect();
+        assert!(matches!(results[..], [Ok(()), Ok(()), Err(IoFailure::Memory(_))]), "{results:?}");
+        let mut head = vec![0u8; 512];
+        lock(&backend).read_at(0, &mut head).unwrap();
+        assert_eq!(head, image[..512], "the bad write wrote nothing");
+
+        // Guest memory that cannot be mapped: the engine copies.
+        calls.lock().unwrap().clear();
+        let (sink, _) = collecting();
+        let mut q = BlockQueue::spawn("t", Arc::new(Ram(Mutex::new(vec![0u8; 1 << 16]))), sink).unwrap();
+        q.submit(&backend, IoOp::ReadToGuest { offset: 0, segments: segs.clone() });
+        q.submit(&backend, IoOp::WriteFromGuest { offset: 0, segments: segs });
+        assert!(q.idle_waiter().wait(Duration::from_secs(5)));
+        assert_eq!(*calls.lock().unwrap(), ["read_at", "write_at"]);
     }
 
     #[test]
