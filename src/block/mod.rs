@@ -4,17 +4,20 @@
 
 pub mod blkdebug;
 pub mod engine;
+pub mod guest_io;
 pub mod loopdev;
 pub mod mem;
 pub mod open;
 pub mod policy;
 pub mod raw;
+mod uio;
 
 pub use blkdebug::{Blkdebug, BlkdebugRules};
 pub use open::{open_image, open_image_with_sysfs, ImageSpec};
 pub use policy::{ErrorAction, ErrorPolicy};
 pub use raw::RawImage;
 
+use guest_io::GuestBuffers;
 use thiserror::Error;
 
 /// A failed host operation, with the errno the host gave.
@@ -130,6 +133,20 @@ pub trait BlockBackend: Send {
     /// Must not return Ok unless the data reached the image in the way the
     /// cache mode promises (and never silently lose an error).
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), BlockError>;
+    /// DMA from the image into guest memory: `dst.len()` bytes at
+    /// `offset`, checked like `read_at`. The default reads into `scratch`
+    /// (the worker's reused buffer) and copies; a backend on a plain file
+    /// descriptor reads straight into the mapped guest memory instead.
+    /// On failure guest memory may hold part of the data.
+    fn read_to_guest(&mut self, offset: u64, dst: &GuestBuffers, scratch: &mut Vec<u8>) -> Result<(), BlockError> {
+        guest_io::bounce_read(self, offset, dst, scratch)
+    }
+    /// DMA from guest memory onto the image, with `write_at`'s promise
+    /// about durability. The default copies all of guest memory into
+    /// `scratch` first and then makes one `write_at`.
+    fn write_from_guest(&mut self, offset: u64, src: &GuestBuffers, scratch: &mut Vec<u8>) -> Result<(), BlockError> {
+        guest_io::bounce_write(self, offset, src, scratch)
+    }
     /// FLUSH CACHE: fdatasync (except cache=unsafe).
     fn flush(&mut self) -> Result<(), BlockError>;
     /// TRIM: punch a hole (best effort where the host cannot).

@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 
+use super::guest_io::GuestBuffers;
 use super::{BlockBackend, BlockError, BlockOp, CacheMode};
+
+mod vectored;
 
 /// O_DIRECT alignment for regular files: the largest logical block size a
 /// host filesystem is likely to demand, so it works everywhere.
@@ -61,6 +64,9 @@ pub struct RawImage {
     /// same and fails every later flush.
     page_cache_inconsistent: Option<i32>,
     syncs: u64,
+    /// DMA requests that went straight to guest memory / that bounced.
+    zero_copy: u64,
+    bounced: u64,
 }
 
 fn errno_of(err: &std::io::Error) -> i32 {
@@ -159,6 +165,8 @@ impl RawImage {
             discard_unsupported_logged: false,
             page_cache_inconsistent: None,
             syncs: 0,
+            zero_copy: 0,
+            bounced: 0,
         })
     }
 
@@ -384,6 +392,14 @@ impl BlockBackend for RawImage {
             self.datasync().map_err(io_error)?;
         }
         Ok(())
+    }
+
+    fn read_to_guest(&mut self, offset: u64, dst: &GuestBuffers, scratch: &mut Vec<u8>) -> Result<(), BlockError> {
+        self.vectored_read(offset, dst, scratch)
+    }
+
+    fn write_from_guest(&mut self, offset: u64, src: &GuestBuffers, scratch: &mut Vec<u8>) -> Result<(), BlockError> {
+        self.vectored_write(offset, src, scratch)
     }
 
     fn failed_permanently(&self) -> bool {

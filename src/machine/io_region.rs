@@ -136,6 +136,28 @@ impl GuestIoRegion {
         })
     }
 
+    /// Volatile copy of as much of `data` as fits in the region from
+    /// `offset` on; returns the bytes copied (0 past the end). For callers
+    /// that split one buffer over several regions and cannot be out of
+    /// range by construction.
+    pub fn write_some(&self, offset: usize, data: &[u8]) -> usize {
+        let n = data.len().min(self.len.saturating_sub(offset));
+        match self.write_at(offset, &data[..n]) {
+            Ok(()) => n,
+            Err(_) => 0,
+        }
+    }
+
+    /// Volatile copy of as much of the region from `offset` on as fits in
+    /// `buf`; returns the bytes copied (0 past the end).
+    pub fn read_some(&self, offset: usize, buf: &mut [u8]) -> usize {
+        let n = buf.len().min(self.len.saturating_sub(offset));
+        match self.read_at(offset, &mut buf[..n]) {
+            Ok(()) => n,
+            Err(_) => 0,
+        }
+    }
+
     /// Run `f(host_ptr, buffer_range)` over the pieces of `offset..offset+len`.
     fn walk(&self, offset: usize, len: usize, mut f: impl FnMut(*mut u8, std::ops::Range<usize>)) -> Result<(), MemError> {
         let gpa = self.gpa.wrapping_add(offset as u64);
@@ -218,6 +240,12 @@ mod tests {
         assert_eq!(back.to_vec(), data);
         assert_eq!(region.read_at(70, &mut [0; 11]), Err(MemError::OutOfRange { gpa: 0x1000 + 70, len: 11 }));
         assert_eq!(region.write_at(usize::MAX, &[1]), Err(MemError::OutOfRange { gpa: 0x1000u64.wrapping_add(usize::MAX as u64), len: 1 }));
+        assert_eq!(region.write_some(75, &[9; 10]), 5, "clamped at the region's end");
+        assert_eq!((region.write_some(80, &[9]), region.write_some(usize::MAX, &[9])), (0, 0));
+        let mut tail = [0u8; 10];
+        assert_eq!(region.read_some(75, &mut tail), 5);
+        assert_eq!(&tail[..6], &[9, 9, 9, 9, 9, 0]);
+        region.write_at(58, &data).unwrap();
         drop(region);
         assert!(dropped.load(Ordering::SeqCst));
         assert_eq!(&buf[58..64], &data[..6]);

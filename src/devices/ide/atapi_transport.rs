@@ -9,10 +9,12 @@ use super::atapi::{
 use super::channel::{Channel, Ctx};
 use super::dma::DmaJob;
 use super::pio::EndAction;
-use super::regs::{ATAPI_INT_REASON_CD, ATAPI_INT_REASON_IO, BUSY_STAT, DRQ_STAT, ERR_STAT, READY_STAT, SEEK_STAT, Unit};
+use super::regs::{ATAPI_INT_REASON_CD, ATAPI_INT_REASON_IO, BUSY_STAT, DRQ_STAT, ERR_STAT, READY_STAT, SEEK_STAT};
+use super::dma::failure_errno;
+use super::requests::Pending;
+use crate::block::engine::{Completion, IoDone, IoFailure, IoOp};
 use crate::block::{BlockError, BlockOp};
 use crate::machine::Event;
-use std::time::Instant;
 
 #[derive(Debug, Clone)]
 pub(super) enum AtapiSource {
@@ -60,19 +62,6 @@ pub(super) fn medium_view(blocks: &[u8], lba: u64, raw: bool, offset: u64, len: 
     view.drain(..skip);
     view.resize(len, 0);
     view
-}
-
-impl Unit {
-    /// `len` bytes of the guest's view of a CD read, read now. Only the
-    /// PIO reply path uses it: a chunk is at most 64 KiB (the byte count
-    /// limit).
-    pub(super) fn read_medium(&mut self, lba: u64, raw: bool, offset: u64, len: usize) -> Result<Vec<u8>, BlockError> {
-        let medium = self.drive.as_ref().and_then(|d| d.medium.as_ref()).ok_or(BlockError::NoMedium)?;
-        let (at, bytes) = medium_extent(lba, raw, offset, len);
-        let mut blocks = vec![0u8; bytes];
-        medium.lock().read_at(at, &mut blocks)?;
-        Ok(medium_view(&blocks, lba, raw, offset, len))
-    }
 }
 
 impl Channel {
@@ -200,26 +189,62 @@ impl Channel {
             size = bcl;
         }
         let size = size as usize;
-        let started = Instant::now();
-        let data = match &xfer.source {
-            AtapiSource::Data(data) => Ok(slice_at(data, xfer.offset, size)),
-            AtapiSource::Medium { lba, raw } => self.units[u].read_medium(*lba, *raw, xfer.offset, size),
-        };
-        match data {
-            Ok(data) => self.units[u].pio.buf[..size].copy_from_slice(&data),
-            Err(e) => {
-                // QEMU 7.2 reports a CD-ROM PIO read error straight to the
-                // guest (sense data), without rerror or a QMP event; we do
-                // the same and still audit it.
-                let (lba, blocks) = atapi_extent(&xfer, size);
-                self.audit_reported_error(u, &e, lba, blocks);
-                return self.atapi_io_error(u, e.errno());
+        match &xfer.source {
+            AtapiSource::Data(data) => {
+                let data = slice_at(data, xfer.offset, size);
+                self.units[u].pio.buf[..size].copy_from_slice(&data);
+                self.atapi_chunk_ready(u, size);
+            }
+            AtapiSource::Medium { lba, raw } => {
+                // A chunk of the medium (at most 64 KiB, the byte count
+                // limit) is read on the engine, BSY until it is back, as
+                // QEMU's cd_read_sector is asynchronous too.
+                let (offset, len) = medium_extent(*lba, *raw, xfer.offset, size);
+                self.units[u].regs.status = READY_STAT | SEEK_STAT | BUSY_STAT;
+                if !self.submit(u, IoOp::Read { offset, len }, Pending::AtapiPio { size }) {
+                    self.atapi_pio_failed(u, &xfer, size, &BlockError::NoMedium);
+                }
             }
         }
-        let unit = &mut self.units[u];
-        if let (Some(d), AtapiSource::Medium { .. }) = (unit.drive.as_mut(), &xfer.source) {
-            d.account(BlockOp::Read, size as u64, started.elapsed());
+    }
+
+    pub(super) fn atapi_pio_done(&mut self, u: usize, size: usize, done: Completion) {
+        let Some(xfer) = self.units[u].atapi_xfer.clone() else {
+            return self.atapi_ok(u);
+        };
+        let AtapiSource::Medium { lba, raw } = xfer.source else { return self.atapi_ok(u) };
+        match done.result {
+            Ok(IoDone::Data(blocks)) => {
+                let view = medium_view(&blocks, lba, raw, xfer.offset, size);
+                self.units[u].pio.buf[..size].copy_from_slice(&view);
+                self.units[u].regs.status = READY_STAT | SEEK_STAT;
+                if let Some(d) = self.units[u].drive.as_mut() {
+                    d.account(BlockOp::Read, size as u64, done.elapsed);
+                }
+                self.atapi_chunk_ready(u, size);
+            }
+            Err(IoFailure::Host { err, .. }) => self.atapi_pio_failed(u, &xfer, size, &err),
+            // Not what a read returns; refused like a host error.
+            other => {
+                let errno = other.err().map_or(libc::EIO, |f| failure_errno(&f));
+                let err = BlockError::Io { op: BlockOp::Read, offset: 0, len: size as u64, errno };
+                self.atapi_pio_failed(u, &xfer, size, &err);
+            }
         }
+    }
+
+    /// QEMU 7.2 reports a CD-ROM PIO read error straight to the guest
+    /// (sense data), without rerror or a QMP event; we do the same and
+    /// still audit it.
+    fn atapi_pio_failed(&mut self, u: usize, xfer: &AtapiTransfer, size: usize, err: &BlockError) {
+        let (lba, blocks) = atapi_extent(xfer, size);
+        self.audit_reported_error(u, err, lba, blocks);
+        self.atapi_io_error(u, err.errno());
+    }
+
+    /// `size` bytes of the reply are in the PIO buffer: hand them out.
+    fn atapi_chunk_ready(&mut self, u: usize, size: usize) {
+        let unit = &mut self.units[u];
         if let Some(x) = unit.atapi_xfer.as_mut() {
             x.offset += size as u64;
             x.remaining -= size as u64;

@@ -228,8 +228,17 @@ impl Channel {
             AtapiSource::Medium { lba, raw } => {
                 let (offset, len) = medium_extent(*lba, *raw, xfer.offset, size);
                 let segments = if ctx.bus_master { prd.segments(size) } else { Vec::new() };
-                self.atapi_segments = segments;
-                if !self.submit(u, IoOp::Read { offset, len }, Pending::AtapiDma { size, short }) {
+                // User blocks from a block boundary are the guest's view
+                // as they are: straight into guest memory on the engine,
+                // not copied under the controller lock at completion.
+                let op = if !*raw && len == size && !segments.is_empty() {
+                    self.atapi_segments.clear();
+                    IoOp::ReadToGuest { offset, segments }
+                } else {
+                    self.atapi_segments = segments;
+                    IoOp::Read { offset, len }
+                };
+                if !self.submit(u, op, Pending::AtapiDma { size, short }) {
                     self.atapi_io_error(u, libc::ENOMEDIUM);
                     self.set_inactive(false);
                 }
@@ -258,7 +267,12 @@ impl Channel {
                     d.account(BlockOp::Read, size as u64, done.elapsed);
                 }
             }
-            Ok(IoDone::Moved(_)) => return self.dma_error(u),
+            Ok(IoDone::Moved(_)) => {
+                if let Some(d) = self.units[u].drive.as_mut() {
+                    d.account(BlockOp::Read, size as u64, done.elapsed);
+                }
+            }
+            Err(IoFailure::Memory(_)) => return self.dma_error(u),
             Err(failure) => {
                 let (lba, blocks) = atapi_extent(&xfer, size);
                 match self.host_failure(ctx, u, &failure, BlockOp::Read, lba, blocks, Retry::AtapiDma) {

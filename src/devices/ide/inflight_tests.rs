@@ -178,3 +178,50 @@ fn a_bus_master_stop_drains_the_dma_on_the_host_first() {
     assert_eq!(altstatus_now(&rig), 0x50, "the stop waited for the DMA to finish");
     assert_eq!(bm_status_now(&rig), 0x04);
 }
+
+#[test]
+fn an_atapi_pio_reply_chunk_shows_bsy_while_the_medium_is_read() {
+    let image = GatedImage::new();
+    let data: Vec<u8> = (0..3 * 2048).map(|i| (i * 7 % 253) as u8).collect();
+    image.0.image.lock().unwrap().write_at(2048, &data).unwrap();
+    let cfg = DriveConfig { backend: Some(Box::new(image.clone())), ..super::tests::cdrom(None) };
+    let mut rig = Rig::new([Some(cfg), None, None, None]);
+    image.close();
+    // Opens the gate when the test says so, or after 5 s: a port write that
+    // read the medium itself (as before the engine) would block until then
+    // and come back with DRQ already set.
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let opener = {
+        let image = image.clone();
+        std::thread::spawn(move || {
+            let _ = rx.recv_timeout(std::time::Duration::from_secs(5));
+            image.open();
+        })
+    };
+    rig.outb(0x1f6, 0xa0);
+    rig.outb(0x1f1, 0);
+    rig.outb(0x1f4, 0x00);
+    rig.outb(0x1f5, 0x08);
+    rig.outb(0x1f7, 0xa0);
+    // READ(10) of blocks 1..3 with a 2048-byte limit: three chunks.
+    let cdb = [0x28u8, 0, 0, 0, 0, 1, 0, 0, 3, 0, 0, 0];
+    for w in cdb.chunks(2).take(5) {
+        rig.outw(0x1f0, u16::from_le_bytes([w[0], w[1]]));
+    }
+    rig.ide().write(0x1f0, 0, &[cdb[10], cdb[11]]);
+    assert_eq!(altstatus_now(&rig), 0xd0, "BSY, no DRQ, while the first chunk is read");
+    assert!(rig.ide().has_request_in_flight());
+    assert!(!rig.irq_high(0));
+    tx.send(()).unwrap();
+    opener.join().unwrap();
+    rig.settle();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        assert_eq!(rig.altstatus(), 0x58, "a chunk is ready");
+        assert_eq!((rig.inb(0x1f4), rig.inb(0x1f5)), (0x00, 0x08));
+        got.extend(rig.read_block(2048));
+    }
+    assert_eq!(rig.altstatus(), 0x50);
+    assert_eq!(got, data);
+    assert_eq!(image.requests(), 3, "one host read per chunk");
+}

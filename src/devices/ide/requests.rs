@@ -31,6 +31,9 @@ pub(super) enum Pending {
     /// An ATAPI reply by DMA: `size` bytes of the medium (read as user
     /// blocks, turned into the guest's view on completion).
     AtapiDma { size: usize, short: bool },
+    /// One PIO chunk of an ATAPI reply from the medium: `size` bytes of
+    /// the guest's view (read as user blocks).
+    AtapiPio { size: usize },
 }
 
 #[derive(Debug)]
@@ -106,6 +109,7 @@ impl Channel {
                 self.trim_done(ctx, u, lba, count, ranges, first, stay_active, done)
             }
             Pending::AtapiDma { size, short } => self.atapi_dma_done(ctx, u, size, short, done),
+            Pending::AtapiPio { size } => self.atapi_pio_done(u, size, done),
         }
     }
 

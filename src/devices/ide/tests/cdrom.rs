@@ -134,3 +134,23 @@ fn guest_eject_moves_the_tray_and_reports_it() {
     send_packet(&mut rig, &read10(0, 1), 2048, false);
     assert_eq!((rig.inb(0x1f7), rig.inb(0x1f1)), (0x41, 0x20), "NOT READY with the tray open");
 }
+
+/// An ATAPI DMA read of whole blocks goes into guest memory on the
+/// engine; a PRD outside guest RAM is a DMA error (ABRT, the engine
+/// stopped with an interrupt), not a medium error with sense data.
+#[test]
+fn atapi_dma_read_into_bad_memory_is_a_dma_error() {
+    let (mut rig, cd) = cd_rig(8);
+    rig.set_prdt(&[(BUF as u32, 2048), (BUF as u32 + 0x3000, 2048)]);
+    rig.outb(BM, 0x08);
+    send_packet(&mut rig, &read10(5, 2), 0, true);
+    rig.outb(BM, 0x09);
+    assert_eq!((rig.inb(0x1f7), rig.bm_status()), (0x50, 0x04));
+    assert_eq!(rig.mem_read(BUF, 2048), cd.bytes(5 * 2048, 2048));
+    assert_eq!(rig.mem_read(BUF + 0x3000, 2048), cd.bytes(6 * 2048, 2048));
+    rig.outb(BM, 0x08);
+    rig.set_prdt(&[(0xffff_f000, 4096)]);
+    send_packet(&mut rig, &read10(0, 2), 0, true);
+    rig.outb(BM, 0x09);
+    assert_eq!((rig.inb(0x1f7), rig.inb(0x1f1), rig.bm_status()), (0x41, 0x04, 0x04));
+}
