@@ -602,8 +602,8 @@ impl Parser {
                 return Err(invalid(opt, format!("if={interface}: only if=ide and if=none are supported")));
             }
             let format = o.get("format").unwrap_or("raw");
-            if format != "raw" {
-                return Err(invalid(opt, format!("format={format}: only raw images are supported")));
+            if let Err(e) = format.parse::<crate::block::ImageFormat>() {
+                return Err(invalid(opt, e.to_string()));
             }
             if matches!(o.get("snapshot").map(parse_bool), Some(Some(true))) {
                 return Err(invalid(opt, "snapshot=on: temporary snapshots are not supported"));
@@ -757,7 +757,12 @@ impl Parser {
             }
             if spec.cdrom {
                 spec.read_only = true;
-            } else if spec.read_only {
+            }
+            // A writable VMDK would fail every guest write: refuse it now.
+            if let Err(e) = crate::block::ImageFormat::check(&spec.format, spec.read_only) {
+                return Err(invalid("-drive", format!("{}: {e}", spec.id)));
+            }
+            if !spec.cdrom && spec.read_only {
                 let why = if flavour == Flavour::QemuXen {
                     "qemu-xen doesn't support read-only IDE disks"
                 } else {
@@ -1012,6 +1017,7 @@ pub fn drives_from_xenstore(store: &dyn XenstoreRead, domid: u32) -> Result<Vec<
         };
         let params_key = format!("{backend}/params");
         let mut params = store.read(&params_key).unwrap_or_default();
+        let mut format = "raw";
         loop {
             let lower = params.to_ascii_lowercase();
             if let Some(rest) = ["tap2:", "tap:", "aio:", "raw:", "qdisk:", "file:"]
@@ -1021,8 +1027,13 @@ pub fn drives_from_xenstore(store: &dyn XenstoreRead, domid: u32) -> Result<Vec<
                 params = rest;
                 continue;
             }
-            if let Some(fmt) = ["qcow2:", "qcow:", "vhd:", "vmdk:", "qed:"].iter().find(|p| lower.starts_with(**p)) {
-                return Err(xs_err(&params_key, format!("format {} is not supported, only raw", fmt.trim_end_matches(':'))));
+            if lower.starts_with("qcow2:") {
+                params = params["qcow2:".len()..].to_string();
+                format = "qcow2";
+                continue;
+            }
+            if let Some(fmt) = ["qcow:", "vhd:", "vmdk:", "qed:"].iter().find(|p| lower.starts_with(**p)) {
+                return Err(xs_err(&params_key, format!("format {} is not supported, only raw and qcow2", fmt.trim_end_matches(':'))));
             }
             break;
         }
@@ -1047,7 +1058,7 @@ pub fn drives_from_xenstore(store: &dyn XenstoreRead, domid: u32) -> Result<Vec<
             slot,
             cdrom,
             file: (!params.is_empty()).then_some(params),
-            format: "raw".into(),
+            format: format.into(),
             cache: CacheMode::Writeback,
             read_only: read_only || cdrom,
             werror: ErrorPolicy::Report,
