@@ -129,7 +129,7 @@ const REFUSED: &[(&str, &str)] = &[
     ("-xen-domid 7 -xen-attach 1", "-xen-attach: attaching to a running domain is not supported"),
     ("-xen-domid 7 -drive file=/x.img,bogus=1", "-drive: bogus=: unknown drive property"),
     ("-xen-domid 7 -drive file=/x.img,if=virtio", "-drive: if=virtio: only if=ide and if=none are supported"),
-    ("-xen-domid 7 -drive file=/x.img,format=qcow2", "-drive: format=qcow2: only raw images are supported"),
+    ("-xen-domid 7 -drive file=/x.img,format=vpc", "-drive: format=vpc: not supported (the imago image library has no vpc driver); supported: raw, qcow2, vmdk (read-only); convert with qemu-img convert -O qcow2"),
     ("-xen-domid 7 -drive file=/x.img,snapshot=on", "-drive: snapshot=on: temporary snapshots are not supported"),
     ("-xen-domid 7 -drive file=/x.img,media=tape", "-drive: media=tape: must be disk or cdrom"),
     ("-xen-domid 7 -drive file=/x.img,readonly=maybe", "-drive: readonly=maybe: expected on or off"),

@@ -1,20 +1,26 @@
 //! Block backends: the host side of a drive. Raw images in files or block
-//! devices with QEMU's cache modes, and a fault-injection layer that reads
-//! QEMU's blkdebug rules so one fault scenario runs against both.
+//! devices with QEMU's cache modes, qcow2 (and read-only flat VMDK) images
+//! through the imago crate, and a fault-injection layer that reads QEMU's
+//! blkdebug rules so one fault scenario runs against both.
 
 pub mod blkdebug;
 pub mod engine;
 pub mod guest_io;
+pub mod host_storage;
 pub mod loopdev;
 pub mod mem;
 pub mod open;
 pub mod policy;
+pub mod qcow2;
 pub mod raw;
+#[cfg(test)]
+pub(crate) mod testimg;
 mod uio;
 
 pub use blkdebug::{Blkdebug, BlkdebugRules};
 pub use open::{open_image, open_image_with_sysfs, ImageSpec};
 pub use policy::{ErrorAction, ErrorPolicy};
+pub use qcow2::{FormatError, ImageFormat, ImagoImage};
 pub use raw::RawImage;
 
 use guest_io::GuestBuffers;

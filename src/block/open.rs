@@ -4,6 +4,7 @@ use std::path::Path;
 
 use super::blkdebug::{Blkdebug, BlkdebugRules};
 use super::loopdev::{attached_loop_without_sysfs, is_backing_file, loop_backing_with_sysfs, LoopBacking};
+use super::qcow2::{ImageFormat, ImagoImage};
 use super::raw::{ImageWindow, RawImage};
 use super::{BlockBackend, BlockError, CacheMode};
 
@@ -11,7 +12,7 @@ use super::{BlockBackend, BlockError, CacheMode};
 pub struct ImageSpec {
     /// A path, or QEMU's `blkdebug:RULES:IMAGE`.
     pub file: String,
-    /// Only "raw".
+    /// "raw", "qcow2" or "vmdk" (read-only); see `ImageFormat`.
     pub format: String,
     pub cache: CacheMode,
     pub read_only: bool,
@@ -28,12 +29,8 @@ pub fn open_image(spec: &ImageSpec) -> Result<Box<dyn BlockBackend>, BlockError>
 /// As `open_image`, reading loop devices' sysfs attributes from
 /// `sysfs_dev_block` instead of /sys/dev/block.
 pub fn open_image_with_sysfs(spec: &ImageSpec, sysfs_dev_block: &Path) -> Result<Box<dyn BlockBackend>, BlockError> {
-    if spec.format != "raw" {
-        return Err(BlockError::Open {
-            path: spec.file.clone(),
-            reason: format!("format={} is not supported (only format=raw)", spec.format),
-        });
-    }
+    let format = ImageFormat::check(&spec.format, spec.read_only)
+        .map_err(|e| BlockError::Open { path: spec.file.clone(), reason: e.to_string() })?;
     if let Some(rest) = spec.file.strip_prefix(BLKDEBUG_PREFIX) {
         // QEMU splits at the first ':'; an empty RULES part means no rules.
         let (config, image) = rest.split_once(':').ok_or_else(|| BlockError::Open {
@@ -49,6 +46,9 @@ pub fn open_image_with_sysfs(spec: &ImageSpec, sysfs_dev_block: &Path) -> Result
         return Err(BlockError::Open { path: String::new(), reason: "file= is empty".into() });
     }
     let path = Path::new(&spec.file);
+    if format != ImageFormat::Raw {
+        return Ok(Box::new(ImagoImage::open(path, format, spec.cache, spec.read_only)?));
+    }
     if let Some(backing) = loop_backing_with_sysfs(path, sysfs_dev_block)? {
         return open_loop(spec, backing);
     }
@@ -119,9 +119,13 @@ mod tests {
     }
 
     #[test]
-    fn other_formats_are_refused_naming_format() {
-        let err = open_image(&ImageSpec { format: "qcow2".into(), ..spec("/x") }).err().unwrap();
-        assert!(err.to_string().contains("format=qcow2"), "{err}");
+    fn formats_imago_lacks_are_refused_naming_format() {
+        for format in ["vpc", "vhdx", "qcow", "qed"] {
+            let err = open_image(&ImageSpec { format: format.into(), ..spec("/x") }).err().unwrap();
+            assert!(err.to_string().contains(&format!("format={format}: not supported")), "{err}");
+        }
+        let err = open_image(&ImageSpec { format: "vmdk".into(), ..spec("/x") }).err().unwrap();
+        assert!(err.to_string().contains("media=cdrom"), "{err}");
     }
 
     #[test]

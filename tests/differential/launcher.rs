@@ -60,6 +60,9 @@ pub struct Drive {
     pub werror: Option<&'static str>,
     pub rerror: Option<&'static str>,
     pub rules: Vec<Rule>,
+    /// Served as a qcow2 image (made from the raw pattern by qemu-img
+    /// convert) instead of raw.
+    pub qcow2: bool,
 }
 
 impl Drive {
@@ -71,6 +74,7 @@ impl Drive {
             werror: None,
             rerror: None,
             rules: Vec::new(),
+            qcow2: false,
         }
     }
     pub fn cdrom(index: u8) -> Self {
@@ -81,6 +85,7 @@ impl Drive {
             werror: None,
             rerror: None,
             rules: Vec::new(),
+            qcow2: false,
         }
     }
     pub fn empty_cdrom(index: u8) -> Self {
@@ -160,6 +165,22 @@ fn rules_text(rules: &[Rule]) -> String {
     text
 }
 
+/// `raw` converted by qemu-img to a qcow2 image beside it.
+fn to_qcow2(raw: &Path) -> Result<PathBuf, String> {
+    let qcow2 = raw.with_extension("qcow2");
+    let out = std::process::Command::new("qemu-img")
+        .args(["convert", "-f", "raw", "-O", "qcow2"])
+        .arg(raw)
+        .arg(&qcow2)
+        .output()
+        .map_err(|e| format!("qemu-img (qemu-utils): {e}"))?;
+    if !out.status.success() {
+        return Err(format!("qemu-img convert: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    std::fs::remove_file(raw).map_err(|e| format!("remove {}: {e}", raw.display()))?;
+    Ok(qcow2)
+}
+
 /// The argv both backends receive (ours ignores -accel tcg and -bios).
 pub fn build_argv(dir: &Path, machine: &Machine) -> Result<(Vec<String>, Vec<DriveImage>), String> {
     let write = |path: &Path, data: &[u8]| {
@@ -201,6 +222,7 @@ pub fn build_argv(dir: &Path, machine: &Machine) -> Result<(Vec<String>, Vec<Dri
                     .and_then(|file| file.set_len(drive.size))
                     .map_err(|e| format!("extend {}: {e}", path.display()))?;
             }
+            let (path, format) = if drive.qcow2 { (to_qcow2(&path)?, "qcow2") } else { (path, "raw") };
             let file = if drive.rules.is_empty() {
                 path.display().to_string()
             } else {
@@ -208,7 +230,7 @@ pub fn build_argv(dir: &Path, machine: &Machine) -> Result<(Vec<String>, Vec<Dri
                 write(&rules, rules_text(&drive.rules).as_bytes())?;
                 format!("blkdebug:{}:{}", rules.display(), path.display())
             };
-            let _ = write!(spec, ",format=raw,cache=writeback,file={file}");
+            let _ = write!(spec, ",format={format},cache=writeback,file={file}");
             images.push((drive.clone(), path));
         }
         if let Some(werror) = drive.werror {

@@ -975,6 +975,30 @@ fn dma_scenarios(out: &mut Vec<Scenario>) {
             s.note_image(0)
         }));
     }
+    // A qcow2 drive: a write straddling two 64 KiB clusters (LBA 120..136),
+    // FLUSH CACHE so the metadata is in the file, the image as qemu-img
+    // reads it, and the data read back.
+    out.push(scenario(
+        "bmdma/qcow2-rw",
+        vec![Drive { qcow2: true, ..Drive::disk(0) }],
+        |s| {
+            for i in 0..16u32 {
+                s.memset(BUFFER + i * 512, 512, 0x11 + i as u8)?;
+            }
+            let bm = s.dma(0xca, 120, 16, &[(BUFFER, 8192, true)], false)?;
+            note_dma_result(s, "write", bm)?;
+            s.status()?;
+            s.select(0)?;
+            s.command(0xe7)?;
+            s.settle_expect("flush cache", 0x50, 0x00, true)?;
+            s.status()?;
+            s.note_image(0)?;
+            s.memset(BUFFER, 16384, 0)?;
+            let bm = s.dma(0xc8, 112, 32, &[(BUFFER, 16384, true)], true)?;
+            note_dma_result(s, "read", bm)?;
+            s.note_mem(BUFFER, 16384, 512)
+        },
+    ));
     // ide-test's various_prdts: PRD shorter, equal, longer than the transfer.
     let cases: [(&str, u16, Vec<Prd>, Option<u8>); 9] = [
         (

@@ -495,7 +495,23 @@ impl Session {
             .find(|(drive, _)| drive.index == index)
             .cloned()
             .ok_or_else(|| format!("no image for drive {index}"))?;
-        let data = std::fs::read(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
+        let data = if drive.qcow2 {
+            // The guest's view, read as QEMU reads it. -U: QEMU holds a write
+            // lock on the open image; reading beside it is safe after FLUSH.
+            let raw = self.inst.dir.path().join(format!("image{index}.raw"));
+            let out = std::process::Command::new("qemu-img")
+                .args(["convert", "-U", "-f", "qcow2", "-O", "raw"])
+                .arg(&path)
+                .arg(&raw)
+                .output()
+                .map_err(|e| format!("qemu-img: {e}"))?;
+            if !out.status.success() {
+                return Err(format!("qemu-img convert: {}", String::from_utf8_lossy(&out.stderr).trim()));
+            }
+            std::fs::read(&raw).map_err(|e| format!("read {}: {e}", raw.display()))?
+        } else {
+            std::fs::read(&path).map_err(|e| format!("read {}: {e}", path.display()))?
+        };
         let description = image::describe(&data, drive.block_size());
         self.note(format!("image{index}"), description);
         Ok(())

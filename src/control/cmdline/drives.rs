@@ -47,8 +47,8 @@ impl Parser {
                 return Err(invalid(opt, format!("if={interface}: only if=ide and if=none are supported")));
             }
             let format = o.get("format").unwrap_or("raw");
-            if format != "raw" {
-                return Err(invalid(opt, format!("format={format}: only raw images are supported")));
+            if let Err(e) = format.parse::<crate::block::ImageFormat>() {
+                return Err(invalid(opt, e.to_string()));
             }
             if matches!(o.get("snapshot").map(parse_bool), Some(Some(true))) {
                 return Err(invalid(opt, "snapshot=on: temporary snapshots are not supported"));
@@ -202,7 +202,12 @@ impl Parser {
             }
             if spec.cdrom {
                 spec.read_only = true;
-            } else if spec.read_only {
+            }
+            // A writable VMDK would fail every guest write: refuse it now.
+            if let Err(e) = crate::block::ImageFormat::check(&spec.format, spec.read_only) {
+                return Err(invalid("-drive", format!("{}: {e}", spec.id)));
+            }
+            if !spec.cdrom && spec.read_only {
                 let why = if flavour == Flavour::QemuXen {
                     "qemu-xen doesn't support read-only IDE disks"
                 } else {

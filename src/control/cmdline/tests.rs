@@ -201,7 +201,8 @@ fn every_error_is_one_line_naming_the_option() {
         ("-xen-domid x1", "-xen-domid: 'x1' is not a guest domain id (1..32751)"),
         ("-xen-domid 1 -drive if=scsi,file=/a", "-drive: if=scsi: only if=ide and if=none are supported"),
         ("-xen-domid 1 -drive if=virtio,file=/a", "-drive: if=virtio: only if=ide and if=none are supported"),
-        ("-xen-domid 1 -drive file=/a,format=qcow2", "-drive: format=qcow2: only raw images are supported"),
+        ("-xen-domid 1 -drive file=/a,format=vpc", "-drive: format=vpc: not supported (the imago image library has no vpc driver); supported: raw, qcow2, vmdk (read-only); convert with qemu-img convert -O qcow2"),
+        ("-xen-domid 1 -drive file=/a,format=vmdk", "-drive: ide0-hd0: format=vmdk: VMDK images can only be read (imago cannot write VMDK): use the image as a CD-ROM (media=cdrom) or convert it with qemu-img convert -O qcow2"),
         ("-xen-domid 1 -drive file=/a,index=0 -hda /b", "-hda: ide.0 unit 0 already holds a drive"),
         ("-xen-domid 1 -drive file=/a,index=4", "-drive: index=4 is beyond ide.1 unit 1"),
         ("-xen-domid 1 -drive file=/a,bus=2,unit=0", "-drive: bus=2,unit=0 is beyond ide.1 unit 1"),
@@ -311,8 +312,8 @@ fn xenstore_backend_must_point_back() {
 #[test]
 fn xenstore_errors() {
     let mut store = FakeStore::default();
-    store.vbd(768, "hda", "file", "qcow2:/srv/disk.qcow2", "w", false);
-    assert!(drives_from_xenstore(&store, 4).unwrap_err().to_string().contains("format qcow2 is not supported"));
+    store.vbd(768, "hda", "file", "vhd:/srv/disk.vhd", "w", false);
+    assert!(drives_from_xenstore(&store, 4).unwrap_err().to_string().contains("format vhd is not supported"));
     let mut store = FakeStore::default();
     store.vbd(768, "hda", "file", "raw:/a", "w", false);
     store.vbd(769, "hda", "file", "/b", "w", false);
@@ -444,4 +445,22 @@ fn direct_kernel_boot_options_end_start_up_naming_the_option() {
     assert_eq!(error(&with("-append console=ttyS0")), format!("-append: {msg}"));
     // Without kernel= libxl passes none of them, and the argv still runs.
     assert_eq!(run(QEMU_XEN_417).flavour, Flavour::QemuXen);
+}
+
+#[test]
+fn libxl_qcow2_disks_are_accepted_from_argv_and_xenstore() {
+    // libxl_dm.c: "file=%s,if=ide,index=%d,media=disk,format=%s,cache=writeback"
+    // with qemu_disk_format_string(LIBXL_DISK_FORMAT_QCOW2) = "qcow2".
+    let line = QEMU_XEN_417.replace("file=/path/img,if=ide,index=0,media=disk,format=raw", "file=/path/img.qcow2,if=ide,index=0,media=disk,format=qcow2");
+    let c = run(&line);
+    let hd = c.drives.iter().find(|d| d.slot == 0).unwrap();
+    assert_eq!((hd.format.as_str(), hd.file.as_deref()), ("qcow2", Some("/path/img.qcow2")));
+    // A VMDK CD-ROM is read-only, so it is served.
+    let c = run(&format!("{line} -drive if=ide,index=3,media=cdrom,format=vmdk,file=/iso/cd.vmdk"));
+    assert_eq!(c.drives.iter().find(|d| d.slot == 3).unwrap().format, "vmdk");
+
+    let mut store = FakeStore::default();
+    store.vbd(768, "hda", "file", "tap:qcow2:/srv/disk.qcow2", "w", false);
+    let drives = drives_from_xenstore(&store, 4).unwrap();
+    assert_eq!((drives[0].format.as_str(), drives[0].file.as_deref()), ("qcow2", Some("/srv/disk.qcow2")));
 }

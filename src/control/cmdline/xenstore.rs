@@ -10,7 +10,7 @@ pub enum XenstoreProblem {
     Missing,
     #[error("does not point back to {0}")]
     NotPointingBack(String),
-    #[error("format {0} is not supported, only raw")]
+    #[error("format {0} is not supported, only raw and qcow2")]
     Format(String),
     #[error("'{0}' is neither r nor w")]
     Mode(String),
@@ -88,6 +88,7 @@ pub fn drives_from_xenstore(store: &dyn XenstoreRead, domid: u32) -> Result<Vec<
         };
         let params_key = format!("{backend}/params");
         let mut params = store.read(&params_key).unwrap_or_default();
+        let mut format = "raw";
         loop {
             let lower = params.to_ascii_lowercase();
             if let Some(rest) = ["tap2:", "tap:", "aio:", "raw:", "qdisk:", "file:"]
@@ -97,7 +98,12 @@ pub fn drives_from_xenstore(store: &dyn XenstoreRead, domid: u32) -> Result<Vec<
                 params = rest;
                 continue;
             }
-            if let Some(fmt) = ["qcow2:", "qcow:", "vhd:", "vmdk:", "qed:"].iter().find(|p| lower.starts_with(**p)) {
+            if lower.starts_with("qcow2:") {
+                params = params["qcow2:".len()..].to_string();
+                format = "qcow2";
+                continue;
+            }
+            if let Some(fmt) = ["qcow:", "vhd:", "vmdk:", "qed:"].iter().find(|p| lower.starts_with(**p)) {
                 return Err(xs_err(&params_key, XenstoreProblem::Format(fmt.trim_end_matches(':').to_string())));
             }
             break;
@@ -123,7 +129,7 @@ pub fn drives_from_xenstore(store: &dyn XenstoreRead, domid: u32) -> Result<Vec<
             slot,
             cdrom,
             file: (!params.is_empty()).then_some(params),
-            format: "raw".into(),
+            format: format.into(),
             cache: CacheMode::Writeback,
             read_only: read_only || cdrom,
             werror: ErrorPolicy::Report,

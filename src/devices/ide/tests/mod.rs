@@ -383,6 +383,7 @@ mod fuzz;
 mod more;
 mod pio;
 mod policy;
+mod qcow2;
 mod real_fs;
 mod registers;
 mod throughput;
