@@ -25,7 +25,7 @@
 //! fresh buffer.
 
 use super::{BlockBackend, BlockError};
-use crate::machine::{GuestMemory, MemError};
+use crate::vm::{GuestMemory, MemError};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};

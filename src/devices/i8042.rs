@@ -5,7 +5,7 @@
 //! Values and status transitions follow QEMU 7.2 as measured over qtest.
 
 use crate::devices::bus::BusDevice;
-use crate::machine::{IrqLine, PowerControl, PowerRequest};
+use crate::vm::{IrqLine, PowerControl, PowerRequest};
 use std::sync::Arc;
 
 pub const DATA_PORT: u16 = 0x60;

@@ -4,7 +4,7 @@
 //! Xen's ACPI tables point at with value 6).
 
 use crate::devices::bus::BusDevice;
-use crate::machine::{PowerControl, PowerRequest};
+use crate::vm::{PowerControl, PowerRequest};
 use std::sync::Arc;
 
 pub const PORT_A: u16 = 0x92;

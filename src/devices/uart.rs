@@ -10,7 +10,7 @@
 //! character-timeout interrupt at once (real hardware waits four character
 //! times), so drivers that wait for a timeout to drain it are never stuck.
 
-use crate::machine::IrqLine;
+use crate::vm::IrqLine;
 use std::collections::VecDeque;
 use std::sync::Arc;
 

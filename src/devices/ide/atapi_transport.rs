@@ -11,7 +11,7 @@ use super::dma::DmaJob;
 use super::pio::EndAction;
 use super::regs::{ATAPI_INT_REASON_CD, ATAPI_INT_REASON_IO, BUSY_STAT, DRQ_STAT, ERR_STAT, READY_STAT, SEEK_STAT, Unit};
 use crate::block::{BlockError, BlockOp};
-use crate::machine::Event;
+use crate::vm::Event;
 use std::time::Instant;
 
 #[derive(Debug, Clone)]

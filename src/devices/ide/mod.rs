@@ -13,6 +13,7 @@ mod commands;
 mod dma;
 mod drive;
 mod host_io;
+mod info;
 pub use host_io::wait_idle;
 pub mod identify;
 mod requests;
@@ -24,7 +25,8 @@ use crate::block::{BlockBackend, BlockError, CacheMode, ErrorPolicy};
 use crate::devices::bus::BusDevice;
 use crate::devices::pci::config::{self, ConfigSpace};
 use crate::devices::pci::{IoBar, PciFunction};
-use crate::machine::{DriveInfo, Event, GuestMemory, InsertedMedium, IrqLine, VmControl};
+pub use info::{BlockStats, DriveInfo, InsertedMedium};
+use crate::vm::{Event, GuestMemory, IrqLine, VmControl};
 use crate::block::engine::Medium;
 use channel::{Channel, Ctx};
 use requests::CompletionQueue;
@@ -225,7 +227,7 @@ impl IdeController {
     /// A host-side tray move: QEMU runs its change-media callback for each
     /// one, which the command set turns into NOT READY / UNIT ATTENTION and
     /// a media event for the guest.
-    fn move_tray(events: &crate::machine::EventSink, drive: &mut Drive, open: bool) {
+    fn move_tray(events: &crate::vm::EventSink, drive: &mut Drive, open: bool) {
         if drive.atapi.tray_open() != open {
             drive.atapi.set_tray_open(open);
             drive.atapi.medium_changed();

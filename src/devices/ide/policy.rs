@@ -7,7 +7,7 @@ use super::dma::{AtaDma, DmaJob};
 use crate::block::engine::IoFailure;
 use crate::block::{BlockError, BlockOp, ErrorAction};
 use crate::logging::{audit_io_error, IoErrorAudit};
-use crate::machine::{Event, IoOperation, RunState};
+use crate::vm::{Event, IoOperation, RunState};
 
 /// A request a `stop` policy holds until the VM runs again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

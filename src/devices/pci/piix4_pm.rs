@@ -11,7 +11,7 @@ use super::config::{INTERRUPT_PIN, STATUS};
 use super::qemu_header::{qemu_config_space, written_bytes};
 use super::{ConfigSpace, IoBar, PciFunction};
 use crate::devices::bus::BusDevice;
-use crate::machine::{PowerControl, PowerRequest};
+use crate::vm::{PowerControl, PowerRequest};
 use std::sync::Arc;
 
 pub const DEVICE_PIIX4_PM: u16 = 0x7113;
