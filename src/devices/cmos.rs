@@ -8,7 +8,7 @@
 //! [`CmosScope::Full`] also serves the clock registers, as a static clock
 //! read from the host at start.
 
-use crate::devices::bus::BusDevice;
+use crate::devices::bus::{BusDevice, Reset};
 use std::time::{SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 
@@ -27,6 +27,17 @@ const REG_C: usize = 0x0c;
 const REG_D: usize = 0x0d;
 const REG_A_DIVIDER_32KHZ_1024HZ: u8 = 0x26;
 const REG_B_24H: u8 = 0x02;
+const REG_B_SQWE: u8 = 0x08;
+const REG_B_AIE: u8 = 0x20;
+const REG_B_PIE: u8 = 0x40;
+const REG_C_UF: u8 = 0x10;
+const REG_C_AF: u8 = 0x20;
+const REG_C_PF: u8 = 0x40;
+const REG_C_IRQF: u8 = 0x80;
+/// The shutdown status byte the BIOS reads after a reset.
+const SHUTDOWN_STATUS: usize = 0x0f;
+/// A guest that suspends itself leaves this there; it survives a reset.
+const SHUTDOWN_STATUS_SUSPEND: u8 = 0xfe;
 const REG_D_VALID_RAM: u8 = 0x80;
 
 const EQUIPMENT: usize = 0x14;
@@ -352,6 +363,21 @@ impl Cmos {
     }
 }
 
+/// QEMU's RTC reset: the NVRAM keeps its contents, the shutdown status
+/// byte clears (unless it says "suspended"), the interrupt enables and
+/// flags of registers B and C clear. The index register is not reset, in
+/// QEMU either. Under Xen registers B and C belong to the vRTC; clearing
+/// our unserved copy is harmless.
+impl Reset for Cmos {
+    fn reset(&mut self) {
+        if self.bytes[SHUTDOWN_STATUS] != SHUTDOWN_STATUS_SUSPEND {
+            self.bytes[SHUTDOWN_STATUS] = 0;
+        }
+        self.bytes[REG_B] &= !(REG_B_PIE | REG_B_AIE | REG_B_SQWE);
+        self.bytes[REG_C] &= !(REG_C_UF | REG_C_IRQF | REG_C_PF | REG_C_AF);
+    }
+}
+
 impl BusDevice for Cmos {
     fn read(&mut self, base: u64, offset: u64, data: &mut [u8]) {
         data.fill(0xff);
@@ -542,6 +568,35 @@ mod tests {
         cmos.write(0x70, 0, &[0x01]);
         cmos.write(0x70, 1, &[0x33]);
         assert_eq!(peek(&mut cmos, 0x01), 0x33);
+    }
+
+    /// QEMU 7.2 over qtest (tests/differential/reset.rs).
+    #[test]
+    fn reset_keeps_nvram_and_index_clears_shutdown_status_and_rtc_enables() {
+        let mut cmos = Cmos::new(&setup(CmosScope::Full, 128 << 20, "cad"));
+        let poke = |cmos: &mut Cmos, index: u8, value: u8| {
+            cmos.write(0x70, 0, &[index]);
+            cmos.write(0x70, 1, &[value]);
+        };
+        poke(&mut cmos, 0x0f, 0x05);
+        poke(&mut cmos, 0x0b, REG_B_24H | REG_B_SQWE | REG_B_PIE | REG_B_AIE);
+        poke(&mut cmos, 0x40, 0x5a);
+        poke(&mut cmos, 0x7f, 0xa5);
+        let boot = peek(&mut cmos, 0x3d);
+        cmos.bytes[REG_C] = REG_C_IRQF | REG_C_PF | 0x01;
+        cmos.write(0x70, 0, &[0x40]);
+        cmos.reset();
+        let mut b = [0u8];
+        cmos.read(0x70, 1, &mut b);
+        assert_eq!(b[0], 0x5a, "the index survives the reset");
+        assert_eq!(peek(&mut cmos, 0x0f), 0);
+        assert_eq!(peek(&mut cmos, 0x0b), REG_B_24H);
+        assert_eq!(cmos.byte(0x0c), 0x01, "only the flag bits clear");
+        assert_eq!(peek(&mut cmos, 0x7f), 0xa5);
+        assert_eq!(peek(&mut cmos, 0x3d), boot);
+        poke(&mut cmos, 0x0f, SHUTDOWN_STATUS_SUSPEND);
+        cmos.reset();
+        assert_eq!(peek(&mut cmos, 0x0f), SHUTDOWN_STATUS_SUSPEND, "a self-suspended guest's mark stays");
     }
 
     #[test]

@@ -321,6 +321,25 @@ impl Uart {
     }
 }
 
+/// QEMU's `serial_reset`: every register back to power-on and both FIFOs
+/// emptied, the interrupt lowered. The FIFO control (FCR) is not among
+/// the registers QEMU resets, so FIFO mode and the trigger level stay.
+impl crate::devices::bus::Reset for Uart {
+    fn reset(&mut self) {
+        self.ier = 0;
+        self.lcr = 0;
+        self.mcr = MCR_OUT2;
+        self.lsr = LSR_THR_EMPTY | LSR_TRANSMITTER_EMPTY;
+        self.msr = MSR_IDLE_LINE;
+        self.scr = 0;
+        self.divisor = RESET_DIVISOR;
+        self.rx.clear();
+        self.last_rx = 0;
+        self.thr_interrupt_pending = false;
+        self.update_irq();
+    }
+}
+
 impl crate::devices::bus::BusDevice for Uart {
     fn read(&mut self, _base: u64, offset: u64, data: &mut [u8]) {
         for (i, byte) in data.iter_mut().enumerate() {
@@ -392,6 +411,32 @@ mod tests {
         fn irq(&self) -> bool {
             self.irq.0.load(Ordering::SeqCst)
         }
+    }
+
+    #[test]
+    fn a_machine_reset_brings_back_the_reset_values_but_keeps_fifo_mode() {
+        use crate::devices::bus::Reset;
+        let mut r = rig();
+        r.outb(IIR_FCR, 0x01);
+        let fifo_iir = r.inb(IIR_FCR);
+        r.outb(LCR, 0x80);
+        r.outb(0, 0x01);
+        r.outb(LCR, 0x1b);
+        r.outb(MCR, 0x0b);
+        r.outb(SCR, 0x5a);
+        r.outb(IER_DLM, 0x0f);
+        r.uart.receive(b"xy");
+        assert!(r.irq());
+        r.uart.reset();
+        assert!(!r.irq(), "the interrupt is lowered");
+        assert_eq!(r.inb(IER_DLM), 0);
+        assert_eq!(r.inb(LCR), 0);
+        assert_eq!(r.inb(MCR), 0x08);
+        assert_eq!(r.inb(LSR), 0x60, "received bytes are gone");
+        assert_eq!(r.inb(MSR), 0xb0);
+        assert_eq!(r.inb(SCR), 0);
+        assert_eq!(r.uart.divisor(), 12);
+        assert_eq!(r.inb(IIR_FCR), fifo_iir, "FCR is not reset (QEMU's serial_reset)");
     }
 
     #[test]

@@ -54,7 +54,7 @@ fn dirty_ports(s: &mut Session) -> Step {
         s.outb(0x70, index)?;
         s.outb(0x71, value)?;
     }
-    s.outb(0x70, 0x41)?;
+    s.outb(0x70, 0x40)?;
     s.outb(0x64, 0x60)?;
     s.outb(0x60, 0x74)?;
     s.outb(0x92, 0x02)?;
