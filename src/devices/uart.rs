@@ -433,6 +433,7 @@ mod tests {
         assert_eq!(r.inb(LCR), 0);
         assert_eq!(r.inb(MCR), 0x08);
         assert_eq!(r.inb(LSR), 0x60, "received bytes are gone");
+        assert_eq!(r.inb(0), 0, "RBR reads QEMU's reset value, not a byte received before");
         assert_eq!(r.inb(MSR), 0xb0);
         assert_eq!(r.inb(SCR), 0);
         assert_eq!(r.uart.divisor(), 12);
