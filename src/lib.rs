@@ -1,7 +1,8 @@
 //! xen-ioemu: a device model for Xen HVM guests.
 //!
 //! Layout: `devices` (guest-visible hardware, no Xen), `block` (host
-//! images and fault injection), `machine` (what fronts and devices share),
+//! images and fault injection), `vm` (what fronts, board and devices share: guest memory, IRQ lines,
+//! run state, events), `machine` (the PC board, above the devices),
 //! `xen` (the ioreq-server front), `qtest` (QEMU's test protocol front),
 //! `control` (command line and QMP), `logging` (stderr, syslog, audit).
 
@@ -11,6 +12,8 @@ pub mod launch;
 #[forbid(unsafe_code)]
 pub mod devices;
 pub mod logging;
+#[forbid(unsafe_code)]
 pub mod machine;
 pub mod qtest;
+pub mod vm;
 pub mod xen;

@@ -165,7 +165,7 @@ impl Ours {
         )));
         let functions: Vec<(u8, Arc<Mutex<dyn PciFunction>>)> = vec![
             (0x00, Arc::new(Mutex::new(I440fx::new(RAM)))),
-            (0x08, Arc::new(Mutex::new(Piix3Isa::new(Arc::new(|_, _| {}))))),
+            (0x08, Arc::new(Mutex::new(Piix3Isa::new()))),
             (0x0b, pm.clone()),
         ];
         let mut ours = Ours {
@@ -212,7 +212,7 @@ impl Ours {
             Op::Out(port @ 0xcfc..=0xcff, size, v) => {
                 if let Some(f) = self.function() {
                     let offset = (self.config_address & 0xfc) as u8 + (port - 0xcfc) as u8;
-                    f.lock().unwrap().config_write(offset, size, v);
+                    let _ = f.lock().unwrap().config_write(offset, size, v);
                     self.remap_pm();
                 }
             }

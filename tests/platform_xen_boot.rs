@@ -78,10 +78,7 @@ impl XenMachine {
             8,
         )
         .unwrap();
-        let sink = routes.clone();
-        let isa = Arc::new(Mutex::new(Piix3Isa::new(Arc::new(move |l, i| {
-            sink.lock().unwrap().push((l, i))
-        }))));
+        let isa = Arc::new(Mutex::new(Piix3Isa::new()));
         let pm = Arc::new(Mutex::new(Piix4Pm::new(
             power.clone(),
             Piix4PmOptions {
@@ -133,8 +130,11 @@ impl XenMachine {
         }
     }
 
+    /// The routes a write returns are what the Xen front hands to
+    /// set_pci_link_route; they are logged as it would send them.
     fn config_write(&mut self, function: &Arc<Mutex<impl PciFunction>>, offset: u8, size: u8, value: u32) {
-        function.lock().unwrap().config_write(offset, size, value);
+        let result = function.lock().unwrap().config_write(offset, size, value);
+        self.routes.lock().unwrap().extend(result.pirq_routes.iter().map(|r| (r.link, r.irq)));
         self.remap();
     }
 

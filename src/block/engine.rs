@@ -63,7 +63,7 @@
 
 use super::guest_io::{scratch_slice, GuestBuffers};
 use super::{BlockBackend, BlockError};
-use crate::machine::{DmaDirection, GuestMemory, MemError};
+use crate::vm::{DmaDirection, GuestMemory, MemError};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};

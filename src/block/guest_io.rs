@@ -13,7 +13,7 @@
 
 use super::engine::GuestSegment;
 use super::{BlockBackend, BlockError};
-use crate::machine::{DmaDirection, GuestIoRegion, GuestMemory, MemError};
+use crate::vm::{DmaDirection, GuestIoRegion, GuestMemory, MemError};
 
 /// Most iovecs the kernel takes in one call (IOV_MAX on Linux).
 pub const MAX_IOVECS: usize = 1024;

@@ -86,7 +86,7 @@ pub fn write_full(bufs: &GuestBuffers, offset: u64, io: VectoredIo) -> Result<()
 mod tests {
     use super::*;
     use crate::block::engine::GuestSegment;
-    use crate::machine::{DmaDirection, GuestMemory};
+    use crate::vm::{DmaDirection, GuestMemory};
     use crate::qtest::AnonRam;
     use std::io::Write;
 

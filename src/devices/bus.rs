@@ -2,11 +2,24 @@
 //! Firecracker's `Bus`: each range has a base and a length, and a device
 //! sees the base of the range that matched plus the offset into it.
 
+use crate::vm::PowerRequest;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
 
-pub trait BusDevice: Send {
+/// Back to the power-on state, as a machine reset (QMP `system_reset`,
+/// 0xcf9, the i8042 reset pulse) leaves the device. Only what the hardware
+/// keeps across a reset survives; QEMU 7.2 is the reference for what that
+/// is (CMOS NVRAM, the PCI bytes a reset handler leaves alone, ...).
+///
+/// A supertrait of [`BusDevice`] and
+/// [`PciFunction`](crate::devices::pci::PciFunction), so that no device
+/// on the machine's buses can be left out of a reset by forgetting it.
+pub trait Reset {
+    fn reset(&mut self);
+}
+
+pub trait BusDevice: Send + Reset {
     /// Fill `data` (1, 2 or 4 bytes, little endian) for a read at
     /// `base + offset`. Unhandled reads should leave all-ones.
     fn read(&mut self, base: u64, offset: u64, data: &mut [u8]);
@@ -19,6 +32,55 @@ pub enum BusError {
     Overlap { base: u64, len: u64 },
     #[error("empty range at {0:#x}")]
     Empty(u64),
+}
+
+/// A port range that appeared or went away (a BAR moved, I/O decoding was
+/// switched). A hypervisor front claims and releases these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortRangeChange {
+    Added(BusRange),
+    Removed(BusRange),
+}
+
+/// A PCI interrupt link routed by the guest: `link` 0..3 is PIRQA..PIRQD,
+/// `irq` the ISA IRQ it now goes to, None when the guest disabled it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PirqRoute {
+    pub link: u8,
+    pub irq: Option<u8>,
+}
+
+/// What a guest access (or a reset) changed outside the device's own
+/// registers, returned up through the machine to the front that must act
+/// on it: Xen claims and releases port ranges, routes PCI links and shuts
+/// the domain down; qtest resets the machine or exits. Returned rather
+/// than queued, so every front and every test sees the same effects.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[must_use = "bus effects must reach the front (port claims, IRQ routes, power)"]
+pub struct BusEffects {
+    /// In the order they happened (a removal before the addition that
+    /// reuses the range).
+    pub ports: Vec<PortRangeChange>,
+    pub pirq_routes: Vec<PirqRoute>,
+    /// A power transition the guest asked for.
+    pub power: Option<PowerRequest>,
+}
+
+impl BusEffects {
+    pub fn is_empty(&self) -> bool {
+        self.ports.is_empty() && self.pirq_routes.is_empty() && self.power.is_none()
+    }
+
+    /// `other` happened after `self`. A power-off outranks a reboot, as in
+    /// QEMU's main loop, which looks at a shutdown request first.
+    pub fn merge(&mut self, other: BusEffects) {
+        self.ports.extend(other.ports);
+        self.pirq_routes.extend(other.pirq_routes);
+        self.power = match (self.power, other.power) {
+            (Some(PowerRequest::Poweroff), _) | (_, Some(PowerRequest::Poweroff)) => Some(PowerRequest::Poweroff),
+            (a, b) => a.or(b),
+        };
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +132,12 @@ impl Bus {
         self.ranges.values().map(|(r, _)| *r)
     }
 
+    /// Every range's device; one registered at several ranges comes once
+    /// per range.
+    pub fn devices(&self) -> impl Iterator<Item = &Arc<Mutex<dyn BusDevice>>> + '_ {
+        self.ranges.values().map(|(_, d)| d)
+    }
+
     fn find(&self, addr: u64) -> Option<(BusRange, &Arc<Mutex<dyn BusDevice>>)> {
         let (_, (range, dev)) = self.ranges.range(..=addr).next_back()?;
         range.contains(addr).then_some((*range, dev))
@@ -106,6 +174,9 @@ mod tests {
     use super::*;
 
     struct Echo(Vec<(u64, u64)>);
+    impl Reset for Echo {
+        fn reset(&mut self) {}
+    }
     impl BusDevice for Echo {
         fn read(&mut self, base: u64, offset: u64, data: &mut [u8]) {
             data.fill(offset as u8);
@@ -131,5 +202,21 @@ mod tests {
         assert!(bus.write(0x3f6, &[4]));
         assert!(!bus.write(0x3f7, &[4]));
         assert_eq!(dev.lock().unwrap().0, vec![(0x1f0, 7), (0x3f6, 0)]);
+    }
+
+    #[test]
+    fn a_poweroff_outranks_a_reboot_whichever_came_first() {
+        let reboot = || BusEffects { power: Some(PowerRequest::Reboot), ..Default::default() };
+        let off = || BusEffects { power: Some(PowerRequest::Poweroff), ..Default::default() };
+        let mut a = reboot();
+        a.merge(off());
+        assert_eq!(a.power, Some(PowerRequest::Poweroff));
+        let mut b = off();
+        b.merge(reboot());
+        assert_eq!(b.power, Some(PowerRequest::Poweroff));
+        let mut c = BusEffects::default();
+        assert!(c.is_empty());
+        c.merge(reboot());
+        assert_eq!(c.power, Some(PowerRequest::Reboot));
     }
 }

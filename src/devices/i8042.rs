@@ -4,8 +4,8 @@
 //!
 //! Values and status transitions follow QEMU 7.2 as measured over qtest.
 
-use crate::devices::bus::BusDevice;
-use crate::machine::{IrqLine, PowerControl, PowerRequest};
+use crate::devices::bus::{BusDevice, Reset};
+use crate::vm::{IrqLine, PowerControl, PowerRequest};
 use std::sync::Arc;
 
 pub const DATA_PORT: u16 = 0x60;
@@ -189,6 +189,19 @@ impl I8042 {
     }
 }
 
+/// QEMU's `kbd_reset`: command byte, status, output port (A20 on) and
+/// any half-done two-byte command back to power-on, the interrupts
+/// lowered. The last output byte is not reset there either.
+impl Reset for I8042 {
+    fn reset(&mut self) {
+        self.status = STATUS_CMD | STATUS_UNLOCKED;
+        self.mode = MODE_KBD_INT | MODE_AUX_INT;
+        self.outport = OUTPORT_RESET_VALUE;
+        self.pending = PendingData::None;
+        self.update_lines();
+    }
+}
+
 impl BusDevice for I8042 {
     fn read(&mut self, base: u64, offset: u64, data: &mut [u8]) {
         data.fill(0xff);
@@ -247,6 +260,28 @@ mod tests {
         fn outb(&mut self, port: u16, v: u8) {
             self.kbc.write(port as u64, 0, &[v]);
         }
+    }
+
+    /// QEMU 7.2 over qtest (tests/differential/reset.rs).
+    #[test]
+    fn reset_brings_back_command_byte_status_and_output_port() {
+        let mut r = rig();
+        r.outb(0x64, 0x60);
+        r.outb(0x60, 0x75);
+        r.outb(0x64, 0xd1);
+        r.outb(0x60, 0xdd);
+        r.outb(0x64, 0xaa);
+        assert!(r.irq1.0.load(Ordering::SeqCst));
+        r.outb(0x64, 0x60);
+        r.kbc.reset();
+        assert!(!r.irq1.0.load(Ordering::SeqCst), "the interrupt is lowered");
+        assert_eq!(r.inb(0x64), 0x18, "status as at power-on, the output buffer empty");
+        r.outb(0x64, 0x20);
+        assert_eq!(r.inb(0x60), 0x03);
+        r.outb(0x64, 0xd0);
+        assert_eq!(r.inb(0x60), 0xcf);
+        assert!(r.kbc.a20_enabled());
+        assert!(r.power.taken().is_empty());
     }
 
     /// The sequence and values were measured on QEMU 7.2 over qtest.

@@ -3,8 +3,8 @@
 //! the PIIX3 Reset Control Register (0xcf9, the FADT reset register that
 //! Xen's ACPI tables point at with value 6).
 
-use crate::devices::bus::BusDevice;
-use crate::machine::{PowerControl, PowerRequest};
+use crate::devices::bus::{BusDevice, Reset};
+use crate::vm::{PowerControl, PowerRequest};
 use std::sync::Arc;
 
 pub const PORT_A: u16 = 0x92;
@@ -32,9 +32,12 @@ impl PortA {
         self.value & PORT_A_A20 != 0
     }
 
-    /// Called by the machine on reset: the reset bit does not survive it,
-    /// so the next rising edge works again.
-    pub fn reset(&mut self) {
+}
+
+/// QEMU's `port92_reset`: the reset bit does not survive a reset, so the
+/// next rising edge works again; A20 does (measured on QEMU 7.2).
+impl Reset for PortA {
+    fn reset(&mut self) {
         self.value &= !PORT_A_FAST_RESET;
     }
 }
@@ -73,6 +76,13 @@ pub struct ResetControl {
 impl ResetControl {
     pub fn new(power: Arc<dyn PowerControl>) -> Self {
         ResetControl { value: 0, power }
+    }
+}
+
+/// `piix3_reset` clears the register.
+impl Reset for ResetControl {
+    fn reset(&mut self) {
+        self.value = 0;
     }
 }
 
@@ -159,6 +169,8 @@ pub(crate) mod tests {
         rcr.write(0xcf9, 0, &[0xf3]);
         assert_eq!(inb(&mut rcr), 0x02);
         assert!(power.taken().is_empty());
+        rcr.reset();
+        assert_eq!(inb(&mut rcr), 0, "a machine reset clears it");
         rcr.write(0xcf9, 0, &[0x06]);
         rcr.write(0xcf9, 0, &[0x0e]);
         rcr.write(0xcf9, 0, &[0x04]);

@@ -28,12 +28,13 @@ impl PcOps {
         PcOps { machine, ide, vm, chardevs, on_quit, on_reset }
     }
 
-    /// The qtest machine's reset: devices to power-on state, BARs re-read,
-    /// and QEMU's RESET event.
-    pub fn reset_devices(machine: &Arc<Mutex<PcMachine>>, ide: &Arc<Mutex<IdeController>>, vm: &VmControl) {
-        ide.lock().unwrap_or_else(|e| e.into_inner()).reset();
-        machine.lock().unwrap_or_else(|e| e.into_inner()).sync_all_bars();
-        vm.events().emit(Event::Reset { guest: false, reason: "host-qmp-system-reset" });
+    /// The qtest machine's QMP reset: every device to its power-on state
+    /// and QEMU's RESET event. No hypervisor claims our ports there, so the
+    /// released BARs need no one told.
+    pub fn reset_devices(machine: &Arc<Mutex<PcMachine>>) {
+        let mut m = machine.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = m.reset();
+        m.vm().events().emit(Event::Reset { guest: false, reason: "host-qmp-system-reset" });
     }
 }
 

@@ -10,14 +10,14 @@ use crate::devices::cmos::{BootOrder, Cmos, CmosScope, CmosSetup, HardDiskGeomet
 use crate::devices::i8042::I8042;
 use crate::devices::ide::IdeController;
 use crate::devices::pci::i440fx::I440fx;
-use crate::devices::pci::piix3_isa::{Piix3Isa, PirqRouteFn};
+use crate::devices::pci::piix3_isa::Piix3Isa;
 use crate::devices::pci::piix4_pm::{Piix4Pm, Piix4PmOptions};
 use crate::devices::pci::xen_platform::{UnplugMask, XenPlatform, FIXED_PORT_BASE, FIXED_PORT_LEN};
 use crate::devices::reset::{PortA, ResetControl};
 use crate::devices::uart::pty::PtySerial;
 use crate::devices::uart::{NullSerial, SerialBackend, Uart};
 use crate::machine::pc::PcMachine;
-use crate::machine::{Event, IrqLine, PowerControl, PowerRequest, VmControl};
+use crate::machine::IrqLine;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
@@ -35,11 +35,11 @@ pub struct PlatformHandles {
     pub serial_tty: Option<String>,
 }
 
-/// Everything the platform needs from the front it runs under.
+/// Everything the platform needs from the front it runs under. Power
+/// requests and PIRQ routes are not here: they come back to the front in
+/// the machine's bus effects.
 pub struct PlatformWiring<'a> {
-    pub power: Arc<dyn PowerControl>,
     pub irq: &'a dyn Fn(u8) -> Arc<dyn IrqLine>,
-    pub pirq_route: PirqRouteFn,
     pub cmos_scope: CmosScope,
     /// Xen: the platform device (5853:0001) and its unplug protocol.
     pub xen_platform: bool,
@@ -67,7 +67,8 @@ pub fn add_platform(
     let ram_bytes = config.ram_mib << 20;
     let host_bridge = Arc::new(Mutex::new(I440fx::new(ram_bytes)));
     machine.add_pci_function(DEVFN_HOST_BRIDGE, host_bridge, None);
-    let isa_bridge = Arc::new(Mutex::new(Piix3Isa::new(wiring.pirq_route.clone())));
+    let isa_bridge = Arc::new(Mutex::new(Piix3Isa::new()));
+    let power = machine.power_control();
     machine.add_pci_function(DEVFN_ISA_BRIDGE, isa_bridge, None);
 
     let mut handles = PlatformHandles::default();
@@ -90,7 +91,7 @@ pub fn add_platform(
 
     if config.acpi {
         let pm = Arc::new(Mutex::new(Piix4Pm::new(
-            wiring.power.clone(),
+            power.clone(),
             Piix4PmOptions { smm_enabled: wiring.smm, com1: has_uart, com2: false },
         )));
         report("APM ports", machine.add_port_device(pm.clone(), 0xb2, 2));
@@ -144,11 +145,11 @@ pub fn add_platform(
     });
     report("CMOS ports", machine.add_port_device(Arc::new(Mutex::new(cmos)), 0x70, 2));
 
-    let i8042 = Arc::new(Mutex::new(I8042::new(wiring.power.clone(), None, None)));
+    let i8042 = Arc::new(Mutex::new(I8042::new(power.clone(), None, None)));
     report("i8042 data port", machine.add_port_device(i8042.clone(), 0x60, 1));
     report("i8042 command port", machine.add_port_device(i8042, 0x64, 1));
-    report("port 0x92", machine.add_port_device(Arc::new(Mutex::new(PortA::new(wiring.power.clone()))), 0x92, 1));
-    report("port 0xcf9", machine.add_port_device(Arc::new(Mutex::new(ResetControl::new(wiring.power.clone()))), 0xcf9, 1));
+    report("port 0x92", machine.add_port_device(Arc::new(Mutex::new(PortA::new(power.clone()))), 0x92, 1));
+    report("port 0xcf9", machine.add_port_device(Arc::new(Mutex::new(ResetControl::new(power))), 0xcf9, 1));
 
     if let Some(backend) = serial {
         let uart = Arc::new(Mutex::new(Uart::new((wiring.irq)(COM1_IRQ), backend)));
@@ -164,21 +165,4 @@ pub fn add_platform(
         }
     }
     Ok(handles)
-}
-
-/// Power requests in the qtest machine: QEMU's SHUTDOWN / RESET events.
-pub struct QtestPower {
-    pub vm: VmControl,
-}
-
-impl PowerControl for QtestPower {
-    fn request(&self, what: PowerRequest) {
-        match what {
-            PowerRequest::Poweroff => {
-                self.vm.events().emit(Event::Shutdown { guest: true, reason: "guest-shutdown" });
-                self.vm.shutdown();
-            }
-            PowerRequest::Reboot => self.vm.events().emit(Event::Reset { guest: true, reason: "guest-reset" }),
-        }
-    }
 }

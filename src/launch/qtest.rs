@@ -44,10 +44,7 @@ pub(super) fn run_qtest(config: MachineConfig) -> Result<i32, LaunchError> {
         &config,
         &ide,
         super::platform::PlatformWiring {
-            power: Arc::new(super::platform::QtestPower { vm: vm.clone() }),
             irq: &line,
-            // QEMU's pc routes PIRQs in its own PIIX3 model; no hypervisor to tell.
-            pirq_route: Arc::new(|_, _| {}),
             cmos_scope: CmosScope::Full,
             xen_platform: false,
             smm: true,
@@ -56,14 +53,14 @@ pub(super) fn run_qtest(config: MachineConfig) -> Result<i32, LaunchError> {
     let machine = Arc::new(Mutex::new(machine));
 
     let chardevs = super::chardevs(&config, &platform);
-    let (reset_machine, reset_ide, reset_vm) = (machine.clone(), ide.clone(), vm.clone());
+    let reset_machine = machine.clone();
     let ops = Arc::new(PcOps::new(
         machine.clone(),
         ide.clone(),
         vm.clone(),
         chardevs,
         Box::new(|| std::process::exit(0)),
-        Box::new(move || PcOps::reset_devices(&reset_machine, &reset_ide, &reset_vm)),
+        Box::new(move || PcOps::reset_devices(&reset_machine)),
     ));
     let _qmp = QmpServer::start_all(&config.qmp, ops, vm.events(), &QmpInfo { name: config.name.clone() })
         .map_err(|source| LaunchError::Qmp { label: "-qmp", source })?;

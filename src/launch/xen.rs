@@ -5,8 +5,8 @@ use super::{assemble_pc, open_drives, LaunchError};
 use crate::control::{drives_from_xenstore, Flavour, MachineConfig, QmpInfo, QmpServer};
 use crate::devices::cmos::CmosScope;
 use crate::devices::ide::IdeController;
-use crate::machine::pc::{PcMachine, PortRangeChange};
-use crate::machine::{EventSink, IrqLine, RunState, VmControl};
+use crate::machine::pc::{BusEffects, PcMachine, PortRangeChange};
+use crate::machine::{EventSink, IrqLine, PowerControl, RunState, VmControl};
 use crate::xen::{
     DeviceModelHandle, IoHandler, IoRangeKind, IoreqServer, IsaIrq, ServerWaker, XenGuestMemory, XenPowerControl,
     XenStore,
@@ -19,21 +19,24 @@ fn xen_err(e: crate::xen::XenError) -> LaunchError {
     LaunchError::Xen(e)
 }
 
-/// Routes the guest's requests into the machine and keeps the ioreq
-/// server's claimed port ranges in step with BARs the guest moves.
+/// Routes the guest's requests into the machine and acts on their bus
+/// effects: the ioreq server's claimed port ranges follow the BARs the
+/// guest moves, PIIX3 PIRQ routes go to Xen's virtual PCI links, power
+/// requests become domain shutdowns.
 struct MachineIo {
     machine: Arc<Mutex<PcMachine>>,
     ide: Arc<Mutex<IdeController>>,
     dm: Arc<DeviceModelHandle>,
     server_id: u16,
+    power: XenPowerControl,
     /// Xen refusing a range is reported per BAR move, and the guest moves
     /// BARs as often as it likes.
     log_limiter: crate::logging::RateLimiter,
 }
 
 impl MachineIo {
-    fn follow_range_changes(&mut self, machine: &mut PcMachine) {
-        for change in machine.take_range_changes() {
+    fn apply(&mut self, effects: BusEffects) {
+        for change in effects.ports {
             let result = match change {
                 PortRangeChange::Added(r) => self.dm.map_io_range_to_ioreq_server(self.server_id, IoRangeKind::Port, r.base, r.last()),
                 PortRangeChange::Removed(r) => self.dm.unmap_io_range_from_ioreq_server(self.server_id, IoRangeKind::Port, r.base, r.last()),
@@ -41,6 +44,20 @@ impl MachineIo {
             if let Err(e) = result {
                 self.log_limiter.log(log::Level::Error, "bar-move-rejected", format_args!("following a BAR move ({change:?}): {e}"));
             }
+        }
+        // As QEMU's xen_piix_pci_write_config_client: the link goes to Xen
+        // (0 = off) on every route register write.
+        for route in effects.pirq_routes {
+            if let Err(e) = self.dm.set_pci_link_route(route.link, route.irq.unwrap_or(0)) {
+                self.log_limiter.log(
+                    log::Level::Warn,
+                    "pci-link-route",
+                    format_args!("set_pci_link_route({}, {:?}): {e}", route.link, route.irq),
+                );
+            }
+        }
+        if let Some(request) = effects.power {
+            self.power.request(request);
         }
     }
 }
@@ -51,10 +68,8 @@ impl IoHandler for MachineIo {
     }
 
     fn pio_write(&mut self, port: u16, size: u8, value: u32) {
-        let machine = self.machine.clone();
-        let mut m = machine.lock().unwrap_or_else(|e| e.into_inner());
-        m.pio_write(port, size, value);
-        self.follow_range_changes(&mut m);
+        let effects = self.machine.lock().unwrap_or_else(|e| e.into_inner()).pio_write(port, size, value);
+        self.apply(effects);
     }
 
     fn mmio_read(&mut self, _addr: u64, size: u8) -> u64 {
@@ -69,10 +84,8 @@ impl IoHandler for MachineIo {
     }
 
     fn pci_config_write(&mut self, bus: u8, devfn: u8, reg: u16, size: u8, value: u32) {
-        let machine = self.machine.clone();
-        let mut m = machine.lock().unwrap_or_else(|e| e.into_inner());
-        m.pci_config_write(bus, devfn, reg, size, value);
-        self.follow_range_changes(&mut m);
+        let effects = self.machine.lock().unwrap_or_else(|e| e.into_inner()).pci_config_write(bus, devfn, reg, size, value);
+        self.apply(effects);
     }
 
     /// While the VM is not running (io-error hold, QMP stop) every vCPU
@@ -215,26 +228,12 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
 
     let mut machine = PcMachine::new(vm.clone());
     let ide = assemble_pc(&mut machine, drives, memory.clone(), irq(14), irq(15))?;
-    let link_router = dm.clone();
     let platform = super::platform::add_platform(
         &mut machine,
         &config,
         &ide,
         super::platform::PlatformWiring {
-            power: Arc::new(XenPowerControl::new(dm.clone())),
             irq: &irq,
-            // PIIX3 PIRQ routing goes to Xen's virtual PCI link (0 = off), as
-            // QEMU's xen_piix_pci_write_config_client does.
-            pirq_route: Arc::new(move |link, irq| {
-                if let Err(e) = link_router.set_pci_link_route(link, irq.unwrap_or(0)) {
-                    // The guest writes the PIRQ routing registers at will.
-                    crate::logging::ratelimit::log_global(
-                        log::Level::Warn,
-                        "pci-link-route",
-                        format_args!("set_pci_link_route({link}, {irq:?}): {e}"),
-                    );
-                }
-            }),
             cmos_scope: CmosScope::NvramOnly,
             xen_platform: platform_device,
             smm: false,
@@ -246,7 +245,6 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
     for devfn in machine.pci_devfns() {
         server.claim_pci(0, devfn).map_err(xen_err)?;
     }
-    machine.take_range_changes();
     let machine = Arc::new(Mutex::new(machine));
     let waker = server.waker();
 
@@ -289,7 +287,14 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
     }
     log::info!("serving domain {domid}");
 
-    let mut io = MachineIo { machine: machine.clone(), ide: ide.clone(), dm: dm.clone(), server_id: server.id(), log_limiter: Default::default() };
+    let mut io = MachineIo {
+        machine: machine.clone(),
+        ide: ide.clone(),
+        dm: dm.clone(),
+        server_id: server.id(),
+        power: XenPowerControl::new(dm.clone()),
+        log_limiter: Default::default(),
+    };
     let served = server.run(&mut io, &*memory);
     vm.shutdown();
     let flushed = ide.lock().unwrap_or_else(|e| e.into_inner()).flush_all();

@@ -5,22 +5,44 @@
 //! 0xcfc accesses to our functions into PCI_CONFIG requests, forwards the
 //! 0xcf8 accesses themselves, and guests read the latch back (Linux's
 //! pci_check_type1 finds no PCI at all otherwise).
+//!
+//! Every write and the reset return their [`BusEffects`] (ports claimed or
+//! released, PCI links routed, a power request) for the front to act on.
 
 use super::VmControl;
 use crate::devices::bus::{Bus, BusDevice, BusRange};
 use crate::devices::pci::{IoBar, PciFunction};
-use std::collections::BTreeMap;
+use crate::vm::{PowerControl, PowerRequest};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
+
+pub use crate::devices::bus::{BusEffects, PirqRoute, PortRangeChange};
 
 const PCI_CONFIG_ADDRESS: u16 = 0xcf8;
 const PCI_CONFIG_DATA: u16 = 0xcfc;
 
-/// A port range that appeared or went away because the guest moved a BAR.
-/// The Xen front claims and releases these with the ioreq server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PortRangeChange {
-    Added(BusRange),
-    Removed(BusRange),
+/// The power line the machine hands its devices (i8042, 0x92, 0xcf9, PIIX4
+/// PM). A device asks for a power transition in the middle of a port
+/// write, with its own lock and the machine's held, where neither a reset
+/// of the machine nor a hypercall is the device's business; the request
+/// is taken when the write returns and comes back in its [`BusEffects`].
+#[derive(Default)]
+struct PowerLatch(Mutex<Option<PowerRequest>>);
+
+impl PowerControl for PowerLatch {
+    fn request(&self, what: PowerRequest) {
+        let mut pending = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // A power-off outranks a reboot (QEMU looks at shutdown first).
+        if what == PowerRequest::Poweroff || pending.is_none() {
+            *pending = Some(what);
+        }
+    }
+}
+
+impl PowerLatch {
+    fn take(&self) -> Option<PowerRequest> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
 }
 
 struct PciSlot {
@@ -45,7 +67,7 @@ pub struct PcMachine {
     config_address: u32,
     vm: VmControl,
     resume_hooks: Vec<Box<dyn ResumeHook>>,
-    range_changes: Vec<PortRangeChange>,
+    power: Arc<PowerLatch>,
     /// Every config write re-tries a BAR that overlaps, and the guest picks
     /// the BARs: its warnings are rate limited.
     log_limiter: crate::logging::RateLimiter,
@@ -71,7 +93,7 @@ impl PcMachine {
             config_address: 0,
             vm,
             resume_hooks: Vec::new(),
-            range_changes: Vec::new(),
+            power: Arc::new(PowerLatch::default()),
             log_limiter: crate::logging::RateLimiter::default(),
         }
     }
@@ -80,15 +102,23 @@ impl PcMachine {
         &self.vm
     }
 
+    /// The power line for the machine's devices: what they request comes
+    /// back in the effects of the write that made the request.
+    pub fn power_control(&self) -> Arc<dyn PowerControl> {
+        self.power.clone()
+    }
+
     pub fn add_port_device(&mut self, device: Arc<Mutex<dyn BusDevice>>, base: u16, len: u16) -> Result<(), crate::devices::bus::BusError> {
         self.ports.insert(device, base as u64, len as u64)
     }
 
     /// Put a function at `devfn` (device << 3 | function) on bus 0.
-    /// `bar_device` receives the accesses to its I/O BARs.
+    /// `bar_device` receives the accesses to its I/O BARs. BARs that
+    /// decode from the start are on the port bus at once and so among the
+    /// [`claim_ranges`](Self::claim_ranges).
     pub fn add_pci_function(&mut self, devfn: u8, function: Arc<Mutex<dyn PciFunction>>, bar_device: Option<Arc<Mutex<dyn BusDevice>>>) {
         self.pci.insert(devfn, PciSlot { function, bar_device, mapped_bars: Vec::new() });
-        self.sync_bars(devfn);
+        let _ = self.sync_bars(devfn);
     }
 
     pub fn add_resume_hook(&mut self, hook: Box<dyn ResumeHook>) {
@@ -116,10 +146,6 @@ impl PcMachine {
         merged.into_iter().map(|(first, last)| BusRange { base: first, len: last - first + 1 }).collect()
     }
 
-    pub fn take_range_changes(&mut self) -> Vec<PortRangeChange> {
-        std::mem::take(&mut self.range_changes)
-    }
-
     pub fn pio_read(&mut self, port: u16, size: u8) -> u32 {
         let size = size.clamp(1, 4);
         if port == PCI_CONFIG_ADDRESS && size == 4 {
@@ -133,18 +159,18 @@ impl PcMachine {
         read_le(&data[..size as usize])
     }
 
-    pub fn pio_write(&mut self, port: u16, size: u8, value: u32) {
+    pub fn pio_write(&mut self, port: u16, size: u8, value: u32) -> BusEffects {
         let size = size.clamp(1, 4);
         if port == PCI_CONFIG_ADDRESS && size == 4 {
             self.config_address = value;
-            return;
+            return BusEffects::default();
         }
         if (PCI_CONFIG_DATA..PCI_CONFIG_DATA + 4).contains(&port) {
-            self.config_data_write(port, size, value);
-            return;
+            return self.config_data_write(port, size, value);
         }
         let bytes = value.to_le_bytes();
         self.ports.write(port as u64, &bytes[..size as usize]);
+        BusEffects { power: self.power.take(), ..Default::default() }
     }
 
     /// The target of the latched 0xcf8 address plus the data port's lane.
@@ -166,9 +192,10 @@ impl PcMachine {
         }
     }
 
-    fn config_data_write(&mut self, port: u16, size: u8, value: u32) {
-        if let Some((bus, devfn, reg)) = self.latched_target(port) {
-            self.pci_config_write(bus, devfn, reg, size, value);
+    fn config_data_write(&mut self, port: u16, size: u8, value: u32) -> BusEffects {
+        match self.latched_target(port) {
+            Some((bus, devfn, reg)) => self.pci_config_write(bus, devfn, reg, size, value),
+            None => BusEffects::default(),
         }
     }
 
@@ -188,34 +215,37 @@ impl PcMachine {
         }
     }
 
-    pub fn pci_config_write(&mut self, bus: u8, devfn: u8, reg: u16, size: u8, value: u32) {
+    pub fn pci_config_write(&mut self, bus: u8, devfn: u8, reg: u16, size: u8, value: u32) -> BusEffects {
         if bus != 0 || !matches!(size, 1 | 2 | 4) || reg as u32 + size as u32 > 256 {
-            return;
+            return BusEffects::default();
         }
-        let Some(slot) = self.pci.get(&devfn) else { return };
-        slot.function.lock().unwrap_or_else(|e| e.into_inner()).config_write(reg as u8, size, value & size_mask(size));
-        self.sync_bars(devfn);
+        let Some(slot) = self.pci.get(&devfn) else { return BusEffects::default() };
+        let result =
+            slot.function.lock().unwrap_or_else(|e| e.into_inner()).config_write(reg as u8, size, value & size_mask(size));
+        BusEffects { ports: self.sync_bars(devfn), pirq_routes: result.pirq_routes, power: self.power.take() }
     }
 
-    /// Follow the function's I/O BARs on the port bus after a config write.
-    fn sync_bars(&mut self, devfn: u8) {
-        let Some(slot) = self.pci.get_mut(&devfn) else { return };
-        let Some(device) = slot.bar_device.clone() else { return };
+    /// Follow the function's I/O BARs on the port bus after a config write
+    /// or a reset; returns what changed on the bus.
+    fn sync_bars(&mut self, devfn: u8) -> Vec<PortRangeChange> {
+        let mut changes = Vec::new();
+        let Some(slot) = self.pci.get_mut(&devfn) else { return changes };
+        let Some(device) = slot.bar_device.clone() else { return changes };
         let now = slot.function.lock().unwrap_or_else(|e| e.into_inner()).io_bars();
         if now == slot.mapped_bars {
-            return;
+            return changes;
         }
         let old = std::mem::take(&mut slot.mapped_bars);
         for bar in &old {
             if self.ports.remove(bar.base as u64) {
-                self.range_changes.push(PortRangeChange::Removed(BusRange { base: bar.base as u64, len: bar.len as u64 }));
+                changes.push(PortRangeChange::Removed(BusRange { base: bar.base as u64, len: bar.len as u64 }));
             }
         }
         let mut mapped = Vec::new();
         for bar in now {
             match self.ports.insert(device.clone(), bar.base as u64, bar.len as u64) {
                 Ok(()) => {
-                    self.range_changes.push(PortRangeChange::Added(BusRange { base: bar.base as u64, len: bar.len as u64 }));
+                    changes.push(PortRangeChange::Added(BusRange { base: bar.base as u64, len: bar.len as u64 }));
                     mapped.push(bar);
                 }
                 Err(e) => self.log_limiter.log(
@@ -228,13 +258,34 @@ impl PcMachine {
         if let Some(slot) = self.pci.get_mut(&devfn) {
             slot.mapped_bars = mapped;
         }
+        changes
     }
 
-    /// After a machine reset: every function's BARs are read again.
-    pub fn sync_all_bars(&mut self) {
-        for devfn in self.pci_devfns() {
-            self.sync_bars(devfn);
+    /// A machine reset (QMP `system_reset`, the guest's 0xcf9, 0x92 or
+    /// i8042 reset): every device on the port bus and every PCI function
+    /// goes back to its power-on state, once each however many ranges and
+    /// roles it has, and the BARs are followed. The 0xcf8 latch is the
+    /// host bridge's, which QEMU does not reset either.
+    pub fn reset(&mut self) -> BusEffects {
+        // The data address identifies a device behind either trait object.
+        let mut done = HashSet::new();
+        for device in self.ports.devices() {
+            if done.insert(Arc::as_ptr(device).cast::<u8>() as usize) {
+                device.lock().unwrap_or_else(|e| e.into_inner()).reset();
+            }
         }
+        for slot in self.pci.values() {
+            if done.insert(Arc::as_ptr(&slot.function).cast::<u8>() as usize) {
+                slot.function.lock().unwrap_or_else(|e| e.into_inner()).reset();
+            }
+        }
+        let mut effects = BusEffects::default();
+        for devfn in self.pci_devfns() {
+            effects.ports.extend(self.sync_bars(devfn));
+        }
+        // A request made before the reset was served by it.
+        let _ = self.power.take();
+        effects
     }
 
     /// QMP `cont`: run again and re-issue held requests.
@@ -254,150 +305,5 @@ impl PcMachine {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::devices::pci::ConfigSpace;
-    use crate::machine::{EventSink, RunState};
-
-    struct BarFunction {
-        config: ConfigSpace,
-        accesses: Vec<(u64, u64)>,
-    }
-
-    impl PciFunction for BarFunction {
-        fn config_read(&mut self, offset: u8, size: u8) -> u32 {
-            self.config.read(offset, size)
-        }
-        fn config_write(&mut self, offset: u8, size: u8, value: u32) {
-            self.config.write(offset, size, value)
-        }
-        fn io_bars(&self) -> Vec<IoBar> {
-            self.config.io_bar_base(4).map(|base| IoBar { index: 4, base, len: 16 }).into_iter().collect()
-        }
-    }
-
-    impl BusDevice for BarFunction {
-        fn read(&mut self, base: u64, offset: u64, data: &mut [u8]) {
-            self.accesses.push((base, offset));
-            data.fill(0x5a);
-        }
-        fn write(&mut self, base: u64, offset: u64, _data: &[u8]) {
-            self.accesses.push((base, offset));
-        }
-    }
-
-    fn machine_with_function() -> (PcMachine, Arc<Mutex<BarFunction>>) {
-        let vm = VmControl::new(RunState::Running, EventSink::new());
-        let mut m = PcMachine::new(vm);
-        let mut config = ConfigSpace::new(0x8086, 0x7010, 0x010180, 0);
-        config.init_io_bar(4, 16);
-        let f = Arc::new(Mutex::new(BarFunction { config, accesses: vec![] }));
-        m.add_pci_function(0x09, f.clone(), Some(f.clone()));
-        (m, f)
-    }
-
-    #[test]
-    fn config_mechanism_one_reaches_the_function_and_absent_slots_float() {
-        let (mut m, _) = machine_with_function();
-        m.pio_write(0xcf8, 4, 0x8000_0900);
-        assert_eq!(m.pio_read(0xcfc, 4), 0x7010_8086);
-        assert_eq!(m.pio_read(0xcfe, 2), 0x7010);
-        m.pio_write(0xcf8, 4, 0x8000_1000);
-        assert_eq!(m.pio_read(0xcfc, 4), 0xffff_ffff);
-        m.pio_write(0xcf8, 4, 0x0000_0900);
-        assert_eq!(m.pio_read(0xcfc, 2), 0xffff);
-        assert_eq!(m.pci_config_read(1, 0x09, 0, 4), 0xffff_ffff);
-        assert_eq!(m.pci_config_read(0, 0x09, 0xfe, 4), 0xffff_ffff);
-    }
-
-    #[test]
-    fn bar_moves_follow_on_the_port_bus_and_are_reported() {
-        let (mut m, f) = machine_with_function();
-        m.pci_config_write(0, 0x09, 0x20, 4, 0xc001);
-        assert_eq!(m.pio_read(0xc002, 1), 0xff, "not decoded before COMMAND.IO");
-        m.pci_config_write(0, 0x09, 0x04, 2, 0x0005);
-        assert_eq!(m.pio_read(0xc002, 1), 0x5a);
-        m.pci_config_write(0, 0x09, 0x20, 4, 0xd001);
-        assert_eq!(m.pio_read(0xc002, 1), 0xff);
-        assert_eq!(m.pio_read(0xd00a, 1), 0x5a);
-        let changes = m.take_range_changes();
-        assert_eq!(
-            changes,
-            vec![
-                PortRangeChange::Added(BusRange { base: 0xc000, len: 16 }),
-                PortRangeChange::Removed(BusRange { base: 0xc000, len: 16 }),
-                PortRangeChange::Added(BusRange { base: 0xd000, len: 16 }),
-            ]
-        );
-        assert_eq!(f.lock().unwrap().accesses, vec![(0xc000, 2), (0xd000, 10)]);
-    }
-
-    #[test]
-    fn claimed_ranges_cover_the_config_mechanism_without_overlaps() {
-        struct Fixed;
-        impl BusDevice for Fixed {
-            fn read(&mut self, _: u64, _: u64, data: &mut [u8]) {
-                data.fill(0)
-            }
-            fn write(&mut self, _: u64, _: u64, _: &[u8]) {}
-        }
-        let (mut m, _) = machine_with_function();
-        let dev = Arc::new(Mutex::new(Fixed));
-        m.add_port_device(dev.clone(), 0xcf9, 1).unwrap();
-        m.add_port_device(dev.clone(), 0x1f0, 8).unwrap();
-        m.add_port_device(dev, 0x1f8, 1).unwrap();
-        assert_eq!(
-            m.claim_ranges(),
-            vec![BusRange { base: 0x1f0, len: 9 }, BusRange { base: 0xcf8, len: 8 }]
-        );
-        m.pio_write(0xcf8, 4, 0x8000_0000);
-        assert_eq!(m.pio_read(0xcf8, 4), 0x8000_0000, "the latch reads back (Linux probes it)");
-    }
-
-    #[test]
-    fn a_bar_over_another_device_is_not_decoded() {
-        struct Fixed;
-        impl BusDevice for Fixed {
-            fn read(&mut self, _: u64, _: u64, data: &mut [u8]) {
-                data.fill(0x11)
-            }
-            fn write(&mut self, _: u64, _: u64, _: &[u8]) {}
-        }
-        let (mut m, _) = machine_with_function();
-        m.add_port_device(Arc::new(Mutex::new(Fixed)), 0x1f0, 8).unwrap();
-        m.pci_config_write(0, 0x09, 0x20, 4, 0x01f1);
-        m.pci_config_write(0, 0x09, 0x04, 2, 0x0001);
-        assert_eq!(m.pio_read(0x1f0, 1), 0x11);
-        assert!(m.take_range_changes().is_empty());
-    }
-
-    #[test]
-    fn config_writes_while_a_bar_overlaps_log_a_bounded_number_of_warnings() {
-        use crate::logging::ratelimit::{Clock, RateLimiter, DEFAULT_BURST, DEFAULT_INTERVAL};
-        struct Fixed;
-        impl BusDevice for Fixed {
-            fn read(&mut self, _: u64, _: u64, data: &mut [u8]) {
-                data.fill(0x11)
-            }
-            fn write(&mut self, _: u64, _: u64, _: &[u8]) {}
-        }
-        let (mut m, _) = machine_with_function();
-        let clock = Clock::manual();
-        m.log_limiter = RateLimiter::new(DEFAULT_BURST, DEFAULT_INTERVAL, clock.clone());
-        m.add_port_device(Arc::new(Mutex::new(Fixed)), 0x1f0, 8).unwrap();
-        m.pci_config_write(0, 0x09, 0x20, 4, 0x01f1);
-        let ((), lines) = crate::logging::testlog::capture(|| {
-            for _ in 0..10_000 {
-                m.pci_config_write(0, 0x09, 0x04, 2, 0x0001);
-            }
-            clock.advance(DEFAULT_INTERVAL);
-            m.pci_config_write(0, 0x09, 0x04, 2, 0x0001);
-        });
-        let warnings: Vec<_> = lines.iter().filter(|(_, l)| l.contains("not decoded")).collect();
-        assert_eq!(warnings.len(), DEFAULT_BURST as usize + 1, "a burst, then one in the next interval");
-        let summary: Vec<_> = lines.iter().filter(|(_, l)| l.contains("suppressed")).collect();
-        assert_eq!(summary.len(), 1);
-        assert_eq!(summary[0].1, format!("{} similar messages suppressed (pci-bar-not-decoded)", 10_000 - DEFAULT_BURST));
-        assert_eq!(lines.len(), DEFAULT_BURST as usize + 2);
-    }
-}
+#[path = "pc_tests.rs"]
+mod tests;

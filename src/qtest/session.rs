@@ -2,8 +2,8 @@
 
 use super::protocol::{decode_write_hex, parse, Command};
 use super::{AnonRam, QtestIrqs, QtestStream};
-use crate::machine::pc::PcMachine;
-use crate::machine::GuestMemory;
+use crate::machine::pc::{BusEffects, PcMachine};
+use crate::machine::{Event, GuestMemory, PowerRequest};
 use base64::Engine;
 use std::io::BufRead;
 use std::sync::{Arc, Mutex};
@@ -61,7 +61,9 @@ impl QtestSession {
     fn execute(&mut self, cmd: Command) -> String {
         match cmd {
             Command::Out { width, port, value } => {
-                self.machine.lock().unwrap_or_else(|e| e.into_inner()).pio_write(port, width, value);
+                let mut machine = self.machine.lock().unwrap_or_else(|e| e.into_inner());
+                let effects = machine.pio_write(port, width, value);
+                Self::apply(&mut machine, effects);
                 "OK\n".into()
             }
             Command::In { width, port } => {
@@ -158,6 +160,24 @@ impl QtestSession {
         }
     }
 
+    /// What a guest write changed outside its device. There is no
+    /// hypervisor to claim ports or route PCI links for; a power request
+    /// is served as QEMU's main loop serves it before the next command:
+    /// a reset of every device and the RESET event, or SHUTDOWN.
+    fn apply(machine: &mut PcMachine, effects: BusEffects) {
+        match effects.power {
+            Some(PowerRequest::Reboot) => {
+                let _ = machine.reset();
+                machine.vm().events().emit(Event::Reset { guest: true, reason: "guest-reset" });
+            }
+            Some(PowerRequest::Poweroff) => {
+                machine.vm().events().emit(Event::Shutdown { guest: true, reason: "guest-shutdown" });
+                machine.vm().shutdown();
+            }
+            None => {}
+        }
+    }
+
     /// Guest memory for a read reply; bytes outside RAM read as 0xff.
     fn read_block(&self, addr: u64, len: u64) -> Result<Vec<u8>, String> {
         if len > MAX_TRANSFER {
@@ -179,9 +199,15 @@ mod tests {
     use crate::machine::{EventSink, RunState, VmControl};
 
     fn session() -> (QtestSession, super::super::stream::CapturedOutput) {
+        session_with(|_| {})
+    }
+
+    fn session_with(build: impl FnOnce(&mut PcMachine)) -> (QtestSession, super::super::stream::CapturedOutput) {
         let (stream, out) = QtestStream::capture();
         let vm = VmControl::new(RunState::Running, EventSink::new());
-        let machine = Arc::new(Mutex::new(PcMachine::new(vm)));
+        let mut machine = PcMachine::new(vm);
+        build(&mut machine);
+        let machine = Arc::new(Mutex::new(machine));
         let ram = Arc::new(AnonRam::new(1 << 20).unwrap());
         let irqs = QtestIrqs::new(stream.clone());
         (QtestSession::new(machine, ram, irqs, stream), out)
@@ -199,6 +225,37 @@ mod tests {
              FAIL cannot advance clock to the next deadline because there is no pending deadline\n\
              FAIL Unknown command 'frob'\nOK 0x00ff\n"
         );
+    }
+
+    /// The guest's 0xcf9 reset resets every device before the next
+    /// command, with QEMU's RESET event; a PM1a_CNT S5 write shuts down.
+    #[test]
+    fn a_guest_reset_resets_the_devices_and_a_poweroff_shuts_down() {
+        use crate::devices::i8042::I8042;
+        use crate::devices::reset::ResetControl;
+        let (mut s, out) = session_with(|m| {
+            let kbc = Arc::new(Mutex::new(I8042::new(m.power_control(), None, None)));
+            m.add_port_device(kbc.clone(), 0x60, 1).unwrap();
+            m.add_port_device(kbc, 0x64, 1).unwrap();
+            m.add_port_device(Arc::new(Mutex::new(ResetControl::new(m.power_control()))), 0xcf9, 1).unwrap();
+        });
+        let events = s.machine.lock().unwrap().vm().events().subscribe();
+        let script = "outb 0x64 0x60\noutb 0x60 0x74\noutb 0xcf9 0x02\ninb 0xcf9\noutb 0xcf9 0x06\n\
+                      inb 0xcf9\noutb 0x64 0x20\ninb 0x60\n";
+        s.serve(&mut script.as_bytes()).unwrap();
+        assert_eq!(out.take(), "OK\nOK\nOK\nOK 0x0002\nOK\nOK 0x0000\nOK\nOK 0x0003\n");
+        assert_eq!(events.try_iter().collect::<Vec<_>>(), vec![Event::Reset { guest: true, reason: "guest-reset" }]);
+        assert!(s.machine.lock().unwrap().vm().is_running());
+        let (mut s, _) = session_with(|m| {
+            let pm = Arc::new(Mutex::new(crate::devices::pci::piix4_pm::Piix4Pm::new(m.power_control(), Default::default())));
+            m.add_pci_function(0x0b, pm.clone(), Some(pm));
+        });
+        let events = s.machine.lock().unwrap().vm().events().subscribe();
+        // hvmloader's PM setup through 0xcf8/0xcfc, then S5.
+        let script = "outl 0xcf8 0x80000b40\noutl 0xcfc 0xb001\noutl 0xcf8 0x80000b80\noutb 0xcfc 0x01\noutw 0xb004 0x2000\n";
+        s.serve(&mut script.as_bytes()).unwrap();
+        assert_eq!(events.try_iter().collect::<Vec<_>>(), vec![Event::Shutdown { guest: true, reason: "guest-shutdown" }]);
+        assert!(!s.machine.lock().unwrap().vm().is_running());
     }
 
     #[test]

@@ -2740,6 +2740,9 @@ fn atapi_more_scenarios(out: &mut Vec<Scenario>) {
     ));
 }
 
+#[path = "reset.rs"]
+mod reset;
+
 pub fn all() -> Vec<Scenario> {
     let mut out = Vec::new();
     identify_scenarios(&mut out);
@@ -2756,6 +2759,7 @@ pub fn all() -> Vec<Scenario> {
     atapi_more_scenarios(&mut out);
     geometry_scenarios(&mut out);
     qmp_scenarios(&mut out);
+    reset::reset_scenarios(&mut out);
     let _ = PRIMARY;
     out
 }

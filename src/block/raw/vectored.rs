@@ -70,7 +70,7 @@ mod tests {
     use super::*;
     use crate::block::engine::GuestSegment;
     use crate::block::{BlockBackend, CacheMode};
-    use crate::machine::{DmaDirection, GuestMemory};
+    use crate::vm::{DmaDirection, GuestMemory};
     use crate::qtest::AnonRam;
 
     /// An image on the filesystem the build runs on (O_DIRECT works there;

@@ -14,7 +14,7 @@ use super::dma::failure_errno;
 use super::requests::Pending;
 use crate::block::engine::{Completion, IoDone, IoFailure, IoOp};
 use crate::block::{BlockError, BlockOp};
-use crate::machine::Event;
+use crate::vm::Event;
 
 #[derive(Debug, Clone)]
 pub(super) enum AtapiSource {

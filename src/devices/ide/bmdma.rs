@@ -2,7 +2,7 @@
 //! the PRD table walk.
 
 use crate::block::engine::GuestSegment;
-use crate::machine::{GuestMemory, MemError};
+use crate::vm::{GuestMemory, MemError};
 
 pub const BM_CMD_START: u8 = 0x01;
 pub const BM_CMD_READ: u8 = 0x08;

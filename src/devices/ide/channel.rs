@@ -16,7 +16,7 @@ use super::policy::Held;
 use super::regs::*;
 use super::requests::{CompletionQueue, InFlight};
 use crate::block::engine::GuestSegment;
-use crate::machine::{GuestMemory, IrqLine, VmControl};
+use crate::vm::{GuestMemory, IrqLine, VmControl};
 use std::sync::Arc;
 
 const CTRL_NIEN: u8 = 0x02;

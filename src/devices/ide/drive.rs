@@ -6,7 +6,7 @@ use super::regs::SECTOR_SIZE;
 use super::MediaKind;
 use crate::block::engine::{BlockQueue, Medium};
 use crate::block::{BlockOp, CacheMode, ErrorPolicy};
-use crate::machine::BlockStats;
+use super::info::BlockStats;
 use std::time::Duration;
 
 /// A drive and its host side.

@@ -4,7 +4,7 @@
 
 use super::IdeController;
 use crate::block::engine::{BlockQueue, EngineError, IdleWaiter};
-use crate::machine::VmControl;
+use crate::vm::VmControl;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 

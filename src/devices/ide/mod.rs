@@ -13,6 +13,7 @@ mod commands;
 mod dma;
 mod drive;
 mod host_io;
+mod info;
 pub use host_io::wait_idle;
 pub mod identify;
 mod requests;
@@ -24,8 +25,9 @@ mod unplug;
 use crate::block::{BlockBackend, BlockError, CacheMode, ErrorPolicy};
 use crate::devices::bus::BusDevice;
 use crate::devices::pci::config::{self, ConfigSpace};
-use crate::devices::pci::{IoBar, PciFunction};
-use crate::machine::{DriveInfo, Event, GuestMemory, InsertedMedium, IrqLine, VmControl};
+use crate::devices::pci::{ConfigWriteResult, IoBar, PciFunction};
+pub use info::{BlockStats, DriveInfo, InsertedMedium};
+use crate::vm::{Event, GuestMemory, IrqLine, VmControl};
 use crate::block::engine::Medium;
 use channel::{Channel, Ctx};
 use requests::CompletionQueue;
@@ -143,6 +145,11 @@ fn piix3_config() -> ConfigSpace {
     // bit 7 of 0x41/0x43, and 0x44) and the subsystem is QEMU's 1af4:1100.
     let mut c = crate::devices::pci::qemu_header::qemu_config_space(0x8086, 0x7010, 0x010180, 0);
     c.init_io_bar(BMDMA_BAR, BMDMA_LEN as u32);
+    // QEMU's piix_ide_reset: COMMAND 0 (the PIIX3/4 default), STATUS
+    // DEVSEL medium | fast back-to-back, BMIBA unassigned.
+    c.set_u16(config::COMMAND, 0);
+    c.set_u16(config::STATUS, 0x0280);
+    c.set_u32(config::BAR0 + 4 * BMDMA_BAR, 1);
     c
 }
 
@@ -153,7 +160,7 @@ impl IdeController {
         let [irq14, irq15] = irqs;
         let mk = |pos: usize, d: Option<DriveConfig>| d.map(|cfg| build_drive(pos, cfg));
         let completions = Arc::new(CompletionQueue::default());
-        let mut ctl = IdeController {
+        IdeController {
             config: piix3_config(),
             channels: [
                 Channel::new(0, [mk(0, d0), mk(1, d1)], irq14, completions.clone()),
@@ -164,15 +171,7 @@ impl IdeController {
             completions,
             serving_guest_request: false,
             unplug_held: Vec::new(),
-        };
-        ctl.reset_config();
-        ctl
-    }
-
-    fn reset_config(&mut self) {
-        self.config.set_u16(config::COMMAND, 0);
-        self.config.set_u16(config::STATUS, 0x0280);
-        self.config.set_u32(config::BAR0 + 4 * BMDMA_BAR, 1);
+        }
     }
 
     /// The per-access context and the channels, borrowed side by side (a
@@ -231,7 +230,7 @@ impl IdeController {
     /// A host-side tray move: QEMU runs its change-media callback for each
     /// one, which the command set turns into NOT READY / UNIT ATTENTION and
     /// a media event for the guest.
-    fn move_tray(events: &crate::machine::EventSink, drive: &mut Drive, open: bool) {
+    fn move_tray(events: &crate::vm::EventSink, drive: &mut Drive, open: bool) {
         if drive.atapi.tray_open() != open {
             drive.atapi.set_tray_open(open);
             drive.atapi.medium_changed();
@@ -291,9 +290,12 @@ impl IdeController {
         first
     }
 
+    /// A machine reset: the standard header back to power-on (COMMAND 0,
+    /// STATUS 0x0280, BAR4 unassigned, interrupt line 0), both channels
+    /// reset. The timing registers from 0x40 on keep what the guest wrote,
+    /// as QEMU's piix_ide_reset leaves them (measured on QEMU 7.2).
     pub fn reset(&mut self) {
-        self.config = piix3_config();
-        self.reset_config();
+        self.config.reset_header(&piix3_config());
         for ch in &mut self.channels {
             ch.reset();
         }
@@ -406,13 +408,20 @@ impl BusDevice for IdeController {
     }
 }
 
+impl crate::devices::bus::Reset for IdeController {
+    fn reset(&mut self) {
+        IdeController::reset(self);
+    }
+}
+
 impl PciFunction for IdeController {
     fn config_read(&mut self, offset: u8, size: u8) -> u32 {
         self.config.read(offset, size)
     }
 
-    fn config_write(&mut self, offset: u8, size: u8, value: u32) {
+    fn config_write(&mut self, offset: u8, size: u8, value: u32) -> ConfigWriteResult {
         self.config.write(offset, size, value);
+        ConfigWriteResult::default()
     }
 
     fn io_bars(&self) -> Vec<IoBar> {

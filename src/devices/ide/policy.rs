@@ -8,7 +8,7 @@ use crate::block::engine::IoFailure;
 use crate::block::{BlockError, BlockOp, ErrorAction};
 use crate::logging::{audit_io_error, IoErrorAudit};
 use super::drive::Drive;
-use crate::machine::{Event, IoOperation, RunState, VmControl};
+use crate::vm::{Event, IoOperation, RunState, VmControl};
 
 /// A request a `stop` policy holds until the VM runs again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use super::drive::Drive;
 use super::policy::{drive_policy, FailedRequest};
 use super::IdeController;
 use crate::block::{BlockOp, ErrorAction};
-use crate::machine::RunState;
+use crate::vm::RunState;
 
 /// The audit line's command for a flush no ATA command asked for.
 pub(super) const UNPLUG_FLUSH: &str = "FLUSH (Xen PV unplug)";

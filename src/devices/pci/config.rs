@@ -8,6 +8,8 @@ pub const REVISION: usize = 0x08;
 pub const CLASS_PROG: usize = 0x09;
 pub const HEADER_TYPE: usize = 0x0e;
 pub const BAR0: usize = 0x10;
+pub const CACHE_LINE_SIZE: usize = 0x0c;
+pub const ROM_BAR: usize = 0x30;
 pub const SUBSYSTEM_VENDOR_ID: usize = 0x2c;
 pub const SUBSYSTEM_ID: usize = 0x2e;
 pub const INTERRUPT_LINE: usize = 0x3c;
@@ -144,9 +146,64 @@ impl ConfigSpace {
     }
 }
 
+/// The standard-header registers a PCI reset puts back (QEMU's
+/// `pci_do_device_reset`: COMMAND, STATUS, the cache line size, the
+/// interrupt line, every BAR and the ROM BAR). Everything else, the
+/// function-specific bytes from 0x40 on in particular, keeps what the
+/// guest wrote unless the function's own reset restores it.
+const RESET_HEADER_BYTES: [std::ops::Range<usize>; 5] = [
+    COMMAND..STATUS + 2,
+    CACHE_LINE_SIZE..CACHE_LINE_SIZE + 1,
+    BAR0..BAR0 + 24,
+    ROM_BAR..ROM_BAR + 4,
+    INTERRUPT_LINE..INTERRUPT_LINE + 1,
+];
+
+impl ConfigSpace {
+    /// A PCI reset: the standard header registers listed in
+    /// [`RESET_HEADER_BYTES`] take their values from `power_on` (the
+    /// function's configuration as built, which is QEMU's state after its
+    /// own power-on reset). Function-specific bytes are left alone.
+    pub fn reset_header(&mut self, power_on: &ConfigSpace) {
+        for range in RESET_HEADER_BYTES {
+            self.bytes[range.clone()].copy_from_slice(&power_on.bytes[range]);
+        }
+    }
+
+    /// Function-specific registers that the function's reset handler puts
+    /// back (QEMU's `piix3_reset`, `piix4_pm_reset`): their power-on bytes.
+    pub fn restore(&mut self, power_on: &ConfigSpace, offsets: &[usize]) {
+        for &at in offsets {
+            self.bytes[at & 0xff] = power_on.bytes[at & 0xff];
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reset_header_restores_the_header_and_keeps_function_bytes() {
+        let mut c = crate::devices::pci::qemu_header::qemu_config_space(0x8086, 0x7010, 0x010180, 0);
+        c.init_io_bar(4, 16);
+        c.set_writable(0x40, 0xff);
+        let power_on = c.clone();
+        c.write(COMMAND as u8, 2, 0x0007);
+        c.write(0x20, 4, 0xc001);
+        c.write(CACHE_LINE_SIZE as u8, 1, 0x10);
+        c.write(INTERRUPT_LINE as u8, 1, 0x0e);
+        c.write(0x40, 4, 0xa307_a307);
+        c.reset_header(&power_on);
+        assert_eq!(c.read(COMMAND as u8, 2), 0);
+        assert_eq!(c.read(0x20, 4), 0x1, "BAR4 unassigned, the I/O type bit kept");
+        assert_eq!(c.read(CACHE_LINE_SIZE as u8, 1), 0);
+        assert_eq!(c.read(INTERRUPT_LINE as u8, 1), 0);
+        assert_eq!(c.read(0x40, 4), 0xa307_a307, "function-specific bytes survive");
+        assert_eq!(c.read(0, 4), 0x7010_8086);
+        c.restore(&power_on, &[0x41, 0x43]);
+        assert_eq!(c.read(0x40, 4), 0x0007_0007);
+    }
 
     #[test]
     fn io_bar_sizing_and_masks() {

@@ -4,7 +4,8 @@
 //! do under QEMU (whose whole 0x40..0xff area is writable).
 
 use super::qemu_header::qemu_config_space;
-use super::{ConfigSpace, PciFunction};
+use super::{ConfigSpace, ConfigWriteResult, PciFunction};
+use crate::devices::bus::Reset;
 
 pub const VENDOR_INTEL: u16 = 0x8086;
 pub const DEVICE_I440FX: u16 = 0x1237;
@@ -22,6 +23,7 @@ pub const SMRAM_RESET: u8 = 0x02;
 
 pub struct I440fx {
     config: ConfigSpace,
+    power_on: ConfigSpace,
 }
 
 impl I440fx {
@@ -30,7 +32,7 @@ impl I440fx {
         let mut config = qemu_config_space(VENDOR_INTEL, DEVICE_I440FX, CLASS_HOST_BRIDGE, REVISION);
         config.set_byte(RAM_SIZE_REG, (ram_size >> 23).min(255) as u8);
         config.set_byte(SMRAM, SMRAM_RESET);
-        I440fx { config }
+        I440fx { power_on: config.clone(), config }
     }
 
     pub fn pam(&self, index: usize) -> Option<u8> {
@@ -47,8 +49,18 @@ impl PciFunction for I440fx {
         self.config.read(offset, size)
     }
 
-    fn config_write(&mut self, offset: u8, size: u8, value: u32) {
+    fn config_write(&mut self, offset: u8, size: u8, value: u32) -> ConfigWriteResult {
         self.config.write(offset, size, value);
+        ConfigWriteResult::default()
+    }
+}
+
+/// QEMU 7.2's i440FX has no reset handler of its own: PAM and SMRAM keep
+/// what the firmware wrote (measured over qtest), only the standard
+/// header is reset.
+impl Reset for I440fx {
+    fn reset(&mut self) {
+        self.config.reset_header(&self.power_on);
     }
 }
 

@@ -14,6 +14,8 @@ pub mod xen_platform;
 
 pub use config::ConfigSpace;
 
+use crate::devices::bus::{PirqRoute, Reset};
+
 /// An I/O BAR as currently programmed and decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IoBar {
@@ -22,12 +24,22 @@ pub struct IoBar {
     pub len: u16,
 }
 
-pub trait PciFunction: Send {
+/// What a config write changed beyond the function's registers (crosvm's
+/// `ConfigWriteResult` is the model). BAR moves and I/O decoding are not
+/// here: the machine sees those by comparing [`PciFunction::io_bars`]
+/// before and after, and reports them in its
+/// [`BusEffects`](crate::devices::bus::BusEffects).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigWriteResult {
+    pub pirq_routes: Vec<PirqRoute>,
+}
+
+pub trait PciFunction: Send + Reset {
     /// Read `size` (1, 2 or 4) bytes at `offset` (0..256, naturally aligned
     /// by the caller or not: the function must cope with any offset/size
     /// that stays inside the 256 bytes).
     fn config_read(&mut self, offset: u8, size: u8) -> u32;
-    fn config_write(&mut self, offset: u8, size: u8, value: u32);
+    fn config_write(&mut self, offset: u8, size: u8, value: u32) -> ConfigWriteResult;
     /// I/O BARs that currently decode (COMMAND.IO set and base != 0).
     fn io_bars(&self) -> Vec<IoBar> {
         Vec::new()

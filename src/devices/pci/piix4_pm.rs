@@ -9,9 +9,9 @@
 
 use super::config::{INTERRUPT_PIN, STATUS};
 use super::qemu_header::{qemu_config_space, written_bytes};
-use super::{ConfigSpace, IoBar, PciFunction};
-use crate::devices::bus::BusDevice;
-use crate::machine::{PowerControl, PowerRequest};
+use super::{ConfigSpace, ConfigWriteResult, IoBar, PciFunction};
+use crate::devices::bus::{BusDevice, Reset};
+use crate::vm::{PowerControl, PowerRequest};
 use std::sync::Arc;
 
 pub const DEVICE_PIIX4_PM: u16 = 0x7113;
@@ -65,8 +65,14 @@ pub struct IoRange {
     pub len: u16,
 }
 
+/// What QEMU's `piix4_pm_reset` writes: the low PMBASE byte (0x41 keeps
+/// the guest's value, measured on QEMU 7.2), the SMM/device-activity
+/// bytes 0x58-0x5b and PMREGMISC (the PM block stops decoding).
+const RESET_REGISTERS: [usize; 6] = [PMBASE, 0x58, 0x59, 0x5a, 0x5b, PMREGMISC];
+
 pub struct Piix4Pm {
     config: ConfigSpace,
+    power_on: ConfigSpace,
     pm1a_cnt: u16,
     apm_control: u8,
     apm_status: u8,
@@ -96,6 +102,7 @@ impl Piix4Pm {
         config.set_u16(0x90, SMBUS_BASE | 1);
         config.set_byte(0xd2, 0x09);
         Piix4Pm {
+            power_on: config.clone(),
             config,
             pm1a_cnt: 0,
             apm_control: 0,
@@ -184,7 +191,7 @@ impl PciFunction for Piix4Pm {
         self.config.read(offset, size)
     }
 
-    fn config_write(&mut self, offset: u8, size: u8, value: u32) {
+    fn config_write(&mut self, offset: u8, size: u8, value: u32) -> ConfigWriteResult {
         let before = self.pm_base();
         self.config.write(offset, size, value);
         let touched =
@@ -192,6 +199,7 @@ impl PciFunction for Piix4Pm {
         if touched && before != self.pm_base() {
             log::debug!("piix4-pm: PM block now at {:?}", self.pm_base());
         }
+        ConfigWriteResult::default()
     }
 
     /// PM1a_CNT moves with PMBASE like a BAR does, so the machine follows
@@ -202,6 +210,16 @@ impl PciFunction for Piix4Pm {
             .filter(|r| r.base != APM_PORT)
             .map(|r| IoBar { index: 0, base: r.base, len: r.len })
             .collect()
+    }
+}
+
+/// PM1a_CNT clears as in QEMU's `acpi_pm1_cnt_reset`; the APM ports have
+/// no reset handler in QEMU 7.2 and keep their values (measured).
+impl Reset for Piix4Pm {
+    fn reset(&mut self) {
+        self.config.reset_header(&self.power_on);
+        self.config.restore(&self.power_on, &RESET_REGISTERS);
+        self.pm1a_cnt = 0;
     }
 }
 
@@ -352,6 +370,33 @@ mod tests {
         pm.write(0xb2, 1, &[0x5a]);
         pm.read(0xb2, 1, &mut b);
         assert_eq!(b[0], 0x5a);
+    }
+
+    /// QEMU 7.2 over qtest (tests/differential/reset.rs): piix4_pm_reset's
+    /// bytes go back, PMBASE's high byte, SMBus config and APM survive.
+    #[test]
+    fn reset_stops_pm_decoding_and_keeps_what_qemu_keeps() {
+        let (mut pm, power) = pm(Piix4PmOptions { smm_enabled: false, ..Default::default() });
+        hvmloader_setup(&mut pm);
+        let _ = pm.config_write(0x58, 4, 0xffff_ffff);
+        let _ = pm.config_write(0xd2, 1, 0x01);
+        let _ = pm.config_write(0x04, 2, 0x0001);
+        let _ = pm.config_write(0x3c, 1, 0x09);
+        outw(&mut pm, 0xb004, SCI_EN);
+        pm.write(APM_PORT as u64, 0, &[0x12, 0x34]);
+        pm.reset();
+        assert_eq!(pm.config_read(0x40, 4), 0x0000_b001, "only the low PMBASE byte is reset");
+        assert_eq!(pm.config_read(0x58, 4), 0x0200_0000, "0x5b: SMM marked initialised without SMM");
+        assert_eq!(pm.config_read(0x80, 1), 0);
+        assert_eq!(pm.pm_base(), None);
+        assert_eq!(pm.pm1a_cnt(), 0);
+        assert_eq!(pm.config_read(0xd0, 4), 0x0001_0000);
+        assert_eq!(pm.config_read(0x04, 2), 0);
+        assert_eq!(pm.config_read(0x3c, 2), 0x0100, "interrupt line cleared, pin kept");
+        let mut apm = [0u8; 2];
+        pm.read(APM_PORT as u64, 0, &mut apm);
+        assert_eq!(apm, [0x12, 0x34], "QEMU's APM has no reset handler");
+        assert!(power.0.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -8,8 +8,8 @@
 
 use super::config::{BAR0, INTERRUPT_PIN};
 use super::qemu_header::qemu_config_space;
-use super::{ConfigSpace, IoBar, PciFunction};
-use crate::devices::bus::BusDevice;
+use super::{ConfigSpace, ConfigWriteResult, IoBar, PciFunction};
+use crate::devices::bus::{BusDevice, Reset};
 use std::sync::Arc;
 
 pub const VENDOR_XEN: u16 = 0x5853;
@@ -69,6 +69,7 @@ pub type UnplugFn = Arc<dyn Fn(UnplugMask) + Send + Sync>;
 
 pub struct XenPlatform {
     config: ConfigSpace,
+    power_on: ConfigSpace,
     on_unplug: UnplugFn,
     flags: u8,
     blacklisted: bool,
@@ -95,6 +96,7 @@ impl XenPlatform {
         config.set_u32(BAR1, BAR_MEM_PREFETCHABLE);
         config.set_writable_u32(BAR1, !(MMIO_BAR_LEN - 1));
         XenPlatform {
+            power_on: config.clone(),
             config,
             on_unplug,
             flags: 0,
@@ -229,8 +231,9 @@ impl PciFunction for XenPlatform {
         self.config.read(offset, size)
     }
 
-    fn config_write(&mut self, offset: u8, size: u8, value: u32) {
+    fn config_write(&mut self, offset: u8, size: u8, value: u32) -> ConfigWriteResult {
         self.config.write(offset, size, value);
+        ConfigWriteResult::default()
     }
 
     fn io_bars(&self) -> Vec<IoBar> {
@@ -243,6 +246,16 @@ impl PciFunction for XenPlatform {
             })
             .into_iter()
             .collect()
+    }
+}
+
+/// QEMU's `platform_reset` writes 0 to the flags byte (the ROM lock goes);
+/// the header goes back to power-on (BARs unassigned, decoding as built).
+/// What the guest unplugged stays unplugged: QEMU deleted those devices.
+impl Reset for XenPlatform {
+    fn reset(&mut self) {
+        self.config.reset_header(&self.power_on);
+        self.flags = 0;
     }
 }
 
@@ -274,6 +287,10 @@ impl BusDevice for XenPlatform {
 /// map Xen pages over. Reads return 0 and writes are dropped, as in QEMU.
 #[derive(Debug, Default)]
 pub struct XenPlatformMmio;
+
+impl Reset for XenPlatformMmio {
+    fn reset(&mut self) {}
+}
 
 impl BusDevice for XenPlatformMmio {
     fn read(&mut self, _base: u64, _offset: u64, data: &mut [u8]) {
@@ -333,6 +350,25 @@ mod tests {
         p.config_write(0x04, 2, 0x0000);
         assert!(p.io_bars().is_empty());
         assert_eq!(p.mmio_bar(), None);
+    }
+
+    #[test]
+    fn reset_clears_the_rom_lock_and_bars_but_not_the_unplug() {
+        let (mut p, seen) = platform();
+        let _ = p.config_write(0x10, 4, 0xc100);
+        let _ = p.config_write(0x14, 4, 0xf200_0000);
+        let _ = p.config_write(0x04, 2, 0x0000);
+        let _ = p.config_write(0x3c, 1, 0x1c);
+        p.write(0x10, 0, &[0x01]);
+        assert_eq!(inb(&mut p, 0x10), 0x01);
+        p.write(0x10, 0, &UnplugMask::ALL_IDE_DISKS.to_le_bytes());
+        p.reset();
+        assert_eq!(inb(&mut p, 0x10), 0x00, "ROM lock cleared");
+        assert_eq!(p.config_read(0x04, 2), 0x0003, "decoding as at power-on");
+        assert_eq!(p.config_read(0x10, 4), 0x0000_0001);
+        assert_eq!(p.config_read(0x14, 4), 0x0000_0008);
+        assert_eq!(p.config_read(0x3c, 1), 0);
+        assert_eq!(seen.lock().unwrap().len(), 1, "reset replays no unplug");
     }
 
     #[test]

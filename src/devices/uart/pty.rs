@@ -178,7 +178,7 @@ mod tests {
     use super::super::{Uart, FIFO_SIZE};
     use super::*;
     use crate::devices::bus::BusDevice;
-    use crate::machine::IrqLine;
+    use crate::vm::IrqLine;
     use std::fs::OpenOptions;
     use std::io::{Read, Write};
     use std::sync::Mutex;

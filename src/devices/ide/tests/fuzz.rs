@@ -164,7 +164,9 @@ fn apply(f: &mut FuzzRig, op: &Op) {
         Op::Mem { addr, len, val } => {
             let _ = rig.mem.write(addr as u64, &vec![val; len as usize]);
         }
-        Op::Config { offset, size, val } => rig.ide().config_write(offset, size, val),
+        Op::Config { offset, size, val } => {
+            let _ = rig.ide().config_write(offset, size, val);
+        }
         Op::Fault { image, op, enospc, at_sector, once } => {
             let op = [BlockOp::Read, BlockOp::Write, BlockOp::Flush, BlockOp::Discard][op as usize];
             let errno = if enospc { libc::ENOSPC } else { libc::EIO };

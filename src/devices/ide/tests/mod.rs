@@ -5,7 +5,7 @@
 use super::*;
 use crate::block::mem::{InjectedFault, MemBackend};
 use crate::block::BlockOp;
-use crate::machine::{EventSink, IoOperation, MemError, RunState};
+use crate::vm::{EventSink, IoOperation, MemError, RunState};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Mutex;

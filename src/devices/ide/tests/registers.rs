@@ -50,6 +50,16 @@ fn pci_config_matches_piix3_ide() {
     assert_eq!(rig.ide().config_read(0x10, 4), 0, "legacy mode: BAR0-3 unused");
     rig.ide().config_write(0x10, 4, 0xffff_ffff);
     assert_eq!(rig.ide().config_read(0x10, 4), 0);
+    rig.ide().config_write(0x3c, 1, 0x0e);
+    // A machine reset (QEMU 7.2, tests/differential/reset.rs): the header
+    // goes back, the timing registers keep what the guest wrote.
+    rig.ide().reset();
+    assert_eq!(rig.ide().config_read(0x04, 2), 0);
+    assert_eq!(rig.ide().config_read(0x20, 4), 1);
+    assert_eq!(rig.ide().config_read(0x3c, 1), 0);
+    assert_eq!(rig.ide().io_bars(), vec![]);
+    assert_eq!(rig.ide().config_read(0x40, 4), 0x8000_8000);
+    assert_eq!(rig.ide().config_read(0x44, 1), 0x11);
 }
 
 #[test]

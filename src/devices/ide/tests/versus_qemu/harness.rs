@@ -287,7 +287,9 @@ impl Port for WithPci<'_> {
     fn outl(&mut self, port: u16, v: u32) {
         match port {
             0xcf8 => self.address = v,
-            0xcfc => self.rig.ide().config_write((self.address & 0xfc) as u8, 4, v),
+            0xcfc => {
+                let _ = self.rig.ide().config_write((self.address & 0xfc) as u8, 4, v);
+            }
             _ => self.rig.outl(port, v),
         }
     }
