@@ -5,6 +5,8 @@
 // Only the guest-memory layers (io_region, volatile) have unsafe code.
 #[forbid(unsafe_code)]
 pub mod events;
+#[forbid(unsafe_code)]
+pub mod hold;
 pub mod io_region;
 #[forbid(unsafe_code)]
 pub mod pc;
