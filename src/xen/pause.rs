@@ -81,8 +81,11 @@ impl PauseGuest for DomainPauser {
 mod tests {
     use super::*;
 
+    /// (cmd, interface_version, domain) of every domctl Xen got.
+    type Seen = Arc<Mutex<Vec<(u32, u32, u16)>>>;
+
     /// A Xen that knows one interface version and records what it got.
-    fn xen(accepts: u32, errno_other: Option<i32>) -> (DomainPauser, Arc<Mutex<Vec<(u32, u32, u16)>>>) {
+    fn xen(accepts: u32, errno_other: Option<i32>) -> (DomainPauser, Seen) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
         let domctl: DomctlFn = Box::new(move |d: &mut XenDomctl| {
