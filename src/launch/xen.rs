@@ -379,6 +379,10 @@ fn spawn_traditional_command_watcher(xenstore: XenStore, domid: u16, machine: Ar
 }
 
 #[cfg(test)]
+#[path = "xen_hold_tests.rs"]
+mod hold_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::block::mem::{InjectedFault, MemBackend};
