@@ -5,10 +5,11 @@ use super::{assemble_pc, open_drives, LaunchError};
 use crate::control::{drives_from_xenstore, Flavour, MachineConfig, QmpInfo, QmpServer};
 use crate::devices::cmos::CmosScope;
 use crate::devices::ide::IdeController;
+use crate::machine::hold::HoldGate;
 use crate::machine::pc::{BusEffects, PcMachine, PortRangeChange};
 use crate::machine::{EventSink, IrqLine, PowerControl, RunState, VmControl};
 use crate::xen::{
-    DeviceModelHandle, IoHandler, IoRangeKind, IoreqServer, IsaIrq, ServerWaker, XenGuestMemory, XenPowerControl,
+    DeviceModelHandle, DomainPauser, IoHandler, IoRangeKind, IoreqServer, IsaIrq, ServerWaker, XenGuestMemory, XenPowerControl,
     XenStore,
 };
 use nix::sys::signal::{SigSet, Signal};
@@ -147,8 +148,9 @@ fn auto_retry_interval(held: &[String], drives: &[crate::control::DriveSpec]) ->
 }
 
 /// Wake the ioreq loop on every run-state change (so held requests are
-/// re-examined after `cont`), and retry held requests by themselves, at the
-/// holding drive's `retry-interval`, while the VM is stopped by an I/O error.
+/// re-examined after `cont`), retry held requests by themselves, at the
+/// holding drive's `retry-interval`, while the VM is stopped by an I/O error,
+/// and pause the domain for the hold (`machine::hold`).
 /// Essential: without it a `cont` would not reach vCPUs waiting in the loop.
 fn spawn_run_state_watcher(
     machine: Arc<Mutex<PcMachine>>,
@@ -156,18 +158,25 @@ fn spawn_run_state_watcher(
     vm: VmControl,
     waker: Arc<ServerWaker>,
     drives: Vec<crate::control::DriveSpec>,
+    gate: Arc<Mutex<HoldGate>>,
 ) -> Result<(), LaunchError> {
     super::spawn_essential("runstate", move || {
         let mut seen = vm.generation();
         let mut stopped_since = std::time::Instant::now();
         loop {
-            let now = vm.wait_change(seen, Duration::from_millis(250));
+            // While the guest is paused by us and the VM runs again, the
+            // release waits only for the retried request's completion,
+            // which changes no run state: look often.
+            let releasing = gate.lock().unwrap_or_else(|e| e.into_inner()).wants_release(vm.state());
+            let now = vm.wait_change(seen, Duration::from_millis(if releasing { 2 } else { 250 }));
             if now != seen {
                 seen = now;
                 stopped_since = std::time::Instant::now();
                 waker.wake();
             }
-            match vm.state() {
+            let state = vm.state();
+            step_hold(&gate, &ide, state);
+            match state {
                 RunState::Shutdown => return,
                 RunState::IoError => {
                     let held = ide.lock().unwrap_or_else(|e| e.into_inner()).held_drive_ids();
@@ -184,6 +193,18 @@ fn spawn_run_state_watcher(
         }
     })?;
     Ok(())
+}
+
+/// One step of the domain hold. "Settled" is read under the IDE lock, the
+/// one completions run under: no request on the host and none held means
+/// the retried request's completion, and the interrupt it raises, are done.
+fn step_hold(gate: &Mutex<HoldGate>, ide: &Mutex<crate::devices::ide::IdeController>, state: RunState) {
+    let mut gate = gate.lock().unwrap_or_else(|e| e.into_inner());
+    let settled = !gate.is_paused() || {
+        let ide = ide.lock().unwrap_or_else(|e| e.into_inner());
+        !ide.has_request_in_flight() && ide.held_drive_ids().is_empty()
+    };
+    gate.step(state, settled);
 }
 
 pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
@@ -268,7 +289,11 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
             log::warn!("publishing serial/0/tty: {e}");
         }
     }
-    spawn_run_state_watcher(machine.clone(), ide.clone(), vm.clone(), waker.clone(), drive_specs.clone())?;
+    // It shares the ioreq server's privcmd descriptor: under dm_restrict
+    // that is restricted below, the first hold's domctl is refused (EPERM)
+    // and the hold falls back to blocking vCPUs at our ports (logged once).
+    let gate = Arc::new(Mutex::new(HoldGate::new(Box::new(DomainPauser::new(dm.privcmd().clone(), domid16)))));
+    spawn_run_state_watcher(machine.clone(), ide.clone(), vm.clone(), waker.clone(), drive_specs.clone(), gate.clone())?;
     let signal_waker = waker.clone();
     spawn_signal_thread(exit_signals, move |sig| {
         log::info!("got {sig}; flushing and stopping");
@@ -297,6 +322,9 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
     };
     let served = server.run(&mut io, &*memory);
     vm.shutdown();
+    // Not left to the watcher: the process may end before it looks again,
+    // and a domain we paused must not stay paused behind us.
+    step_hold(&gate, &ide, RunState::Shutdown);
     let flushed = ide.lock().unwrap_or_else(|e| e.into_inner()).flush_all();
     drop(server);
     served.map_err(xen_err)?;
@@ -354,6 +382,10 @@ fn spawn_traditional_command_watcher(xenstore: XenStore, domid: u16, machine: Ar
     })?;
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "xen_hold_tests.rs"]
+mod hold_tests;
 
 #[cfg(test)]
 mod tests {

@@ -2,6 +2,8 @@
 //! it assembles; the traits it shares with them live one layer down in
 //! [`crate::vm`] and are re-exported here for the fronts.
 
+#[forbid(unsafe_code)]
+pub mod hold;
 pub mod pc;
 
 pub use crate::vm::*;

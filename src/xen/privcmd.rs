@@ -1,5 +1,6 @@
 //! Thin unsafe layer over /dev/xen/privcmd: the DM_OP, RESTRICT,
-//! MMAP_RESOURCE and MMAPBATCH_V2 ioctls, and the mappings they create.
+//! MMAP_RESOURCE, MMAPBATCH_V2 and HYPERCALL (domctl only) ioctls, and the
+//! mappings they create.
 
 use super::{Result, XenError};
 use std::fs::{File, OpenOptions};
@@ -101,6 +102,47 @@ impl Privcmd {
             return Err(io::Error::last_os_error());
         }
         Ok(())
+    }
+
+    /// One domctl hypercall; `domctl` is read and written back by Xen.
+    /// Errors carry Xen's errno (EACCES: another interface version; EPERM:
+    /// this descriptor is restricted, or XSM said no).
+    pub fn domctl(&self, domctl: &mut XenDomctl) -> io::Result<()> {
+        // Xen reads the argument through dom0's page tables and answers
+        // EFAULT instead of faulting a page in, so the argument lives in a
+        // page of its own, locked, as libxencall's buffers are. A pause is
+        // rare: one page per call is cheaper than keeping one.
+        let len = PAGE_SIZE;
+        // SAFETY: a fresh private anonymous mapping; the kernel picks the
+        // address, so nothing existing is replaced.
+        let page = unsafe {
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        };
+        if page == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `page` is our own mapping of `len` bytes.
+        let locked = unsafe { libc::mlock(page, len) } == 0;
+        let arg = page.cast::<XenDomctl>();
+        // SAFETY: the page is writable, page-aligned (so aligned for
+        // XenDomctl) and larger than it; nothing else refers to it.
+        unsafe { arg.write(*domctl) };
+        let call = PrivcmdHypercall { op: HYPERVISOR_DOMCTL, arg: [arg as u64, 0, 0, 0, 0] };
+        // SAFETY: HYPERCALL runs the hypercall with `call`'s arguments;
+        // domctl reads and writes one xen_domctl_t at arg[0], which points
+        // at our page, live until the munmap below.
+        let rc = unsafe { libc::ioctl(self.file.as_raw_fd(), IOCTL_PRIVCMD_HYPERCALL as _, &call) };
+        let result = if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) };
+        // SAFETY: as for the write; Xen is done with the page.
+        *domctl = unsafe { arg.read() };
+        if locked {
+            // SAFETY: unlocks exactly the range locked above.
+            unsafe { libc::munlock(page, len) };
+        }
+        // SAFETY: `page`/`len` are what mmap returned; no reference into
+        // the page survives (the value was copied out).
+        unsafe { libc::munmap(page, len) };
+        result
     }
 
     /// Limit this descriptor to one domain (dm_restrict).

@@ -41,7 +41,10 @@ finish() {
 
 say "init running at $(now)s, kernel $(cat /proc/sys/kernel/osrelease)"
 for m in $(cat /mods/order); do
+    t0=$(now)
     insmod /mods/$m.ko || say "insmod $m failed"
+    # A slow probe is the first clue when a disk is missing later.
+    awk -v a="$t0" -v b="$(now)" 'BEGIN{exit !(b - a > 2)}' && say "insmod $m took $t0 -> $(now)s"
 done
 # sd names follow the order the asynchronous SCSI scan finishes in, which is
 # not stable: jobs name disks by ATA position instead (sda = ata1.00 =
@@ -58,7 +61,14 @@ disk_at() { # disk_at SCSI-ADDRESS: its block device name, once it is there
     done
     return 1
 }
-boot=$(disk_at 0:0:0:0) || { say "no disk at ata1.00"; finish FAIL; }
+no_disk() { # what the kernel knows about the IDE function, for the log
+    d=/sys/bus/pci/devices/0000:00:01.1
+    say "no disk at ata1.00 at $(now)s; 00:01.1 enable=$(cat $d/enable 2>/dev/null) driver=$(basename "$(readlink $d/driver 2>/dev/null)") scsi hosts: $(ls /sys/class/scsi_host 2>/dev/null | tr '\n' ' ')"
+    say "modules: $(cut -d' ' -f1,3 /proc/modules | tr '\n' ' ')"
+    grep -E 'ata|ide|CPU' /proc/interrupts | while read -r l; do say "irq: $l"; done
+    finish FAIL
+}
+boot=$(disk_at 0:0:0:0) || no_disk
 say "found the boot disk (ata1.00) as /dev/$boot, $(cat /sys/block/$boot/size) sectors, at $(now)s"
 
 job=$(dd if=/dev/$boot bs=512 skip=65536 count=1 iflag=direct 2>/dev/null | tr -d '\000' | head -n 1)

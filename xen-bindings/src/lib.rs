@@ -11,7 +11,8 @@
 //! * no link-time dependency: the binary runs on a host (or in a
 //!   `dm_restrict` chroot) that has no libxen*.so, and one build serves
 //!   Xen 4.17 to 4.21 because the dm_op and ioreq ABI is stable (only
-//!   domctl, which we never use, is versioned);
+//!   domctl is versioned; the one we use, pause/unpause, is probed, see
+//!   [`domctl`]);
 //! * nothing hidden: every structure the hypervisor reads is defined here and
 //!   its layout is checked against Debian's libxen-dev headers by
 //!   `tests/layout.rs`;
@@ -27,6 +28,9 @@
 #![no_std]
 
 use core::mem::size_of;
+
+pub mod domctl;
+pub use domctl::*;
 
 /// Xen domain id (`domid_t`).
 pub type DomId = u16;

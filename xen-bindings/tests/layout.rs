@@ -30,6 +30,7 @@ const C_PRELUDE: &str = r#"
 #include <xen/hvm/dm_op.h>
 #include <xen/sys/privcmd.h>
 #include <xen/sys/evtchn.h>
+#include <xen/domctl.h>
 #include <xenctrl.h>
 #define P(name, expr) printf("%s %llu\n", name, (unsigned long long)(expr))
 #define S(t) P("size " #t, sizeof(t))
@@ -203,6 +204,22 @@ fn expectations() -> Vec<(String, u64, String)> {
     constant!(IOCTL_PRIVCMD_DM_OP, "IOCTL_PRIVCMD_DM_OP");
     constant!(IOCTL_PRIVCMD_RESTRICT, "IOCTL_PRIVCMD_RESTRICT");
     constant!(IOCTL_PRIVCMD_MMAP_RESOURCE, "IOCTL_PRIVCMD_MMAP_RESOURCE");
+    size!(PrivcmdHypercall, "privcmd_hypercall_t");
+    off!(PrivcmdHypercall, op, "privcmd_hypercall_t", "op");
+    off!(PrivcmdHypercall, arg, "privcmd_hypercall_t", "arg");
+    constant!(IOCTL_PRIVCMD_HYPERCALL, "IOCTL_PRIVCMD_HYPERCALL");
+
+    size!(XenDomctl, "xen_domctl_t");
+    off!(XenDomctl, cmd, "xen_domctl_t", "cmd");
+    off!(XenDomctl, interface_version, "xen_domctl_t", "interface_version");
+    off!(XenDomctl, domain, "xen_domctl_t", "domain");
+    off!(XenDomctl, u, "xen_domctl_t", "u");
+    constant!(size_of::<DomctlUnion>(), "sizeof(((xen_domctl_t *)0)->u)");
+    constant!(HYPERVISOR_DOMCTL, "__HYPERVISOR_domctl");
+    constant!(XEN_DOMCTL_PAUSEDOMAIN, "XEN_DOMCTL_pausedomain");
+    constant!(XEN_DOMCTL_UNPAUSEDOMAIN, "XEN_DOMCTL_unpausedomain");
+    // The headers are Debian's 4.17, the oldest release the list starts with.
+    constant!(XEN_DOMCTL_INTERFACE_VERSIONS[0], "XEN_DOMCTL_INTERFACE_VERSION");
 
     size!(IoctlEvtchnBindInterdomain, "struct ioctl_evtchn_bind_interdomain");
     off!(IoctlEvtchnBindInterdomain, remote_domain, "struct ioctl_evtchn_bind_interdomain", "remote_domain");
@@ -250,7 +267,7 @@ fn bitfield_expectations() -> Vec<(String, u64, String)> {
 }
 
 fn run_c(checks: &[(String, u64, String)]) -> BTreeMap<String, u64> {
-    for header in ["/usr/include/xen/hvm/ioreq.h", "/usr/include/xen/hvm/dm_op.h", "/usr/include/xen/sys/privcmd.h", "/usr/include/xen/sys/evtchn.h"] {
+    for header in ["/usr/include/xen/hvm/ioreq.h", "/usr/include/xen/hvm/dm_op.h", "/usr/include/xen/sys/privcmd.h", "/usr/include/xen/sys/evtchn.h", "/usr/include/xen/domctl.h"] {
         assert!(std::path::Path::new(header).exists(), "{header} is missing: install libxen-dev (the layout check needs it)");
     }
     let dir = tempdir();

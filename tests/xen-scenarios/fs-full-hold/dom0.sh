@@ -32,7 +32,7 @@ t_full=$(tb_now)
 sleep 35
 tb_say "host full for $(awk "BEGIN{print $(tb_now)-$t_full}") s; synced so far: $(tb_synced "$domid" | wc -l)"
 tb_check "guest is held: not finished 35 s after the host filled" tb_guest_lacks "$domid" 'GUEST: wrote'
-tb_check "guest is held: no ATA error, no I/O error" tb_guest_lacks "$domid" 'failed command|exception Emask|I/O error'
+tb_check "guest is held: no ATA error, no I/O error" tb_guest_lacks "$domid" 'failed command|exception Emask|I/O error|resetting link'
 xl list
 mount -o remount,size=80m $IMG/small
 t_free=$(tb_now)
@@ -63,8 +63,14 @@ tb_check "every synced file is listed with its md5 ($(wc -l < /tmp/synced.txt) f
     tb_verify_synced /tmp/synced.txt /tmp/listed.txt
 tb_verify_synced /tmp/synced.txt /tmp/listed.txt | head -5
 tb_check "guest: RESULT PASS" tb_guest_says "$domid" 'RESULT PASS'
-tb_check "no failed command / exception Emask / I/O error in the guest kernel log at any time" \
-    tb_console_lacks 'failed command|exception Emask|I/O error'
+tb_check "no failed command / exception Emask / I/O error / link reset in the guest kernel log at any time" \
+    tb_console_lacks 'failed command|exception Emask|I/O error|resetting link|SRST failed'
+# Guest time runs on while the domain is paused (Xen has no "guest was
+# stopped" flag like KVM's PVCLOCK_GUEST_STOPPED), so Linux's soft-lockup
+# watchdog reports the pause on resume. Recorded, not a failure: it is the
+# pause itself, seen through the guest's clock, and no request failed.
+tb_say "soft-lockup reports after the pause: $(grep -cE "\(d$domid\) .*soft lockup" "$TB_CONSOLE")"
+grep -E "\(d$domid\) .*soft lockup" "$TB_CONSOLE" | sed 's/^/  console: /'
 tb_check "guest powered itself off (domain gone within 60 s)" tb_wait_domain_gone fs-full-hold 60
 tb_check "device model exited" tb_wait_dm_exit "$domid" 20
 tb_check "device model exit status 0" [ "$(tb_dm_exit "$domid")" = 0 ]
