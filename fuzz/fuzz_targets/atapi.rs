@@ -62,11 +62,17 @@ fn packet(r: &mut Rig, cdb: &[u8; 12], bcl: u16, dma: bool) {
         m.access(BM + 2, 1, Some(0x06));
     }
     m.access(0x1f7, 1, Some(0xa0));
-    // The CDB goes out as six words when the drive asks for it.
-    if m.access(0x3f6, 1, None).is_some_and(|st| st & 0x08 != 0) {
-        for w in cdb.chunks(2) {
-            m.access(0x1f0, 2, Some(u16::from_le_bytes([w[0], w[1]]) as u32));
-        }
+    // The CDB goes out as six words when the drive asks for it (DRQ with
+    // C/D=1, I/O=0). Otherwise the drive refused PACKET (as it must while
+    // an earlier data phase still holds DRQ; the limit written above was
+    // ignored then too), and this packet is over.
+    let st = m.access(0x3f6, 1, None);
+    let ireason = m.access(0x1f2, 1, None);
+    if st.is_none_or(|st| st & 0x88 != 0x08) || ireason.is_none_or(|ir| ir & 0x03 != 0x01) {
+        return;
+    }
+    for w in cdb.chunks(2) {
+        m.access(0x1f0, 2, Some(u16::from_le_bytes([w[0], w[1]]) as u32));
     }
     if dma {
         m.access(BM, 1, Some(0x09));
@@ -74,7 +80,12 @@ fn packet(r: &mut Rig, cdb: &[u8; 12], bcl: u16, dma: bool) {
     }
     let limit = if bcl == 0xffff { 0xfffe } else { bcl as usize };
     let mut words = 0;
-    while words < MAX_WORDS {
+    // Chunks, bounded too: a one-byte phase read by words never ends
+    // (as on QEMU), so the word count alone would not stop the loop soon.
+    for _ in 0..256 {
+        if words >= MAX_WORDS {
+            return;
+        }
         let Some(st) = m.access(0x3f6, 1, None) else { return };
         if st & 0x88 != 0x08 {
             return;
