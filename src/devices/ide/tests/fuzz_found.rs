@@ -10,7 +10,8 @@ fn byte_count(rig: &mut Rig) -> u16 {
 /// atapi target: REQUEST SENSE with an allocation length of 1 offers a
 /// one-byte PIO phase; a word read of it finds less than a word left and,
 /// as in QEMU 7.2 (ide_data_readw: `p + 2 > data_end` returns 0 without
-/// moving), does not advance, so DRQ stays. Meanwhile writes to the
+/// moving; from QEMU's source, not measured), does not advance, so DRQ
+/// stays. Meanwhile writes to the
 /// command block are ignored (QEMU: "ignore writes to command block while
 /// busy with previous command") and so is a new PACKET; the byte count
 /// the guest then reads is still the old phase's, not the limit it just
