@@ -3,9 +3,11 @@
 #   1. unit tests and scenario suites (cargo test --workspace), among them the
 #      differential suite against QEMU 7.2 and the block tests on real
 #      filesystems that fill up;
-#   2. the real-Xen scenarios: Debian's Xen 4.17 under QEMU/TCG with
+#   2. a smoke run of every cargo-fuzz target (tools/fuzz.sh, 25 s each;
+#      FUZZ_SECONDS changes it, FUZZ=0 skips it);
+#   3. the real-Xen scenarios: Debian's Xen 4.17 under QEMU/TCG with
 #      xen-ioemu as libxl's device model (tools/testbed/run.sh all).
-# TESTBED=0 skips step 2 (it needs ~15 minutes of TCG).
+# TESTBED=0 skips step 3 (it needs ~15 minutes of TCG).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
@@ -17,6 +19,10 @@ stamp "building (release)"
 cargo build --release --locked --workspace --all-targets
 stamp "cargo test (unit, scenario and differential suites)"
 cargo test --release --locked --workspace
+if [ "${FUZZ:-1}" != 0 ]; then
+    stamp "fuzz smoke run (tools/fuzz.sh: every target, ${FUZZ_SECONDS:-25} s each)"
+    tools/fuzz.sh "${FUZZ_SECONDS:-25}"
+fi
 if [ "${TESTBED:-1}" != 0 ]; then
     stamp "real-Xen scenarios (tools/testbed/run.sh -j 2 all: two nested Xens at once, one per core)"
     tools/testbed/run.sh -j 2 all

@@ -330,6 +330,23 @@ fn accept_loop(listener: &UnixListener, shared: Arc<Shared>) {
     }
 }
 
+/// One client's session on `stream`, served in the calling thread until the
+/// peer stops sending: what the accept loop runs per connection, without a
+/// listener. The fuzz target (fuzz/fuzz_targets/qmp.rs) drives the
+/// dispatcher, fd passing included, through this over a socketpair.
+pub fn serve_stream(stream: UnixStream, ops: Arc<dyn MachineOps>, events: EventSink, info: QmpInfo) -> std::io::Result<()> {
+    let shared = Arc::new(Shared {
+        label: "stream".into(),
+        ops,
+        events,
+        info,
+        stopping: AtomicBool::new(false),
+        active: Mutex::new(0),
+        slot_freed: Condvar::new(),
+    });
+    serve_connection(stream, &shared)
+}
+
 fn serve_connection(stream: UnixStream, shared: &Arc<Shared>) -> std::io::Result<()> {
     // A client that stops reading must not hold its queue forever.
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;

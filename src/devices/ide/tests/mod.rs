@@ -380,6 +380,7 @@ mod atapi_transport;
 mod cdrom;
 mod dma;
 mod fuzz;
+mod fuzz_found;
 mod more;
 mod pio;
 mod policy;
