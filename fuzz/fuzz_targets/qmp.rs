@@ -17,7 +17,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 use xen_ioemu::block::ErrorPolicy;
-use xen_ioemu::control::{qmp, MachineOps, QmpInfo};
+use xen_ioemu::control::{qmp, MachineError, MachineOps, QmpInfo};
 use xen_ioemu::devices::ide::MediaKind;
 use xen_ioemu::machine::{DriveInfo, RunState};
 use xen_ioemu_fuzz::machine::{drive, Machine};
@@ -80,34 +80,34 @@ impl MachineOps for Ops {
     fn stop(&self) {
         self.m().stop();
     }
-    fn cont(&self) -> Result<(), String> {
+    fn cont(&self) -> Result<(), MachineError> {
         self.m().cont();
         Ok(())
     }
     fn block_info(&self) -> Vec<DriveInfo> {
         self.m().ide.lock().unwrap_or_else(|e| e.into_inner()).drives_info()
     }
-    fn eject(&self, device: &str, force: bool) -> Result<(), String> {
+    fn eject(&self, device: &str, force: bool) -> Result<(), MachineError> {
         let m = self.m();
-        let r = m.ide.lock().unwrap_or_else(|e| e.into_inner()).eject(device, force).map_err(|e| e.to_string());
+        let r = m.ide.lock().unwrap_or_else(|e| e.into_inner()).eject(device, force).map_err(MachineError::from);
         m.settle();
         r
     }
-    fn change_medium(&self, device: &str, _filename: &str, _read_only: Option<bool>) -> Result<(), String> {
+    fn change_medium(&self, device: &str, _filename: &str, _read_only: Option<bool>) -> Result<(), MachineError> {
         let iso = FaultyImage::new(vec![0x5a; 2048 * 4], true, self.host.clone());
         let m = self.m();
         let r = m.ide.lock().unwrap_or_else(|e| e.into_inner()).change_medium(device, Box::new(iso), "fuzz.iso".into());
         m.settle();
-        r.map_err(|e| e.to_string())
+        r.map_err(MachineError::from)
     }
-    fn change_medium_fd(&self, device: &str, _fd: OwnedFd, read_only: Option<bool>) -> Result<(), String> {
+    fn change_medium_fd(&self, device: &str, _fd: OwnedFd, read_only: Option<bool>) -> Result<(), MachineError> {
         self.change_medium(device, "", read_only)
     }
     fn chardevs(&self) -> Vec<(String, String)> {
         vec![("serial0".into(), "pty:/dev/pts/9".into())]
     }
     fn quit(&self) {}
-    fn system_reset(&self) -> Result<(), String> {
+    fn system_reset(&self) -> Result<(), MachineError> {
         self.m().reset();
         Ok(())
     }

@@ -98,7 +98,9 @@ impl Machine {
         }
         for _ in 0..count {
             match value {
-                Some(v) => self.pc.pio_write(port, size, v),
+                // The bus effects (ports to claim, PIRQ routes, power) are
+                // for a front; the board's own bus is already updated.
+                Some(v) => drop(self.pc.pio_write(port, size, v)),
                 None => out.push(self.pc.pio_read(port, size)),
             }
         }
@@ -147,11 +149,11 @@ impl Machine {
         self.pc.stop();
     }
 
-    /// `system_reset` of the qtest machine: devices to power-on state and
-    /// the BARs read again (the harness's BIOS then maps BAR4 again).
+    /// `system_reset` of the qtest machine: every device to its power-on
+    /// state and the BARs read again (the harness's BIOS then maps BAR4
+    /// again).
     pub fn reset(&mut self) {
-        self.ide.lock().unwrap_or_else(|e| e.into_inner()).reset();
-        self.pc.sync_all_bars();
+        drop(self.pc.reset());
         self.settle();
     }
 
