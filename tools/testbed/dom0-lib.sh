@@ -216,3 +216,9 @@ tb_wait_syslog() {
     done
     return 0
 }
+
+# tb_proc_cpu PID: utime + stime of PID in seconds (USER_HZ is 100 on x86
+# Linux), from /proc/PID/stat past the command name, which may hold spaces.
+tb_proc_cpu() {
+    sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ printf "%.2f", ($12 + $13) / 100 }'
+}
