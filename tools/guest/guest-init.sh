@@ -52,21 +52,38 @@ for m in $(cat /mods/order); do
 done
 # sd names follow the order the asynchronous SCSI scan finishes in, which is
 # not stable: jobs name disks by ATA position instead (sda = ata1.00 =
-# SCSI 0:0:0:0, sdb = ata1.01, sdc = ata2.00, sdd = ata2.01).
+# SCSI 0:0:0:0, sdb = ata1.01, sdc = ata2.00, sdd = ata2.01); xvdX (PV
+# disks) by their own name.
 position_of() {
     case $1 in sda) echo 0:0:0:0 ;; sdb) echo 0:0:1:0 ;; sdc) echo 1:0:0:0 ;; sdd) echo 1:0:1:0 ;; *) echo "$1" ;; esac
 }
-disk_at() { # disk_at SCSI-ADDRESS: its block device name, once it is there
+disk_at() { # disk_at SCSI-ADDRESS|xvdX: its block device name, once it is there
     n=0
     while [ $n -lt 300 ]; do
-        b=$(ls /sys/class/scsi_disk/$1/device/block 2>/dev/null | head -n 1)
+        case $1 in
+        *:*) b=$(ls /sys/class/scsi_disk/$1/device/block 2>/dev/null | head -n 1) ;;
+        *) b=$1 ;;
+        esac
         [ -n "$b" ] && [ -b "/dev/$b" ] && { echo "$b"; return 0; }
         sleep 0.1; n=$((n+1))
     done
     return 1
 }
-boot=$(disk_at 0:0:0:0) || { say "no disk at ata1.00"; finish FAIL; }
-say "found the boot disk (ata1.00) as /dev/$boot, $(cat /sys/block/$boot/size) sectors, at $(now)s"
+# The boot disk is ata1.00, or xvda once a PVHVM kernel (no
+# xen_emul_unplug=never) has unplugged the IDE disks and blkfront took over.
+boot_disk() {
+    n=0
+    while [ $n -lt 300 ]; do
+        b=$(ls /sys/class/scsi_disk/0:0:0:0/device/block 2>/dev/null | head -n 1)
+        [ -n "$b" ] && [ -b "/dev/$b" ] && { echo "ata1.00 $b"; return 0; }
+        [ -b /dev/xvda ] && { echo "xvda xvda"; return 0; }
+        sleep 0.1; n=$((n+1))
+    done
+    return 1
+}
+found=$(boot_disk) || { say "no disk at ata1.00 and no xvda"; finish FAIL; }
+where=${found% *}; boot=${found#* }
+say "found the boot disk ($where) as /dev/$boot, $(cat /sys/block/$boot/size) sectors, at $(now)s"
 
 job=$(dd if=/dev/$boot bs=512 skip=65536 count=1 iflag=direct 2>/dev/null | tr -d '\000' | head -n 1)
 case $job in TBJOB\ *) ;; *) say "no job at sector 65536 of /dev/$boot"; finish FAIL ;; esac
