@@ -18,7 +18,7 @@ cargo build --release --locked --workspace --all-targets
 stamp "cargo test (unit, scenario and differential suites)"
 cargo test --release --locked --workspace
 if [ "${TESTBED:-1}" != 0 ]; then
-    stamp "real-Xen scenarios (tools/testbed/run.sh all)"
-    tools/testbed/run.sh all
+    stamp "real-Xen scenarios (tools/testbed/run.sh -j 2 all: two nested Xens at once, one per core)"
+    tools/testbed/run.sh -j 2 all
 fi
 stamp "all tests passed"

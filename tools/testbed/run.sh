@@ -1,5 +1,5 @@
 #!/bin/bash
-# run.sh [--dm PATH|qemu] [--logs DIR] [-v] SCENARIO...|all
+# run.sh [--dm PATH|qemu] [--logs DIR] [-j N] [-v] SCENARIO...|all
 #
 # Boots the nested Xen testbed once per scenario (tests/xen-scenarios/<name>)
 # under QEMU/TCG, runs the scenario's dom0.sh there, collects the logs into
@@ -9,6 +9,9 @@
 # --dm PATH   device model binary to test (default target/release/xen-ioemu);
 #             copied into dom0 with its shared libraries.
 # --dm qemu   Debian's QEMU 7.2 (qemu-system-xen), the reference.
+# -j N        boot N testbeds at once (default TESTBED_JOBS, else 1); each
+#             nested Xen has one TCG vCPU (TESTBED_SMP=1), so -j 2 fills a
+#             2-core host. Verdict lines come as scenarios finish.
 # -v          echo the serial console while it runs.
 # Env: TESTBED_OUT (build dir, default build/testbed), TESTBED_CPU,
 #      TESTBED_SMP (pCPUs of the nested Xen, default 1: with one TCG vCPU
@@ -31,18 +34,21 @@ SCEN_DIR="$REPO_DIR/tests/xen-scenarios"
 DM="$REPO_DIR/target/release/xen-ioemu"
 LOGS="$OUT/logs"
 VERBOSE=0
+JOBS=${TESTBED_JOBS:-1}
 names=()
 while [ $# -gt 0 ]; do
     case $1 in
     --dm) DM=$2; shift 2 ;;
     --logs) LOGS=$(realpath -m "$2"); shift 2 ;;
+    -j) JOBS=$2; shift 2 ;;
     -v) VERBOSE=1; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     *) names+=("$1"); shift ;;
     esac
 done
-[ ${#names[@]} -gt 0 ] || { echo "usage: run.sh [--dm PATH|qemu] [--logs DIR] [-v] SCENARIO...|all" >&2; exit 2; }
+[ ${#names[@]} -gt 0 ] || { echo "usage: run.sh [--dm PATH|qemu] [--logs DIR] [-j N] [-v] SCENARIO...|all" >&2; exit 2; }
+case $JOBS in ''|*[!0-9]*|0) echo "run.sh: -j $JOBS: must be a positive number of testbeds at once" >&2; exit 2 ;; esac
 if [ "${names[0]}" = all ]; then
     names=()
     for d in "$SCEN_DIR"/*/; do
@@ -154,8 +160,18 @@ run_one() {
 mkdir -p "$LOGS"
 echo "== $(date -Is) dm=$DM ($DM_KIND) scenarios: ${names[*]}" >> "$LOGS/summary.txt"
 failed=0
+running=0
 for n in "${names[@]}"; do
-    run_one "$n" || failed=$((failed + 1))
+    if [ "$running" -ge "$JOBS" ]; then
+        wait -n || failed=$((failed + 1))
+        running=$((running - 1))
+    fi
+    { run_one "$n" || exit 1; } &
+    running=$((running + 1))
+done
+while [ "$running" -gt 0 ]; do
+    wait -n || failed=$((failed + 1))
+    running=$((running - 1))
 done
 echo "logs: $LOGS"
 [ $failed -eq 0 ]
