@@ -1,7 +1,7 @@
 #!/bin/bash
 # Debian packages the build, the tests and the testbed need. Idempotent.
 set -euo pipefail
-PKGS="qemu-system-x86 libxen-dev cpio file mtools syslinux syslinux-common dosfstools e2fsprogs gcc binutils perl"
+PKGS="qemu-system-x86 libxen-dev cpio file mtools syslinux syslinux-common dosfstools e2fsprogs genisoimage gcc binutils perl"
 # --list: just name them (.ci/run installs them itself).
 if [ "${1:-}" = --list ]; then echo "$PKGS"; exit 0; fi
 missing=""

@@ -51,7 +51,7 @@ KEY=$( { echo "$GUEST_KERNEL"; packages_key $PKGS; sha256sum "$here/build-image.
 C="$OUT/cache/guest-$KEY"
 if [ -e "$C/.done" ]; then
     ln -sfn "cache/guest-$KEY/guest.img" "$OUT/guest.img"
-    for f in fs.map fs.data fs.size guest.unplug-at; do ln -sfn "cache/guest-$KEY/$f" "$OUT/$f"; done
+    for f in fs.map fs.data fs.size guest.unplug-at cd-a.iso cd-b.iso; do ln -sfn "cache/guest-$KEY/$f" "$OUT/$f"; done
     echo "$OUT/guest.img (cached)"
     exit 0
 fi
@@ -149,9 +149,21 @@ written=$(stat -c %s "$C/fs.data")
 echo "$((64 << 20))" > "$C/fs.size"
 rm -rf "$S" "$C/fs.img"
 
+# --- two CD-ROM media (ISO 9660 + Rock Ridge) ------------------------------
+# each with data.bin (256 KiB random), its md5 and a label, for the cdrom
+# scenario's xl cd-insert of a second medium.
+for m in a b; do
+    rm -rf "$C/cd-$m"; mkdir "$C/cd-$m"
+    head -c 262144 /dev/urandom > "$C/cd-$m/data.bin"
+    (cd "$C/cd-$m" && md5sum data.bin > md5sum.txt)
+    echo "TBCD$m" > "$C/cd-$m/label.txt"
+    genisoimage -quiet -R -V "TBCD$m" -o "$C/cd-$m.iso" "$C/cd-$m"
+    rm -rf "$C/cd-$m"
+done
+
 rm -rf "$I" "$R" "$C/debs"
 touch "$C/.done"
 ln -sfn "cache/guest-$KEY/guest.img" "$OUT/guest.img"
-for f in fs.map fs.data fs.size guest.unplug-at; do ln -sfn "cache/guest-$KEY/$f" "$OUT/$f"; done
+for f in fs.map fs.data fs.size guest.unplug-at cd-a.iso cd-b.iso; do ln -sfn "cache/guest-$KEY/$f" "$OUT/$f"; done
 ls -la "$C/vmlinuz" "$C/initrd.gz" "$IMG" "$C/fs.data"
 echo "$OUT/guest.img"

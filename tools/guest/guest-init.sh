@@ -19,6 +19,13 @@
 #     e2fsck -f -n (its lines as "GUEST: e2fsck: ...", "GUEST: e2fsck -f -n
 #     rc=N"), then mounts read-only and prints "GUEST: file data/fNNN md5=..."
 #     for every file, for dom0 to compare with the synced list.
+#   TBJOB mode=cdrom dev=hdc
+#     the ATAPI CD-ROM: mounts its ISO 9660 medium, checks data.bin against
+#     md5sum.txt and prints "GUEST: cd first: medium <label.txt> ...", then
+#     "GUEST: cd waiting for a media change" and tries a mount every second
+#     until a medium with another label is in (dom0 runs xl cd-eject and
+#     xl cd-insert meanwhile), noting "GUEST: cd no medium" once, and checks
+#     that one the same way ("GUEST: cd second: ...").
 #   TBJOB mode=bench devs=sda,sdc mb=32 start_mb=33
 #     throughput and vCPU progress: an idle busy-loop rate, then an O_DIRECT
 #     bs=1M write + read of mb MiB on the first disk alone, then on every
@@ -52,16 +59,20 @@ for m in $(cat /mods/order); do
 done
 # sd names follow the order the asynchronous SCSI scan finishes in, which is
 # not stable: jobs name disks by ATA position instead (sda = ata1.00 =
-# SCSI 0:0:0:0, sdb = ata1.01, sdc = ata2.00, sdd = ata2.01); xvdX (PV
-# disks) by their own name.
+# SCSI 0:0:0:0, sdb = ata1.01, sdc = ata2.00, sdd = ata2.01; hda..hdd are
+# the same positions, for a CD-ROM, whose device is srN); xvdX (PV disks)
+# by their own name.
 position_of() {
-    case $1 in sda) echo 0:0:0:0 ;; sdb) echo 0:0:1:0 ;; sdc) echo 1:0:0:0 ;; sdd) echo 1:0:1:0 ;; *) echo "$1" ;; esac
+    case $1 in
+    sda|hda) echo 0:0:0:0 ;; sdb|hdb) echo 0:0:1:0 ;; sdc|hdc) echo 1:0:0:0 ;; sdd|hdd) echo 1:0:1:0 ;;
+    *) echo "$1" ;;
+    esac
 }
 disk_at() { # disk_at SCSI-ADDRESS|xvdX: its block device name, once it is there
     n=0
     while [ $n -lt 300 ]; do
         case $1 in
-        *:*) b=$(ls /sys/class/scsi_disk/$1/device/block 2>/dev/null | head -n 1) ;;
+        *:*) b=$(ls /sys/bus/scsi/devices/$1/block 2>/dev/null | head -n 1) ;;
         *) b=$1 ;;
         esac
         [ -n "$b" ] && [ -b "/dev/$b" ] && { echo "$b"; return 0; }
@@ -169,6 +180,32 @@ bench_phase() { # bench_phase NAME write|read DEV...: dd on every DEV at once
         done
     fi
 }
+cd_read() { # cd_read TAG: mount the medium, verify data.bin, umount
+    mount -t iso9660 -o ro /dev/$dev /mnt 2>/tmp/mnt.err || { say "cd $1: mount failed: $(cat /tmp/mnt.err)"; return 1; }
+    label=$(cat /mnt/label.txt)
+    want=$(cut -d' ' -f1 /mnt/md5sum.txt)
+    got=$(md5sum < /mnt/data.bin | cut -d' ' -f1)
+    say "cd $1: medium $label data.bin md5=$got (md5sum.txt: $want) at $(now)s"
+    umount /mnt
+    [ -n "$got" ] && [ "$got" = "$want" ]
+}
+if [ "$mode" = cdrom ]; then
+    cd_read first || finish FAIL
+    first=$label
+    say "cd waiting for a media change"
+    n=0; empty=0
+    while [ $n -lt 300 ]; do
+        if mount -t iso9660 -o ro /dev/$dev /mnt 2>/tmp/mnt.err; then
+            l=$(cat /mnt/label.txt); umount /mnt
+            [ "$l" != "$first" ] && break
+        elif [ $empty = 0 ]; then
+            say "cd no medium at $(now)s: $(tr '\n' ' ' < /tmp/mnt.err)"; empty=1
+        fi
+        sleep 1; n=$((n + 1))
+    done
+    cd_read second && [ "$label" != "$first" ] && finish PASS
+    finish FAIL
+fi
 if [ "$mode" = bench ]; then
     names=""
     for d in $devs; do

@@ -7,7 +7,7 @@ tb_guest_disk $IMG/pvhvm.img 64 "TBJOB dev=xvda start_mb=33 mb=16 expect=ok"
 tb_check "syslinux.cfg of the copy has no xen_emul_unplug=never" tb_guest_pvhvm $IMG/pvhvm.img
 tb_create guest.cfg
 domid=$(tb_domid pvhvm)
-tb_wait_console "\(d$domid\) .*GUEST: found the boot disk" 780
+tb_wait_console "\(d$domid\) .*GUEST: found the boot disk" 1200
 vbd=$(xenstore-read /local/domain/0/backend/vbd/$domid/51712/state 2>&1)
 tb_say "blkback's xvda (vbd 51712) state while the guest runs: $vbd"
 tb_wait_console "\(d$domid\) .*GUEST: DONE" 300

@@ -8,7 +8,7 @@ truncate -s 80M $IMG/second.img
 tb_create guest.cfg
 domid=$(tb_domid two-disk)
 pid=$(tb_dm_pid "$domid")
-tb_wait_console "\(d$domid\) .*GUEST: init running" 780
+tb_wait_console "\(d$domid\) .*GUEST: init running" 1200
 boot_cpu=$(tb_proc_cpu "$pid")
 tb_wait_console "\(d$domid\) .*GUEST: BENCH begin" 120
 cpu0=$(tb_proc_cpu "$pid")
