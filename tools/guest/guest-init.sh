@@ -152,7 +152,7 @@ fs_check() {
 # bench: see the job line above. The busy loop publishes its count every
 # 2000 iterations; its rate while a disk is busy, as a share of the idle
 # rate, is how much of the vCPU the guest kept while the DM did the I/O.
-count_now() { cat /tmp/count 2>/dev/null || echo 0; }
+count_now() { c=$(cat /tmp/count 2>/dev/null); echo "${c:-0}"; }
 rate_since() { # rate_since COUNT0 T0 -> iterations per second since then
     awk "BEGIN{d=$(now)-$2; if (d > 0) printf \"%d\", ($(count_now)-$1)/d; else print 0}"
 }
@@ -214,7 +214,8 @@ if [ "$mode" = bench ]; then
     done
     dd if=/dev/urandom of=/tmp/pattern bs=1M count="$mb" 2>/dev/null
     want=$(md5sum < /tmp/pattern | cut -d' ' -f1)
-    ( i=0; while :; do i=$((i + 1)); [ $((i % 2000)) -eq 0 ] && echo $i > /tmp/count; done ) &
+    # (written aside and renamed, so a reader never sees a half-written file)
+    ( i=0; while :; do i=$((i + 1)); [ $((i % 2000)) -eq 0 ] && { echo $i > /tmp/count.new; mv /tmp/count.new /tmp/count; }; done ) &
     busy_pid=$!
     sleep 1
     say "BENCH begin: disks$names, $mb MiB each, $(grep -c ^processor /proc/cpuinfo) CPU(s), ata1.00 dma_mode=$dma"

@@ -25,7 +25,14 @@ tb_check "guest saw the drive empty after xl cd-eject" tb_guest_says "$domid" 'c
 tb_check "guest: second medium TBCDb, data.bin matches its md5sum.txt" tb_guest_says "$domid" "cd second: medium TBCDb data.bin md5=$b \(md5sum.txt: $b\)"
 tb_check "the two media differ (md5 $a vs $b)" [ -n "$a" -a -n "$b" -a "$a" != "$b" ]
 tb_check "guest: RESULT PASS" tb_guest_says "$domid" 'RESULT PASS'
-tb_check "no ATA errors on the guest console" tb_console_lacks 'failed command|exception Emask|I/O error'
+tb_check "no ATA errors on the guest console" tb_console_lacks 'failed command|exception Emask'
+# The first read after the new medium gets UNIT ATTENTION (medium may have
+# changed), which Linux's sr fails once: "I/O error, dev sr0, sector 64".
+# Debian's QEMU 7.2 gives the same single line (measured, --dm qemu).
+sr0=$(grep -c "(d$domid) .*I/O error, dev sr0" "$TB_CONSOLE")
+tb_say "I/O error lines: $sr0 on sr0, $(grep "(d$domid) .*I/O error" "$TB_CONSOLE" | grep -vc 'dev sr0') elsewhere"
+tb_check "at most one I/O error, on sr0 after the media change (as with QEMU 7.2)" [ "$sr0" -le 1 ]
+tb_check "no I/O error on any other device" tb_console_lacks "\(d$domid\) .*I/O error, dev [^s]|I/O error, dev s[^r]"
 tb_check "guest powered itself off (domain gone within 60 s)" tb_wait_domain_gone cdrom 60
 tb_check "device model exited after the poweroff" tb_wait_dm_exit "$domid" 20
 tb_check "device model exit status 0" [ "$(tb_dm_exit "$domid")" = 0 ]
