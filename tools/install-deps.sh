@@ -1,7 +1,7 @@
 #!/bin/bash
 # Debian packages the build, the tests and the testbed need. Idempotent.
 set -euo pipefail
-PKGS="qemu-system-x86 qemu-utils libxen-dev cpio file mtools syslinux syslinux-common dosfstools e2fsprogs gcc g++ binutils perl"
+PKGS="qemu-system-x86 qemu-utils libxen-dev cpio file mtools syslinux syslinux-common dosfstools e2fsprogs genisoimage gcc g++ binutils perl"
 # g++: libFuzzer (libfuzzer-sys builds it) for tools/fuzz.sh.
 # --list: just name them (.ci/run installs them itself).
 if [ "${1:-}" = --list ]; then echo "$PKGS"; exit 0; fi

@@ -24,19 +24,24 @@ OUT=$(realpath -m "${1:-$REPO_DIR/build/testbed}")
 # faster) or generic (XZ: 8.2 MB instead of 14.2 MB, i.e. ~40 % less for
 # SeaBIOS to read by INT13 PIO, which is what dominates a nested boot).
 GUEST_KERNEL=${GUEST_KERNEL:-cloud}
+# Both kernels: the PV disk frontend (the pvhvm scenario: no
+# xen_emul_unplug=never, the IDE disks are unplugged and xvda comes from
+# blkback) and the ATAPI CD-ROM with ISO 9660. On an emulated-disk boot
+# xen-blkfront refuses to load (no PV disks offered), which /init reports.
+EXTRA_MODS="drivers/block/xen-blkfront drivers/cdrom/cdrom drivers/scsi/sr_mod fs/isofs/isofs"
 case $GUEST_KERNEL in
 cloud)
     PKGS="busybox-static $(kernel_pkg linux-image-cloud-amd64)"
     # ext4, jbd2, crc16, crc32c are built in (CONFIG_EXT4_FS=y)
     MODS="drivers/scsi/scsi_common drivers/scsi/scsi_mod drivers/ata/libata
-          drivers/ata/ata_piix drivers/ata/ata_generic drivers/scsi/sd_mod" ;;
+          drivers/ata/ata_piix drivers/ata/ata_generic drivers/scsi/sd_mod $EXTRA_MODS" ;;
 generic)
     PKGS="busybox-static $(kernel_pkg linux-image-amd64)"
     MODS="crypto/crct10dif_common crypto/crct10dif_generic lib/crc64
           crypto/crc64_rocksoft_generic drivers/scsi/scsi_common drivers/scsi/scsi_mod
           drivers/ata/libata drivers/ata/ata_piix drivers/ata/ata_generic lib/crc-t10dif
           lib/crc64-rocksoft block/t10-pi drivers/scsi/sd_mod
-          lib/crc16 crypto/crc32c_generic fs/mbcache fs/jbd2/jbd2 fs/ext4/ext4" ;;
+          lib/crc16 crypto/crc32c_generic fs/mbcache fs/jbd2/jbd2 fs/ext4/ext4 $EXTRA_MODS" ;;
 *) echo "build-image.sh: GUEST_KERNEL=$GUEST_KERNEL: must be cloud or generic" >&2; exit 2 ;;
 esac
 # e2fsck and mke2fs in the guest (busybox has no real e2fsck)
@@ -46,7 +51,7 @@ KEY=$( { echo "$GUEST_KERNEL"; packages_key $PKGS; sha256sum "$here/build-image.
 C="$OUT/cache/guest-$KEY"
 if [ -e "$C/.done" ]; then
     ln -sfn "cache/guest-$KEY/guest.img" "$OUT/guest.img"
-    for f in fs.map fs.data fs.size; do ln -sfn "cache/guest-$KEY/$f" "$OUT/$f"; done
+    for f in fs.map fs.data fs.size guest.unplug-at cd-a.iso cd-b.iso; do ln -sfn "cache/guest-$KEY/$f" "$OUT/$f"; done
     echo "$OUT/guest.img (cached)"
     exit 0
 fi
@@ -110,6 +115,11 @@ EOF
 cp "$R/boot/vmlinuz-$kver" "$C/vmlinuz"
 mcopy -i "$IMG@@1M" "$C/vmlinuz" "$C/initrd.gz" "$C/syslinux.cfg" ::/
 syslinux --offset $((PART_START * 512)) --install "$IMG"
+# Where the FAT holds "xen_emul_unplug=never" of syslinux.cfg: dom0 blanks
+# it with spaces (same length, nothing else in the FAT changes) to boot the
+# same image as a PVHVM guest (tb_guest_pvhvm in dom0-lib.sh).
+grep -obUa 'xen_emul_unplug=never' "$IMG" | cut -d: -f1 > "$C/guest.unplug-at"
+[ "$(wc -l < "$C/guest.unplug-at")" = 1 ] || { echo "build-image.sh: xen_emul_unplug=never not found exactly once in $IMG" >&2; exit 1; }
 
 # --- ext4 data disk --------------------------------------------------------
 # One block group (4 KiB blocks, 16384 of them), 256 inodes, a 4 MiB
@@ -139,9 +149,21 @@ written=$(stat -c %s "$C/fs.data")
 echo "$((64 << 20))" > "$C/fs.size"
 rm -rf "$S" "$C/fs.img"
 
+# --- two CD-ROM media (ISO 9660 + Rock Ridge) ------------------------------
+# each with data.bin (256 KiB random), its md5 and a label, for the cdrom
+# scenario's xl cd-insert of a second medium.
+for m in a b; do
+    rm -rf "$C/cd-$m"; mkdir "$C/cd-$m"
+    head -c 262144 /dev/urandom > "$C/cd-$m/data.bin"
+    (cd "$C/cd-$m" && md5sum data.bin > md5sum.txt)
+    echo "TBCD$m" > "$C/cd-$m/label.txt"
+    genisoimage -quiet -R -V "TBCD$m" -o "$C/cd-$m.iso" "$C/cd-$m"
+    rm -rf "$C/cd-$m"
+done
+
 rm -rf "$I" "$R" "$C/debs"
 touch "$C/.done"
 ln -sfn "cache/guest-$KEY/guest.img" "$OUT/guest.img"
-for f in fs.map fs.data fs.size; do ln -sfn "cache/guest-$KEY/$f" "$OUT/$f"; done
+for f in fs.map fs.data fs.size guest.unplug-at cd-a.iso cd-b.iso; do ln -sfn "cache/guest-$KEY/$f" "$OUT/$f"; done
 ls -la "$C/vmlinuz" "$C/initrd.gz" "$IMG" "$C/fs.data"
 echo "$OUT/guest.img"

@@ -19,6 +19,20 @@
 #     e2fsck -f -n (its lines as "GUEST: e2fsck: ...", "GUEST: e2fsck -f -n
 #     rc=N"), then mounts read-only and prints "GUEST: file data/fNNN md5=..."
 #     for every file, for dom0 to compare with the synced list.
+#   TBJOB mode=cdrom dev=hdc
+#     the ATAPI CD-ROM: mounts its ISO 9660 medium, checks data.bin against
+#     md5sum.txt and prints "GUEST: cd first: medium <label.txt> ...", then
+#     "GUEST: cd waiting for a media change" and tries a mount every second
+#     until a medium with another label is in (dom0 runs xl cd-eject and
+#     xl cd-insert meanwhile), noting "GUEST: cd no medium" once, and checks
+#     that one the same way ("GUEST: cd second: ...").
+#   TBJOB mode=bench devs=sda,sdc mb=32 start_mb=33
+#     throughput and vCPU progress: an idle busy-loop rate, then an O_DIRECT
+#     bs=1M write + read of mb MiB on the first disk alone, then on every
+#     disk at once, each with a busy loop running beside it; prints "GUEST:
+#     BENCH <phase> ..." lines (MB/s, busy-loop rate as % of idle) between
+#     "GUEST: BENCH begin" and "GUEST: BENCH end" (3 s idle either side, for
+#     dom0 to sample the DM's CPU time), then verifies every read by md5.
 # Every result line is "GUEST: ..." through /dev/kmsg, so it reaches the Xen
 # console via earlyprintk=xen (port 0xE9) whatever the device model does.
 export PATH=/sbin:/bin
@@ -48,14 +62,22 @@ for m in $(cat /mods/order); do
 done
 # sd names follow the order the asynchronous SCSI scan finishes in, which is
 # not stable: jobs name disks by ATA position instead (sda = ata1.00 =
-# SCSI 0:0:0:0, sdb = ata1.01, sdc = ata2.00, sdd = ata2.01).
+# SCSI 0:0:0:0, sdb = ata1.01, sdc = ata2.00, sdd = ata2.01; hda..hdd are
+# the same positions, for a CD-ROM, whose device is srN); xvdX (PV disks)
+# by their own name.
 position_of() {
-    case $1 in sda) echo 0:0:0:0 ;; sdb) echo 0:0:1:0 ;; sdc) echo 1:0:0:0 ;; sdd) echo 1:0:1:0 ;; *) echo "$1" ;; esac
+    case $1 in
+    sda|hda) echo 0:0:0:0 ;; sdb|hdb) echo 0:0:1:0 ;; sdc|hdc) echo 1:0:0:0 ;; sdd|hdd) echo 1:0:1:0 ;;
+    *) echo "$1" ;;
+    esac
 }
-disk_at() { # disk_at SCSI-ADDRESS: its block device name, once it is there
+disk_at() { # disk_at SCSI-ADDRESS|xvdX: its block device name, once it is there
     n=0
     while [ $n -lt 300 ]; do
-        b=$(ls /sys/class/scsi_disk/$1/device/block 2>/dev/null | head -n 1)
+        case $1 in
+        *:*) b=$(ls /sys/bus/scsi/devices/$1/block 2>/dev/null | head -n 1) ;;
+        *) b=$1 ;;
+        esac
         [ -n "$b" ] && [ -b "/dev/$b" ] && { echo "$b"; return 0; }
         sleep 0.1; n=$((n+1))
     done
@@ -63,18 +85,31 @@ disk_at() { # disk_at SCSI-ADDRESS: its block device name, once it is there
 }
 no_disk() { # what the kernel knows about the IDE function, for the log
     d=/sys/bus/pci/devices/0000:00:01.1
-    say "no disk at ata1.00 at $(now)s; 00:01.1 enable=$(cat $d/enable 2>/dev/null) driver=$(basename "$(readlink $d/driver 2>/dev/null)") scsi hosts: $(ls /sys/class/scsi_host 2>/dev/null | tr '\n' ' ')"
+    say "no disk at ata1.00 and no xvda at $(now)s; 00:01.1 enable=$(cat $d/enable 2>/dev/null) driver=$(basename "$(readlink $d/driver 2>/dev/null)") scsi hosts: $(ls /sys/class/scsi_host 2>/dev/null | tr '\n' ' ')"
     say "modules: $(cut -d' ' -f1,3 /proc/modules | tr '\n' ' ')"
     grep -E 'ata|ide|CPU' /proc/interrupts | while read -r l; do say "irq: $l"; done
     finish FAIL
 }
-boot=$(disk_at 0:0:0:0) || no_disk
-say "found the boot disk (ata1.00) as /dev/$boot, $(cat /sys/block/$boot/size) sectors, at $(now)s"
+# The boot disk is ata1.00, or xvda once a PVHVM kernel (no
+# xen_emul_unplug=never) has unplugged the IDE disks and blkfront took over.
+boot_disk() {
+    n=0
+    while [ $n -lt 300 ]; do
+        b=$(ls /sys/bus/scsi/devices/0:0:0:0/block 2>/dev/null | head -n 1)
+        [ -n "$b" ] && [ -b "/dev/$b" ] && { echo "ata1.00 $b"; return 0; }
+        [ -b /dev/xvda ] && { echo "xvda xvda"; return 0; }
+        sleep 0.1; n=$((n+1))
+    done
+    return 1
+}
+found=$(boot_disk) || no_disk
+where=${found% *}; boot=${found#* }
+say "found the boot disk ($where) as /dev/$boot, $(cat /sys/block/$boot/size) sectors, at $(now)s"
 
 job=$(dd if=/dev/$boot bs=512 skip=65536 count=1 iflag=direct 2>/dev/null | tr -d '\000' | head -n 1)
 case $job in TBJOB\ *) ;; *) say "no job at sector 65536 of /dev/$boot"; finish FAIL ;; esac
 say "job: $job"
-dev=sda; start_mb=33; mb=16; expect=ok; mode=raw; files=32; kb=64; then=poweroff
+dev=sda; start_mb=33; mb=16; expect=ok; mode=raw; files=32; kb=64; then=poweroff; devs=sda
 for kv in $job; do
     case $kv in
     mode=*) mode=${kv#mode=} ;;
@@ -85,6 +120,7 @@ for kv in $job; do
     start_mb=*) start_mb=${kv#start_mb=} ;;
     mb=*) mb=${kv#mb=} ;;
     expect=*) expect=${kv#expect=} ;;
+    devs=*) devs=$(echo "${kv#devs=}" | tr , ' ') ;;
     esac
 done
 dev=$(disk_at "$(position_of "$dev")") || { say "no disk for $dev"; finish FAIL; }
@@ -122,6 +158,94 @@ fs_check() {
     [ $r -eq 0 ] && [ $sr -eq 0 ] && [ $bad -eq 0 ] && finish PASS
     finish FAIL
 }
+
+# bench: see the job line above. The busy loop publishes its count every
+# 2000 iterations; its rate while a disk is busy, as a share of the idle
+# rate, is how much of the vCPU the guest kept while the DM did the I/O.
+count_now() { c=$(cat /tmp/count 2>/dev/null); echo "${c:-0}"; }
+rate_since() { # rate_since COUNT0 T0 -> iterations per second since then
+    awk "BEGIN{d=$(now)-$2; if (d > 0) printf \"%d\", ($(count_now)-$1)/d; else print 0}"
+}
+bench_phase() { # bench_phase NAME write|read DEV...: dd on every DEV at once
+    phase=$1 dir=$2; shift 2
+    c0=$(count_now); t0=$(now); pids=""
+    for d in "$@"; do
+        if [ "$dir" = write ]; then
+            dd if=/tmp/pattern of=/dev/$d bs=1M seek="$start_mb" count="$mb" oflag=direct 2>/tmp/dd-$d.err &
+        else
+            dd if=/dev/$d of=/tmp/back-$d bs=1M skip="$start_mb" count="$mb" iflag=direct 2>/tmp/dd-$d.err &
+        fi
+        pids="$pids $!"
+    done
+    rc=0
+    for p in $pids; do wait "$p" || rc=1; done
+    t1=$(now); r=$(rate_since "$c0" "$t0")
+    total=$(($# * mb))
+    say "BENCH $phase $dir devs=$* MiB=$total seconds=$(awk "BEGIN{print $t1-$t0}") MBps=$(awk "BEGIN{d=$t1-$t0; if(d>0) printf \"%.2f\", $total*1.048576/d; else print 0}") busy=$(awk "BEGIN{if ($idle>0) printf \"%d\", 100*$r/$idle; else print 0}")% rc=$rc"
+    [ $rc -eq 0 ] || { cat /tmp/dd-*.err > /dev/kmsg; bench_ok=0; }
+    if [ "$dir" = read ]; then
+        for d in "$@"; do
+            got=$(md5sum < /tmp/back-$d | cut -d' ' -f1); rm -f /tmp/back-$d
+            if [ "$got" = "$want" ]; then say "BENCH verify $phase $d md5 match"; else say "BENCH verify $phase $d md5 MISMATCH ($got)"; bench_ok=0; fi
+        done
+    fi
+}
+cd_read() { # cd_read TAG: mount the medium, verify data.bin, umount
+    mount -t iso9660 -o ro /dev/$dev /mnt 2>/tmp/mnt.err || { say "cd $1: mount failed: $(cat /tmp/mnt.err)"; return 1; }
+    label=$(cat /mnt/label.txt)
+    want=$(cut -d' ' -f1 /mnt/md5sum.txt)
+    got=$(md5sum < /mnt/data.bin | cut -d' ' -f1)
+    say "cd $1: medium $label data.bin md5=$got (md5sum.txt: $want) at $(now)s"
+    umount /mnt
+    [ -n "$got" ] && [ "$got" = "$want" ]
+}
+if [ "$mode" = cdrom ]; then
+    cd_read first || finish FAIL
+    first=$label
+    say "cd waiting for a media change"
+    n=0; empty=0
+    while [ $n -lt 300 ]; do
+        if mount -t iso9660 -o ro /dev/$dev /mnt 2>/tmp/mnt.err; then
+            l=$(cat /mnt/label.txt); umount /mnt
+            [ "$l" != "$first" ] && break
+        elif [ $empty = 0 ]; then
+            say "cd no medium at $(now)s: $(tr '\n' ' ' < /tmp/mnt.err)"; empty=1
+        fi
+        sleep 1; n=$((n + 1))
+    done
+    cd_read second && [ "$label" != "$first" ] && finish PASS
+    finish FAIL
+fi
+if [ "$mode" = bench ]; then
+    names=""
+    for d in $devs; do
+        k=$(disk_at "$(position_of "$d")") || { say "no disk for $d"; finish FAIL; }
+        names="$names $k"
+    done
+    dd if=/dev/urandom of=/tmp/pattern bs=1M count="$mb" 2>/dev/null
+    want=$(md5sum < /tmp/pattern | cut -d' ' -f1)
+    # (written aside and renamed, so a reader never sees a half-written file)
+    ( i=0; while :; do i=$((i + 1)); [ $((i % 2000)) -eq 0 ] && { echo $i > /tmp/count.new; mv /tmp/count.new /tmp/count; }; done ) &
+    busy_pid=$!
+    sleep 1
+    say "BENCH begin: disks$names, $mb MiB each, $(grep -c ^processor /proc/cpuinfo) CPU(s), ata1.00 dma_mode=$dma"
+    sleep 3
+    c0=$(count_now); t0=$(now); sleep 4; idle=$(rate_since "$c0" "$t0")
+    say "BENCH idle busy-loop rate=$idle/s"
+    bench_ok=1
+    first=${names# }; first=${first%% *}
+    bench_phase one-disk write $first
+    bench_phase one-disk read $first
+    # shellcheck disable=SC2086
+    bench_phase all-disks write $names
+    # shellcheck disable=SC2086
+    bench_phase all-disks read $names
+    kill $busy_pid
+    say "BENCH end"
+    sleep 3
+    [ $bench_ok -eq 1 ] && finish PASS
+    finish FAIL
+fi
 
 # ($dev is the kernel's name by now, found by ATA position above)
 if [ "$mode" = fscheck ]; then

@@ -216,3 +216,18 @@ tb_wait_syslog() {
     done
     return 0
 }
+
+# tb_proc_cpu PID: utime + stime of PID in seconds (USER_HZ is 100 on x86
+# Linux), from /proc/PID/stat past the command name, which may hold spaces.
+tb_proc_cpu() {
+    sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ printf "%.2f", ($12 + $13) / 100 }'
+}
+
+# tb_guest_pvhvm IMAGE: boot IMAGE (a tb_guest_disk copy) as a PVHVM guest:
+# blank "xen_emul_unplug=never" in its syslinux.cfg, in place (the offset
+# comes from build-image.sh; same length, so the FAT is untouched).
+tb_guest_pvhvm() {
+    at=$(cat /testbed/images/guest.unplug-at)
+    printf '%21s' '' | dd of="$1" bs=1 seek="$at" conv=notrunc 2>/dev/null
+    [ "$(dd if="$1" bs=1 skip="$at" count=21 2>/dev/null | tr -d ' ')" = "" ]
+}

@@ -98,7 +98,7 @@ run_one() {
     cp "$TESTBED_DIR/dm-wrap.sh" "$TESTBED_DIR/hotplug-ok.sh" "$T/"
     cp -r "$sdir" "$T/scenario"
     cp "$OUT/fw/idetest.elf" "$T/fw/"
-    [ "$NEEDS_GUEST" = 1 ] && cp "$OUT/guest.img" "$T/images/guest.img"
+    [ "$NEEDS_GUEST" = 1 ] && cp "$OUT/guest.img" "$OUT/guest.unplug-at" "$OUT/cd-a.iso" "$OUT/cd-b.iso" "$T/images/"
     [ "$NEEDS_FS" = 1 ] && cp "$OUT/fs.map" "$OUT/fs.data" "$OUT/fs.size" "$T/images/"
     if [ "$DM_KIND" != qemu ]; then
         copy_elf_with_libs "$HOST/root" "$DM" "$work/root$DM_IN_DOM0" "$work/root"
