@@ -203,6 +203,8 @@ if [ "$mode" = cdrom ]; then
     cd_read first || finish FAIL
     first=$label
     say "cd waiting for a media change"
+    # a first window with the tray unlocked (no mount) for dom0's eject
+    sleep 5
     n=0; empty=0
     while [ $n -lt 300 ]; do
         if mount -t iso9660 -o ro /dev/$dev /mnt 2>/tmp/mnt.err; then
