@@ -394,7 +394,8 @@ mod tests {
     use crate::block::{BlockOp, CacheMode, ErrorPolicy};
     use crate::control::DriveSpec;
     use crate::devices::bus::BusDevice;
-    use crate::devices::ide::{DriveConfig, IdeController, MediaKind};
+    use crate::devices::ide::tests::disk_on;
+    use crate::devices::ide::{DriveConfig, IdeController};
 
     fn spec(id: &str, slot: u8, retry: u64) -> DriveSpec {
         DriveSpec {
@@ -452,18 +453,7 @@ mod tests {
             if fail {
                 b.inject(InjectedFault { op: Some(BlockOp::Write), at_byte: None, errno: libc::ENOSPC, once: false });
             }
-            DriveConfig {
-                id: id.into(),
-                media: MediaKind::Disk,
-                backend: Some(Box::new(b)),
-                filename: "/images/x.img".into(),
-                cache: CacheMode::Writeback,
-                werror: ErrorPolicy::Enospc,
-                rerror: ErrorPolicy::Report,
-                serial: None,
-                model: None,
-                version: None,
-            }
+            DriveConfig { id: id.into(), ..disk_on(Box::new(b), ErrorPolicy::Enospc, ErrorPolicy::Report) }
         };
         let vm = VmControl::new(RunState::Running, EventSink::new());
         let irq = || -> Arc<dyn IrqLine> { Arc::new(NoIrq) };

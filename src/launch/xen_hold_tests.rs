@@ -3,9 +3,10 @@
 //! raised its IRQ, never while the retry is still on the host.
 
 use super::step_hold;
-use crate::block::{BlockBackend, BlockError, BlockOp, CacheMode, ErrorPolicy};
+use crate::block::{BlockBackend, BlockError, BlockOp, ErrorPolicy};
 use crate::devices::bus::BusDevice;
-use crate::devices::ide::{wait_idle, DriveConfig, IdeController, MediaKind};
+use crate::devices::ide::tests::disk_on;
+use crate::devices::ide::{wait_idle, IdeController};
 use crate::machine::hold::{HoldGate, PauseGuest, PauseRefused};
 use crate::machine::{EventSink, IrqLine, RunState, VmControl};
 use std::sync::{Arc, Condvar, Mutex};
@@ -101,18 +102,7 @@ impl crate::machine::GuestMemory for NoMemory {
 fn the_guest_stays_paused_until_the_retried_write_completed_and_raised_its_irq() {
     let log: Log = Arc::default();
     let disk = HostDisk(Arc::new((Mutex::new((true, true)), Condvar::new())));
-    let drive = DriveConfig {
-        id: "ide0-hd0".into(),
-        media: MediaKind::Disk,
-        backend: Some(Box::new(disk.clone())),
-        filename: "/images/x.img".into(),
-        cache: CacheMode::Writeback,
-        werror: ErrorPolicy::Enospc,
-        rerror: ErrorPolicy::Report,
-        serial: None,
-        model: None,
-        version: None,
-    };
+    let drive = disk_on(Box::new(disk.clone()), ErrorPolicy::Enospc, ErrorPolicy::Report);
     let vm = VmControl::new(RunState::Running, EventSink::new());
     let irq14: Arc<dyn IrqLine> = Arc::new(Irq(log.clone()));
     let irq15: Arc<dyn IrqLine> = Arc::new(Irq(Log::default()));

@@ -434,6 +434,6 @@ impl PciFunction for IdeController {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 #[cfg(test)]
 mod inflight_tests;

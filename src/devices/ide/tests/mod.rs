@@ -118,8 +118,8 @@ pub(super) fn disk(image: &SharedImage, werror: ErrorPolicy, rerror: ErrorPolicy
     disk_on(Box::new(image.clone()), werror, rerror)
 }
 
-/// The primary master disk on any backend.
-pub(super) fn disk_on(backend: Box<dyn BlockBackend>, werror: ErrorPolicy, rerror: ErrorPolicy) -> DriveConfig {
+/// The primary master disk on any backend (also the launch tests' disk).
+pub(crate) fn disk_on(backend: Box<dyn BlockBackend>, werror: ErrorPolicy, rerror: ErrorPolicy) -> DriveConfig {
     DriveConfig {
         id: "ide0-hd0".into(),
         media: MediaKind::Disk,
