@@ -387,6 +387,5 @@ mod policy;
 mod qcow2;
 mod real_fs;
 mod registers;
-mod throughput;
 mod unplug;
 mod versus_qemu;
