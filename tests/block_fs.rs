@@ -580,3 +580,50 @@ fn loop_device_without_sysfs_is_used_with_o_direct() {
     assert!(written <= 16, "{written} chunks acknowledged on a 1 MiB filesystem: the page cache absorbed errors");
     assert!(matches!(err, BlockError::Io { op: BlockOp::Write, .. }), "{err}");
 }
+
+/// dm_restrict: libxl caps the device model's RLIMIT_FSIZE at 256 KiB, and
+/// the kernel fails every write to a regular file past that offset with
+/// EFBIG. A loop device (script=block) is then served as the device itself,
+/// and a writable image file that reaches past the limit is refused at
+/// start-up with one line. The limit must be the process's own, so the
+/// checks run in a child test under `prlimit` (util-linux).
+#[test]
+fn under_libxl_dm_restrict_rlimit_fsize_a_loop_device_is_served_and_a_large_file_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let backing = dir.path().join("guest.img");
+    std::fs::write(&backing, vec![1u8; 1 << 20]).unwrap();
+    let dev = LoopDevice::attach(&backing, &[]);
+    let out = Command::new("prlimit")
+        .arg(format!("--fsize={0}:{0}", 256 * 1024))
+        .arg(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "dm_restrict_child_opens_under_the_limit", "--nocapture"])
+        .env("DM_RESTRICT_CHILD_LOOP", &dev.dev)
+        .env("DM_RESTRICT_CHILD_FILE", &backing)
+        .output()
+        .expect("cannot run prlimit (util-linux)");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("1 passed"), "child under prlimit: {}\n{text}", out.status);
+    // The child's write at 512 KiB went through the loop device into the file.
+    let host = std::fs::read(&backing).unwrap();
+    assert_eq!(&host[512 << 10..(512 << 10) + 4096], &[0xab; 4096][..]);
+    assert_eq!(host[(512 << 10) - 1], 1);
+}
+
+/// Run only by the test above, in a child process whose RLIMIT_FSIZE is
+/// 256 KiB (so #[ignore]: in the normal test process it would not be).
+#[test]
+#[ignore]
+fn dm_restrict_child_opens_under_the_limit() {
+    assert_eq!(xen_ioemu::block::file_size_limit(), Some(256 * 1024), "run by the prlimit test only");
+    let spec = |file: String, read_only| ImageSpec { file, format: "raw".into(), cache: CacheMode::Writeback, read_only };
+    let dev = std::env::var("DM_RESTRICT_CHILD_LOOP").unwrap();
+    let file = std::env::var("DM_RESTRICT_CHILD_FILE").unwrap();
+    let mut img = open_image(&spec(dev, false)).unwrap();
+    img.write_at(512 << 10, &[0xab; 4096]).expect("the loop device itself is not limited by RLIMIT_FSIZE");
+    img.flush().unwrap();
+    let err = open_image(&spec(file.clone(), false)).err().expect("a writable 1 MiB file under a 256 KiB limit");
+    let text = err.to_string();
+    assert!(text.contains("RLIMIT_FSIZE is 262144 bytes") && text.contains("block device") && !text.contains('\n'), "{text}");
+    // Read-only, nothing is limited.
+    assert!(open_image(&spec(file, true)).is_ok());
+}

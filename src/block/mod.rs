@@ -18,7 +18,7 @@ pub(crate) mod testimg;
 mod uio;
 
 pub use blkdebug::{Blkdebug, BlkdebugRules};
-pub use open::{open_image, open_image_with_sysfs, ImageSpec};
+pub use open::{file_size_limit, open_image, open_image_under_limit, open_image_with_sysfs, ImageSpec};
 pub use policy::{ErrorAction, ErrorPolicy};
 pub use qcow2::{FormatError, ImageFormat, ImagoImage};
 pub use raw::RawImage;

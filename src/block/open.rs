@@ -29,6 +29,44 @@ pub fn open_image(spec: &ImageSpec) -> Result<Box<dyn BlockBackend>, BlockError>
 /// As `open_image`, reading loop devices' sysfs attributes from
 /// `sysfs_dev_block` instead of /sys/dev/block.
 pub fn open_image_with_sysfs(spec: &ImageSpec, sysfs_dev_block: &Path) -> Result<Box<dyn BlockBackend>, BlockError> {
+    open_image_under_limit(spec, sysfs_dev_block, file_size_limit())
+}
+
+/// This process's RLIMIT_FSIZE (soft), None when unlimited. libxl sets it
+/// to 256 KiB for a dm_restrict device model ("big enough for log files",
+/// libxl_linux.c), and the kernel then fails every write to a regular file
+/// that reaches past it with EFBIG, whatever the file's size already is.
+/// Block devices are not limited.
+pub fn file_size_limit() -> Option<u64> {
+    use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
+    match getrlimit(Resource::RLIMIT_FSIZE) {
+        Ok((soft, _)) if soft != RLIM_INFINITY => Some(soft),
+        _ => None,
+    }
+}
+
+/// Why a writable regular file cannot be served under `limit`: every guest
+/// write past it would fail, so the drive is refused at start-up instead of
+/// failing the guest later. `end` is how far writes can reach in the file.
+fn refuse_past_file_size_limit(path: &str, end: u64, limit: Option<u64>) -> Result<(), BlockError> {
+    match limit {
+        Some(limit) if end > limit => Err(BlockError::Open {
+            path: path.to_string(),
+            reason: format!(
+                "writes would reach byte {end} of this file but RLIMIT_FSIZE is {limit} bytes (libxl sets 256 KiB under dm_restrict); \
+                 give the disk as a block device (script=block, or a phy: device) or make it read-only"
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// As `open_image_with_sysfs`, with RLIMIT_FSIZE given (`file_size_limit`).
+pub fn open_image_under_limit(
+    spec: &ImageSpec,
+    sysfs_dev_block: &Path,
+    limit: Option<u64>,
+) -> Result<Box<dyn BlockBackend>, BlockError> {
     let format = ImageFormat::check(&spec.format, spec.read_only)
         .map_err(|e| BlockError::Open { path: spec.file.clone(), reason: e.to_string() })?;
     if let Some(rest) = spec.file.strip_prefix(BLKDEBUG_PREFIX) {
@@ -39,24 +77,35 @@ pub fn open_image_with_sysfs(spec: &ImageSpec, sysfs_dev_block: &Path) -> Result
         })?;
         let rules =
             if config.is_empty() { BlkdebugRules::default() } else { BlkdebugRules::from_file(Path::new(config))? };
-        let inner = open_image_with_sysfs(&ImageSpec { file: image.to_string(), ..spec.clone() }, sysfs_dev_block)?;
+        let inner =
+            open_image_under_limit(&ImageSpec { file: image.to_string(), ..spec.clone() }, sysfs_dev_block, limit)?;
         return Ok(Box::new(Blkdebug::new(inner, rules).with_cache_mode(spec.cache)));
     }
     if spec.file.is_empty() {
         return Err(BlockError::Open { path: String::new(), reason: "file= is empty".into() });
     }
     let path = Path::new(&spec.file);
+    let regular_file = std::fs::metadata(path).map(|m| m.is_file()).unwrap_or(false);
     if format != ImageFormat::Raw {
-        return Ok(Box::new(ImagoImage::open(path, format, spec.cache, spec.read_only)?));
+        let image = ImagoImage::open(path, format, spec.cache, spec.read_only)?;
+        if regular_file && !spec.read_only {
+            // A qcow2 file grows towards its virtual size (plus metadata).
+            refuse_past_file_size_limit(&spec.file, image.size(), limit)?;
+        }
+        return Ok(Box::new(image));
     }
     if let Some(backing) = loop_backing_with_sysfs(path, sysfs_dev_block)? {
-        return open_loop(spec, backing);
+        return open_loop(spec, backing, limit);
     }
     if let Some(status) = attached_loop_without_sysfs(path) {
         let reason = format!("{} has no loop attributes", sysfs_dev_block.display());
         return open_loop_device_direct(spec, path, spec.read_only || status.read_only, &reason);
     }
-    Ok(Box::new(RawImage::open(path, spec.cache, spec.read_only)?))
+    let image = RawImage::open(path, spec.cache, spec.read_only)?;
+    if regular_file && !spec.read_only {
+        refuse_past_file_size_limit(&spec.file, image.size(), limit)?;
+    }
+    Ok(Box::new(image))
 }
 
 /// The loop device itself with O_DIRECT: without the page cache the loop
@@ -75,14 +124,21 @@ fn open_loop_device_direct(
     Ok(Box::new(RawImage::open(device, cache, read_only)?))
 }
 
-fn open_loop(spec: &ImageSpec, backing: LoopBacking) -> Result<Box<dyn BlockBackend>, BlockError> {
+fn open_loop(spec: &ImageSpec, backing: LoopBacking, limit: Option<u64>) -> Result<Box<dyn BlockBackend>, BlockError> {
     let read_only = spec.read_only || backing.read_only;
     if backing.read_only && !spec.read_only {
         log::info!("{}: the loop device is read-only, so the drive is too", backing.device.display());
     }
     let window = ImageWindow { base: backing.offset, size: backing.image_size() };
+    let window_end = window.base.saturating_add(window.size);
     let via_file = if backing.deleted {
         Err(format!("its backing file {} was deleted", backing.backing_file.display()))
+    } else if let Some(limit) = limit.filter(|&limit| !read_only && window_end > limit) {
+        // The loop device is a block device, which RLIMIT_FSIZE does not
+        // limit: this is why dm_restrict wants disks on block devices.
+        Err(format!(
+            "writes would reach byte {window_end} of it but RLIMIT_FSIZE is {limit} bytes (dm_restrict)"
+        ))
     } else {
         RawImage::open_window(&backing.backing_file, spec.cache, read_only, Some(window))
             .map_err(|e| e.to_string())
