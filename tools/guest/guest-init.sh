@@ -25,7 +25,8 @@
 #     "GUEST: cd waiting for a media change" and tries a mount every second
 #     until a medium with another label is in (dom0 runs xl cd-eject and
 #     xl cd-insert meanwhile), noting "GUEST: cd no medium" once, and checks
-#     that one the same way ("GUEST: cd second: ...").
+#     that one the same way ("GUEST: cd second: ..."). Meanwhile a shell
+#     runs on ttyS0 for dom0's xl console.
 #   TBJOB mode=bench devs=sda,sdc mb=32 start_mb=33
 #     throughput and vCPU progress: an idle busy-loop rate, then an O_DIRECT
 #     bs=1M write + read of mb MiB on the first disk alone, then on every
@@ -200,6 +201,14 @@ cd_read() { # cd_read TAG: mount the medium, verify data.bin, umount
     [ -n "$got" ] && [ "$got" = "$want" ]
 }
 if [ "$mode" = cdrom ]; then
+    # A shell on COM1 for dom0's `xl console -t serial` (the DM's pty):
+    # dom0 types a line there and waits for the shell's answer.
+    if [ -c /dev/ttyS0 ]; then
+        setsid sh -c 'exec sh -i < /dev/ttyS0 > /dev/ttyS0 2>&1' &
+        say "shell on ttyS0 (pid $!)"
+    else
+        say "no /dev/ttyS0"
+    fi
     cd_read first || finish FAIL
     first=$label
     say "cd waiting for a media change"

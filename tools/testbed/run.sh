@@ -77,6 +77,9 @@ fi
 "$TESTBED_DIR/build-host.sh" "$OUT" >/dev/null
 HOST="$OUT/host"
 "$REPO_DIR/tools/firmware/build.sh" "$OUT/fw" >/dev/null
+# dom0's terminal for `xl console` (static: dom0 has only the libraries of
+# the packages unpacked into it)
+gcc -static -O2 -Wall -Wextra -Werror -o "$OUT/fw/ptyrun" "$TESTBED_DIR/ptyrun.c"
 need_guest=0
 for n in "${names[@]}"; do grep -q '^NEEDS_GUEST=1' "$SCEN_DIR/$n/scenario.conf" && need_guest=1; done
 [ $need_guest = 1 ] && "$REPO_DIR/tools/guest/build-image.sh" "$OUT" >/dev/null
@@ -98,6 +101,7 @@ run_one() {
     cp "$TESTBED_DIR/dm-wrap.sh" "$TESTBED_DIR/hotplug-ok.sh" "$T/"
     cp -r "$sdir" "$T/scenario"
     cp "$OUT/fw/idetest.elf" "$T/fw/"
+    cp "$OUT/fw/ptyrun" "$T/"
     [ "$NEEDS_GUEST" = 1 ] && cp "$OUT/guest.img" "$OUT/guest.unplug-at" "$OUT/cd-a.iso" "$OUT/cd-b.iso" "$T/images/"
     [ "$NEEDS_FS" = 1 ] && cp "$OUT/fs.map" "$OUT/fs.data" "$OUT/fs.size" "$T/images/"
     if [ "$DM_KIND" != qemu ]; then
