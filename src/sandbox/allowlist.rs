@@ -7,22 +7,21 @@
 //! (`ThreadKind::QmpListener` includes the session's groups).
 
 use super::ThreadKind;
-use libc::c_long;
 
 /// One syscall, allowed for any arguments or only when an argument equals
 /// one of a few values.
 #[derive(Clone, Copy, Debug)]
 pub struct Allow {
-    pub nr: c_long,
+    pub nr: i64,
     /// `(argument index, allowed values)`; `None`: any arguments.
     pub only: Option<(u8, &'static [u64])>,
 }
 
-const fn any(nr: c_long) -> Allow {
+const fn any(nr: i64) -> Allow {
     Allow { nr, only: None }
 }
 
-const fn when(nr: c_long, arg: u8, values: &'static [u64]) -> Allow {
+const fn when(nr: i64, arg: u8, values: &'static [u64]) -> Allow {
     Allow {
         nr,
         only: Some((arg, values)),
@@ -227,10 +226,11 @@ pub const SIGNALS: Group = Group {
 };
 
 /// The traditional flavour's xenstore command watcher reads and writes the
-/// xenstore connection opened at start-up.
+/// xenstore connection opened at start-up (a unix socket: std reads it
+/// with recv).
 pub const XENSTORE: Group = Group {
     name: "xenstore",
-    calls: &[any(libc::SYS_read), any(libc::SYS_poll)],
+    calls: &[any(libc::SYS_read), any(libc::SYS_recvfrom), any(libc::SYS_poll)],
 };
 
 /// The serial console's pty reader polls and reads the pty master.
@@ -243,12 +243,14 @@ pub const PTY: Group = Group {
     ],
 };
 
+/// The qtest session reads its commands from stdio or a unix socket.
+pub const QTEST: Group = Group { name: "qtest", calls: &[any(libc::SYS_read), any(libc::SYS_recvfrom), any(libc::SYS_poll)] };
+
 /// The groups a kind of thread is allowed.
 pub fn groups(kind: ThreadKind) -> &'static [&'static Group] {
     match kind {
         ThreadKind::Ioreq => &[&RUNTIME, &DEVICES, &IOREQ],
-        // qtest's session reads its commands from stdio or a socket.
-        ThreadKind::Qtest => &[&RUNTIME, &DEVICES, &PTY],
+        ThreadKind::Qtest => &[&RUNTIME, &DEVICES, &QTEST],
         // libxl's option probe only waits for QMP's quit.
         ThreadKind::Probe => &[&RUNTIME],
         ThreadKind::BlockWorker => &[&RUNTIME, &DEVICES],

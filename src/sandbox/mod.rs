@@ -174,7 +174,7 @@ pub fn compile(kind: ThreadKind) -> Result<BpfProgram, SandboxError> {
     for group in groups(kind) {
         for call in group.calls {
             let entry = merged
-                .entry(call.nr as i64)
+                .entry(call.nr)
                 .or_insert_with(|| Some(Vec::new()));
             match (call.only, entry.as_mut()) {
                 (None, _) => *entry = None,
