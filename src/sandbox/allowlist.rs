@@ -246,13 +246,21 @@ pub const PTY: Group = Group {
 /// The qtest session reads its commands from stdio or a unix socket.
 pub const QTEST: Group = Group { name: "qtest", calls: &[any(libc::SYS_read), any(libc::SYS_recvfrom), any(libc::SYS_poll)] };
 
+/// The main thread's way out: dropping the QMP servers shuts their
+/// listening sockets down (which wakes accept), joins the listeners and
+/// unlinks the socket paths it bound.
+pub const QMP_CLOSE: Group = Group {
+    name: "qmp-close",
+    calls: &[any(libc::SYS_shutdown), any(libc::SYS_unlink), any(libc::SYS_unlinkat)],
+};
+
 /// The groups a kind of thread is allowed.
 pub fn groups(kind: ThreadKind) -> &'static [&'static Group] {
     match kind {
-        ThreadKind::Ioreq => &[&RUNTIME, &DEVICES, &IOREQ],
-        ThreadKind::Qtest => &[&RUNTIME, &DEVICES, &QTEST],
+        ThreadKind::Ioreq => &[&RUNTIME, &DEVICES, &IOREQ, &QMP_CLOSE],
+        ThreadKind::Qtest => &[&RUNTIME, &DEVICES, &QTEST, &QMP_CLOSE],
         // libxl's option probe only waits for QMP's quit.
-        ThreadKind::Probe => &[&RUNTIME],
+        ThreadKind::Probe => &[&RUNTIME, &QMP_CLOSE],
         ThreadKind::BlockWorker => &[&RUNTIME, &DEVICES],
         ThreadKind::QmpListener => &[
             &RUNTIME,

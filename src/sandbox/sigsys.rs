@@ -187,6 +187,7 @@ fn syscall_name(nr: libc::c_long) -> Option<&'static str> {
         libc::SYS_memfd_create => "memfd_create",
         libc::SYS_mkdirat => "mkdirat",
         libc::SYS_ftruncate => "ftruncate",
+        libc::SYS_shutdown => "shutdown",
         _ => return None,
     })
 }
