@@ -15,5 +15,6 @@ pub mod logging;
 #[forbid(unsafe_code)]
 pub mod machine;
 pub mod qtest;
+pub mod sandbox;
 pub mod vm;
 pub mod xen;

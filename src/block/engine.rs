@@ -236,6 +236,7 @@ impl BlockQueue {
         let worker = std::thread::Builder::new()
             .name(format!("io-{name}"))
             .spawn(move || {
+                crate::sandbox::enter_or_exit(crate::sandbox::ThreadKind::BlockWorker);
                 let mut scratch = Vec::new();
                 for job in rx {
                     let started = Instant::now();

@@ -41,6 +41,8 @@ pub enum LaunchError {
     #[error(transparent)]
     Privileges(#[from] PrivilegeError),
     #[error(transparent)]
+    Sandbox(#[from] crate::sandbox::SandboxError),
+    #[error(transparent)]
     Boot(#[from] crate::devices::cmos::BootOrderError),
     #[error("-serial pty: {0}")]
     SerialPty(#[from] crate::devices::uart::pty::PtyError),
@@ -101,6 +103,12 @@ pub fn run(args: Vec<String>) -> i32 {
     };
     for w in &config.warnings {
         log::warn!("{w}");
+    }
+    if config.sandbox {
+        if let Err(e) = crate::sandbox::enable() {
+            eprintln!("xen-ioemu: {e}");
+            return 1;
+        }
     }
     if let Err(e) = platform::boot_order(&config) {
         eprintln!("xen-ioemu: {e}");

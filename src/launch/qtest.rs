@@ -65,6 +65,7 @@ pub(super) fn run_qtest(config: MachineConfig) -> Result<i32, LaunchError> {
     let _qmp = QmpServer::start_all(&config.qmp, ops, vm.events(), &QmpInfo { name: config.name.clone() })
         .map_err(|source| LaunchError::Qmp { label: "-qmp", source })?;
 
+    crate::sandbox::enter(crate::sandbox::ThreadKind::Qtest)?;
     let mut session = QtestSession::new(machine.clone(), ram, irqs, stream);
     let mut reader = BufReader::new(input);
     let served = session.serve(&mut reader);

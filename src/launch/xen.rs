@@ -119,12 +119,15 @@ fn block_exit_signals() -> SigSet {
 /// Exit signals stay blocked in every thread, so without this thread
 /// `xl destroy` (SIGHUP) could never end us: failing to start it is fatal.
 fn spawn_signal_thread(set: SigSet, on_signal: impl Fn(Signal) + Send + 'static) -> Result<(), LaunchError> {
-    super::spawn_essential("signals", move || loop {
-        match set.wait() {
-            Ok(sig) => on_signal(sig),
-            Err(e) => {
-                log::error!("sigwait: {e}");
-                return;
+    super::spawn_essential("signals", move || {
+        crate::sandbox::enter_or_exit(crate::sandbox::ThreadKind::Signals);
+        loop {
+            match set.wait() {
+                Ok(sig) => on_signal(sig),
+                Err(e) => {
+                    log::error!("sigwait: {e}");
+                    return;
+                }
             }
         }
     })?;
@@ -161,6 +164,7 @@ fn spawn_run_state_watcher(
     gate: Arc<Mutex<HoldGate>>,
 ) -> Result<(), LaunchError> {
     super::spawn_essential("runstate", move || {
+        crate::sandbox::enter_or_exit(crate::sandbox::ThreadKind::RunState);
         let mut seen = vm.generation();
         let mut stopped_since = std::time::Instant::now();
         loop {
@@ -320,6 +324,9 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
         power: XenPowerControl::new(dm.clone()),
         log_limiter: Default::default(),
     };
+    // Start-up is over: images open, the ioreq server set up, sockets
+    // bound, privileges dropped.
+    crate::sandbox::enter(crate::sandbox::ThreadKind::Ioreq)?;
     let served = server.run(&mut io, &*memory);
     vm.shutdown();
     // Not left to the watcher: the process may end before it looks again,
@@ -356,6 +363,7 @@ fn run_probe(config: MachineConfig, exit_signals: SigSet) -> Result<i32, LaunchE
         *on_signal.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
         on_signal.1.notify_all();
     })?;
+    crate::sandbox::enter(crate::sandbox::ThreadKind::Probe)?;
     let mut g = done.0.lock().unwrap_or_else(|e| e.into_inner());
     while !*g {
         g = done.1.wait(g).unwrap_or_else(|e| e.into_inner());
@@ -367,17 +375,20 @@ fn run_probe(config: MachineConfig, exit_signals: SigSet) -> Result<i32, LaunchE
 /// pause) or `save` to device-model/<domid>/command and waits for state.
 /// Essential: without it a guest started paused would never run.
 fn spawn_traditional_command_watcher(xenstore: XenStore, domid: u16, machine: Arc<Mutex<PcMachine>>) -> Result<(), LaunchError> {
-    super::spawn_essential("xs-command", move || loop {
-        std::thread::sleep(Duration::from_millis(500));
-        match xenstore.take_command(domid).as_deref() {
-            None => {}
-            Some("continue") => {
-                machine.lock().unwrap_or_else(|e| e.into_inner()).cont();
-                if let Err(e) = xenstore.report_state(domid, "running") {
-                    log::warn!("reporting running: {e}");
+    super::spawn_essential("xs-command", move || {
+        crate::sandbox::enter_or_exit(crate::sandbox::ThreadKind::XsCommand);
+        loop {
+            std::thread::sleep(Duration::from_millis(500));
+            match xenstore.take_command(domid).as_deref() {
+                None => {}
+                Some("continue") => {
+                    machine.lock().unwrap_or_else(|e| e.into_inner()).cont();
+                    if let Err(e) = xenstore.report_state(domid, "running") {
+                        log::warn!("reporting running: {e}");
+                    }
                 }
+                Some(other) => log::warn!("device-model command '{other}' is not supported (save/restore is not implemented)"),
             }
-            Some(other) => log::warn!("device-model command '{other}' is not supported (save/restore is not implemented)"),
         }
     })?;
     Ok(())

@@ -142,6 +142,7 @@ impl Parser {
             serial: self.serial,
             runas: self.runas,
             chroot: self.chroot,
+            sandbox: self.sandbox.unwrap_or(true),
             domid_restrict: self.domid_restrict,
             max_ram_below_4g: self.max_ram_below_4g,
             no_shutdown: self.no_shutdown,

@@ -55,6 +55,9 @@ pub struct MachineConfig {
     pub serial: Vec<SerialSpec>,
     pub runas: Option<String>,
     pub chroot: Option<PathBuf>,
+    /// `-sandbox on|off`: the seccomp filter (`crate::sandbox`), on unless
+    /// turned off.
+    pub sandbox: bool,
     pub domid_restrict: bool,
     /// `-machine ...,max-ram-below-4g=` in bytes.
     pub max_ram_below_4g: Option<u64>,
@@ -153,6 +156,7 @@ fn option_arity(name: &str) -> Option<Option<Option<&'static str>>> {
         "qmp" | "qtest" | "serial" | "monitor" | "parallel" => with_value(Some("path")),
         "vnc" => with_value(Some("vnc")),
         "display" => with_value(Some("type")),
+        "sandbox" => with_value(Some("enable")),
         "vga" => with_value(Some("type")),
         "net" | "netdev" | "device" | "chardev" | "audiodev" | "object" | "numa" => {
             with_value(Some("driver"))
@@ -163,7 +167,7 @@ fn option_arity(name: &str) -> Option<Option<Option<&'static str>>> {
         "qtest-log" | "cdrom" | "hda" | "hdb" | "hdc" | "hdd" | "bios" | "cpu" | "xen-domid"
         | "d" | "domain-name" | "videoram" | "vcpu_avail" | "vcpus" | "k" | "usbdevice"
         | "soundhw" | "loadvm" | "incoming" | "runas" | "chroot" | "L" | "D" | "kernel"
-        | "append" | "initrd" | "pidfile" | "trace" | "sandbox" | "xen-attach" | "uuid"
+        | "append" | "initrd" | "pidfile" | "trace" | "xen-attach" | "uuid"
         | "option-rom" | "overcommit" | "action" | "acpitable" | "spice" => with_value(None),
         "nodefaults" | "no-user-config" | "nographic" | "no-shutdown" | "no-reboot"
         | "no-acpi" | "acpi" | "S" | "xen-domid-restrict" | "usb" | "vncunused"
@@ -185,6 +189,7 @@ Xen device model (PIIX3 IDE) speaking libxl's qemu-xen and qemu-xen-traditional 
   -cdrom FILE, -hda..-hdd FILE, -qmp unix:PATH,server=on,wait=off,\n\
   -chardev socket,id=ID,path=PATH|fd=N,server=on,wait=off -mon chardev=ID,mode=control\n\
   -serial pty|null|stdio|file:PATH|none, -S, -m MIB, -smp N,maxcpus=M, -boot order=ORDER\n\
+  -sandbox on|off         the per-thread seccomp filter (default on)\n\
 POLICY: report|ignore|stop|enospc. Defaults: werror=enospc, rerror=report, retry-interval=5.\n";
 
 /// Parses the device model's arguments (without `argv[0]`).
@@ -249,6 +254,7 @@ struct Parser {
     serial: Vec<SerialSpec>,
     runas: Option<String>,
     chroot: Option<PathBuf>,
+    sandbox: Option<bool>,
     domid_restrict: bool,
     max_ram_below_4g: Option<u64>,
     no_shutdown: bool,
@@ -388,6 +394,12 @@ impl Parser {
                 }
             }
             "chroot" => self.chroot = Some(PathBuf::from(raw)),
+            // QEMU's sub-options choose which groups its filter denies;
+            // ours always denies everything a thread does not need.
+            "sandbox" => {
+                let enable = opts.get("enable").unwrap_or("");
+                self.sandbox = Some(parse_bool(enable).ok_or_else(|| invalid(option, format!("'{enable}': give on or off")))?);
+            }
             "xen-domid-restrict" => self.domid_restrict = true,
             "no-shutdown" => self.no_shutdown = true,
             "incoming" => return Err(invalid(option, "restoring a saved device state is not supported")),

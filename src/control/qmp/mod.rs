@@ -155,7 +155,10 @@ impl QmpServer {
         let (thread_listener, thread_shared) = (listener.clone(), shared.clone());
         let accept_thread = std::thread::Builder::new()
             .name(format!("qmp-{}", shared.label))
-            .spawn(move || accept_loop(&thread_listener, thread_shared))
+            .spawn(move || {
+                crate::sandbox::enter_or_exit(crate::sandbox::ThreadKind::QmpListener);
+                accept_loop(&thread_listener, thread_shared)
+            })
             .map_err(QmpError::Spawn)?;
         Ok(QmpServer { shared, listener: Some(listener), path, accept_thread: Some(accept_thread) })
     }
@@ -183,6 +186,7 @@ impl QmpServer {
         std::thread::Builder::new()
             .name(format!("qmp-{label}-conn"))
             .spawn(move || {
+                crate::sandbox::enter_or_exit(crate::sandbox::ThreadKind::QmpSession);
                 if let Err(e) = serve_connection(stream, &conn_shared) {
                     log::debug!("QMP {}: connection ended: {e}", conn_shared.label);
                 }
@@ -317,6 +321,7 @@ fn accept_loop(listener: &UnixListener, shared: Arc<Shared>) {
         let spawned = std::thread::Builder::new()
             .name(format!("qmp-{}-conn", shared.label))
             .spawn(move || {
+                crate::sandbox::enter_or_exit(crate::sandbox::ThreadKind::QmpSession);
                 if let Err(e) = serve_connection(stream, &conn_shared) {
                     log::debug!("QMP {}: connection ended: {e}", conn_shared.label);
                 }
@@ -357,7 +362,10 @@ fn serve_connection(stream: UnixStream, shared: &Arc<Shared>) -> std::io::Result
     shared.events.add_subscriber(outbox.clone());
     let writer = {
         let (stream, outbox) = (stream.try_clone()?, outbox.clone());
-        std::thread::Builder::new().name("qmp-writer".into()).spawn(move || write_outbox(stream, &outbox))?
+        std::thread::Builder::new().name("qmp-writer".into()).spawn(move || {
+            crate::sandbox::enter_or_exit(crate::sandbox::ThreadKind::QmpWriter);
+            write_outbox(stream, &outbox)
+        })?
     };
     let received_fds = Arc::new(Mutex::new(VecDeque::new()));
     let mut session = Session::new(shared.clone(), received_fds.clone());

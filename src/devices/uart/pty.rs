@@ -139,6 +139,7 @@ impl PtyReader {
         F: FnMut(&[u8]) -> usize + Send + 'static,
     {
         std::thread::Builder::new().name("serial-pty".into()).spawn(move || {
+            crate::sandbox::enter_or_exit(crate::sandbox::ThreadKind::SerialPty);
             let mut held: Vec<u8> = Vec::with_capacity(READ_CHUNK);
             while !stop.load(Ordering::Relaxed) {
                 if !held.is_empty() {

@@ -1,0 +1,221 @@
+//! Each case runs in a child process (this test binary re-run on one
+//! test): the child installs a real filter and makes one call; the parent
+//! checks how the child ended and what it logged.
+
+use super::*;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
+
+const CHILD_ENV: &str = "XEN_IOEMU_SANDBOX_CHILD";
+/// What a child exits with when its call came back (was allowed).
+const RETURNED: i32 = 42;
+
+/// The child's side: does nothing unless run by `run_child`.
+#[test]
+fn sandbox_child() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let (kind, call) = spec.split_once(':').expect("KIND:CALL");
+    let kind = ThreadKind::ALL
+        .into_iter()
+        .find(|k| k.name() == kind)
+        .expect("known kind");
+    enable().expect("SIGSYS handler installs");
+    install(kind).expect("filter installs");
+    // SAFETY: each call is made with valid (or deliberately bad, but
+    // harmless) arguments; the process exits right after.
+    unsafe {
+        match call {
+            "execve" => {
+                let path = c"/bin/true".as_ptr();
+                let argv = [path, std::ptr::null()];
+                libc::execve(path, argv.as_ptr(), std::ptr::null());
+            }
+            "socket-inet" => {
+                libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            }
+            "socket-unix" => {
+                libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM, 0);
+            }
+            // TIOCSTI: types into a terminal; no thread needs it.
+            "ioctl-tiocsti" => {
+                libc::ioctl(-1, libc::TIOCSTI, std::ptr::null::<u8>());
+            }
+            // An allowed request number on a bad descriptor: EBADF, alive.
+            "ioctl-dm-op" => {
+                libc::ioctl(
+                    -1,
+                    xen_sys::IOCTL_PRIVCMD_DM_OP as _,
+                    std::ptr::null::<u8>(),
+                );
+            }
+            "sendto-connected" => {
+                libc::sendto(-1, [0u8].as_ptr().cast(), 1, 0, std::ptr::null(), 0);
+            }
+            "sendto-address" => {
+                let addr: libc::sockaddr_un = std::mem::zeroed();
+                let len = std::mem::size_of_val(&addr) as libc::socklen_t;
+                libc::sendto(
+                    -1,
+                    [0u8].as_ptr().cast(),
+                    1,
+                    0,
+                    (&addr as *const libc::sockaddr_un).cast(),
+                    len,
+                );
+            }
+            "openat" => {
+                libc::openat(libc::AT_FDCWD, c"/dev/null".as_ptr(), libc::O_RDONLY);
+            }
+            "pread" => {
+                let mut b = [0u8; 1];
+                libc::pread(-1, b.as_mut_ptr().cast(), 1, 0);
+            }
+            "spawn" => {
+                std::thread::spawn(|| ()).join().expect("thread ran");
+            }
+            other => panic!("unknown call {other}"),
+        }
+        libc::_exit(RETURNED);
+    }
+}
+
+struct Ended {
+    signal: Option<i32>,
+    code: Option<i32>,
+    stderr: String,
+}
+
+fn run_child(kind: ThreadKind, call: &str) -> Ended {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "sandbox::tests::sandbox_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, format!("{}:{call}", kind.name()))
+        .output()
+        .expect("child runs");
+    Ended {
+        signal: out.status.signal(),
+        code: out.status.code(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn assert_killed(kind: ThreadKind, call: &str, logged: &str) {
+    let ended = run_child(kind, call);
+    assert_eq!(
+        ended.signal,
+        Some(libc::SIGSYS),
+        "{} {call}: {:?} {}",
+        kind.name(),
+        ended.code,
+        ended.stderr
+    );
+    let line = format!(
+        "xen-ioemu: error: seccomp: the {} thread made a forbidden system call {logged}; ending",
+        kind.name()
+    );
+    assert!(
+        ended.stderr.contains(&line),
+        "{} {call}: wanted «{line}» in {}",
+        kind.name(),
+        ended.stderr
+    );
+}
+
+fn assert_returned(kind: ThreadKind, call: &str) {
+    let ended = run_child(kind, call);
+    assert_eq!(
+        (ended.signal, ended.code),
+        (None, Some(RETURNED)),
+        "{} {call}: {}",
+        kind.name(),
+        ended.stderr
+    );
+}
+
+#[test]
+fn every_kind_compiles() {
+    for kind in ThreadKind::ALL {
+        let program = compile(kind).unwrap();
+        assert!(!program.is_empty(), "{}", kind.name());
+    }
+}
+
+#[test]
+fn no_thread_may_exec_or_open_an_inet_socket() {
+    for kind in ThreadKind::ALL {
+        assert_killed(kind, "execve", &format!("{} (execve)", libc::SYS_execve));
+        assert_killed(
+            kind,
+            "socket-inet",
+            &format!("{} (socket)", libc::SYS_socket),
+        );
+    }
+}
+
+#[test]
+fn no_socket_of_any_family_after_start_up() {
+    assert_killed(
+        ThreadKind::QmpListener,
+        "socket-unix",
+        &format!("{} (socket)", libc::SYS_socket),
+    );
+}
+
+#[test]
+fn ioctl_is_allowed_by_request_number() {
+    assert_returned(ThreadKind::Ioreq, "ioctl-dm-op");
+    assert_killed(
+        ThreadKind::Ioreq,
+        "ioctl-tiocsti",
+        &format!("{} (ioctl)", libc::SYS_ioctl),
+    );
+    // The writer touches no device at all.
+    assert_killed(
+        ThreadKind::QmpWriter,
+        "ioctl-dm-op",
+        &format!("{} (ioctl)", libc::SYS_ioctl),
+    );
+}
+
+#[test]
+fn logging_may_send_on_a_connected_socket_only() {
+    assert_returned(ThreadKind::Signals, "sendto-connected");
+    assert_killed(
+        ThreadKind::Signals,
+        "sendto-address",
+        &format!("{} (sendto)", libc::SYS_sendto),
+    );
+}
+
+#[test]
+fn only_threads_that_change_media_open_files() {
+    assert_returned(ThreadKind::QmpSession, "openat");
+    assert_killed(
+        ThreadKind::BlockWorker,
+        "openat",
+        &format!("{} (openat)", libc::SYS_openat),
+    );
+    assert_killed(
+        ThreadKind::Ioreq,
+        "openat",
+        &format!("{} (openat)", libc::SYS_openat),
+    );
+}
+
+#[test]
+fn the_allowed_set_lets_the_real_work_happen() {
+    assert_returned(ThreadKind::BlockWorker, "pread");
+    // A session starts its writer; the listener starts sessions.
+    assert_returned(ThreadKind::QmpSession, "spawn");
+    assert_returned(ThreadKind::QmpListener, "spawn");
+    // glibc blocks every signal around clone3, so the kernel kills the
+    // process with SIGSYS before our handler can write its line.
+    let ended = run_child(ThreadKind::Ioreq, "spawn");
+    assert_eq!(ended.signal, Some(libc::SIGSYS), "ioreq spawn: {:?} {}", ended.code, ended.stderr);
+}
