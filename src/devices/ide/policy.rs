@@ -29,6 +29,14 @@ pub(super) struct Held {
     retry: Retry,
 }
 
+#[cfg(test)]
+impl Held {
+    /// A held flush on `unit`, for tests of loaded states.
+    pub(super) fn for_tests(unit: usize) -> Self {
+        Held { unit, retry: Retry::Flush }
+    }
+}
+
 fn strerror(errno: i32) -> String {
     let text = std::io::Error::from_raw_os_error(errno).to_string();
     text.split(" (os error").next().unwrap_or(&text).to_string()

@@ -25,55 +25,55 @@ const DEVICE: &str = "ide";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdeState {
-    config: ConfigState,
-    channels: Vec<ChannelState>,
+    pub(super) config: ConfigState,
+    pub(super) channels: Vec<ChannelState>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct ChannelState {
-    selected: u8,
-    ctrl: u8,
-    irq_level: bool,
-    bm_cmd: u8,
-    bm_status: u8,
-    bm_prd_table: u32,
-    pending: Option<DmaJob>,
-    held: Option<Held>,
-    units: Vec<UnitState>,
+pub(super) struct ChannelState {
+    pub(super) selected: u8,
+    pub(super) ctrl: u8,
+    pub(super) irq_level: bool,
+    pub(super) bm_cmd: u8,
+    pub(super) bm_status: u8,
+    pub(super) bm_prd_table: u32,
+    pub(super) pending: Option<DmaJob>,
+    pub(super) held: Option<Held>,
+    pub(super) units: Vec<UnitState>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct UnitState {
-    regs: Regs,
+pub(super) struct UnitState {
+    pub(super) regs: Regs,
     /// `buf[..end]` of the PIO window: what is past `end` is never read.
-    pio_data: Vec<u8>,
-    pio_pos: u32,
-    pio_action: EndAction,
-    req_nb_sectors: u32,
-    command: u8,
+    pub(super) pio_data: Vec<u8>,
+    pub(super) pio_pos: u32,
+    pub(super) pio_action: EndAction,
+    pub(super) req_nb_sectors: u32,
+    pub(super) command: u8,
     cdb0: u8,
-    atapi_dma: bool,
-    atapi_xfer: Option<AtapiTransfer>,
+    pub(super) atapi_dma: bool,
+    pub(super) atapi_xfer: Option<AtapiTransfer>,
     /// None: no drive at this position (never one, or unplugged by the
     /// guest's PV drivers).
-    drive: Option<DriveState>,
+    pub(super) drive: Option<DriveState>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct DriveState {
-    cdrom: bool,
-    geometry: Geometry,
-    mult_sectors: u16,
-    identify: Option<Vec<u16>>,
-    write_cache: bool,
-    smart_enabled: bool,
-    smart_autosave: bool,
-    io_status: IoStatus,
-    atapi: AtapiState,
+pub(super) struct DriveState {
+    pub(super) cdrom: bool,
+    pub(super) geometry: Geometry,
+    pub(super) mult_sectors: u16,
+    pub(super) identify: Option<Vec<u16>>,
+    pub(super) write_cache: bool,
+    pub(super) smart_enabled: bool,
+    pub(super) smart_autosave: bool,
+    pub(super) io_status: IoStatus,
+    pub(super) atapi: AtapiState,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-enum IoStatus {
+pub(super) enum IoStatus {
     Ok,
     Failed,
     Nospace,
@@ -303,7 +303,3 @@ impl Snapshot for IdeController {
         Ok(())
     }
 }
-
-#[cfg(test)]
-#[path = "savestate_tests.rs"]
-mod tests;
