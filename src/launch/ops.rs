@@ -17,6 +17,9 @@ pub struct PcOps {
     on_reset: Box<dyn Fn() + Send + Sync>,
     /// The front's dirty logging (Xen's modified_memory); None in qtest.
     dirty_log: Option<Box<dyn Fn(bool) + Send + Sync>>,
+    /// Sends the batched dirty pages (after `stop` drained the requests,
+    /// whose DMA may have written guest memory).
+    dirty_flush: Box<dyn Fn() + Send + Sync>,
     /// What a loaded state changed on the buses, for the front to tell
     /// its hypervisor (port claims, PCI link routes).
     on_state_loaded: Box<dyn Fn(BusEffects) + Send + Sync>,
@@ -45,13 +48,15 @@ impl PcOps {
             on_quit,
             on_reset,
             dirty_log: None,
+            dirty_flush: Box::new(|| {}),
             on_state_loaded: Box::new(|_| {}),
             start_paused: false,
         }
     }
 
-    pub fn with_dirty_log(mut self, dirty_log: Box<dyn Fn(bool) + Send + Sync>) -> Self {
+    pub fn with_dirty_log(mut self, dirty_log: Box<dyn Fn(bool) + Send + Sync>, flush: Box<dyn Fn() + Send + Sync>) -> Self {
         self.dirty_log = Some(dirty_log);
+        self.dirty_flush = flush;
         self
     }
 
@@ -68,6 +73,7 @@ impl PcOps {
             log::warn!("requests still on the host after {} s", DRAIN_TIMEOUT.as_secs());
         }
         self.ide.lock().unwrap_or_else(|e| e.into_inner()).drain_for_save();
+        (self.dirty_flush)();
     }
 
     /// The device state as `xen-save-devices-state` writes it. The VM is

@@ -70,7 +70,7 @@ pub(super) fn run_qtest(config: MachineConfig) -> Result<i32, LaunchError> {
     .with_state_loaded(Box::new(|_| {}), config.start_paused)
     // qtest RAM is ours, not a Xen guest's: nothing to report, but the
     // libxl save sequence runs unchanged against this front.
-    .with_dirty_log(Box::new(|_| {})));
+    .with_dirty_log(Box::new(|_| {}), Box::new(|| {})));
     if let Some(crate::control::Incoming::Fd(fd)) = config.incoming {
         use std::os::fd::FromRawFd;
         // SAFETY: F_GETFD only looks the descriptor up.

@@ -343,7 +343,10 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
             Box::new(move || stop_on_quit.stop()),
             Box::new(move || crate::machine::PowerControl::request(&reboot, crate::machine::PowerRequest::Reboot)),
         )
-        .with_dirty_log(Box::new(move |on| dirty_memory.set_dirty_logging(on)))
+        .with_dirty_log(Box::new(move |on| dirty_memory.set_dirty_logging(on)), {
+            let memory = memory.clone();
+            Box::new(move || memory.flush_dirty_log())
+        })
         .with_state_loaded(Box::new(deferred_effects), config.start_paused),
     );
     let _qmp = QmpServer::start_all(&config.qmp, ops, &events, &QmpInfo { name: config.name.clone() })
