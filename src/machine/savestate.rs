@@ -17,7 +17,7 @@ use thiserror::Error;
 pub const MAGIC: [u8; 8] = *b"XIOEMUDS";
 /// Bump on any change a version-1 reader would misread.
 pub const VERSION: u32 = 1;
-const HEADER_LEN: usize = 8 + 4 + 4 + 8;
+pub const HEADER_LEN: usize = 8 + 4 + 4 + 8;
 /// Far above a real state (a few KiB plus at most four 64 KiB PIO
 /// windows); a larger length is a corrupt or hostile file.
 pub const MAX_BODY: usize = 1 << 20;
@@ -87,13 +87,19 @@ fn fnv1a64(data: &[u8]) -> u64 {
 impl MachineState {
     pub fn encode(&self) -> Vec<u8> {
         // Serializing plain data into a Vec cannot fail.
-        let body = postcard::to_allocvec(self).unwrap_or_default();
+        Self::frame_body(&postcard::to_allocvec(self).unwrap_or_default())
+    }
+
+    /// Put the header (magic, version, length, checksum) around `body`:
+    /// for `encode`, and for the fuzz target, which mutates bodies that
+    /// must get past the checksum to reach the device checks.
+    pub fn frame_body(body: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER_LEN + body.len());
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
         out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        out.extend_from_slice(&fnv1a64(&body).to_le_bytes());
-        out.extend_from_slice(&body);
+        out.extend_from_slice(&fnv1a64(body).to_le_bytes());
+        out.extend_from_slice(body);
         out
     }
 
