@@ -112,3 +112,7 @@ macro_rules! stateless_for_tests {
 }
 #[cfg(test)]
 pub(crate) use stateless_for_tests;
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;
