@@ -144,6 +144,9 @@ pub const OPEN_IMAGES: Group = Group {
             1,
             &[BLKGETSIZE64, BLKSSZGET, LOOP_GET_STATUS64],
         ),
+        // Reading RLIMIT_FSIZE (block::file_size_limit: dm_restrict's cap
+        // decides how a loop device is served); new_limit NULL, so a read.
+        when(libc::SYS_prlimit64, 2, &[0]),
     ],
 };
 

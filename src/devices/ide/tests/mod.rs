@@ -387,5 +387,6 @@ mod policy;
 mod qcow2;
 mod real_fs;
 mod registers;
+mod savestate;
 mod unplug;
 mod versus_qemu;
