@@ -164,7 +164,7 @@ fn fixture() -> Fixture {
         &QmpEndpoint::UnixPath { label: "libxl-cmd".into(), path: path.clone() },
         machine.clone(),
         events.clone(),
-        QmpInfo { name: Some("g1".into()) },
+        QmpInfo { name: Some("g1".into()), vcpus: 2 },
     )
     .unwrap();
     Fixture { _dir: dir, path, machine, events, server }
@@ -220,6 +220,11 @@ fn query_commands_have_qemu_shapes() {
         json!({"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": "xen-ioemu 0.1.0"})
     );
     assert_eq!(c.cmd(json!({"execute": "query-name"}))["return"], json!({"name": "g1"}));
+    // libxl's retrieve_domain_configuration (every xl save and migrate)
+    // reads cpu-index of each entry as the online-vCPU bitmap.
+    let cpus = c.cmd(json!({"execute": "query-cpus-fast"}))["return"].clone();
+    let indexes: Vec<u64> = cpus.as_array().unwrap().iter().map(|e| e["cpu-index"].as_u64().unwrap()).collect();
+    assert_eq!(indexes, vec![0, 1], "{cpus}");
     assert_eq!(
         c.cmd(json!({"execute": "query-chardev"}))["return"],
         json!([{"frontend-open": true, "filename": "pty:/dev/pts/3", "label": "serial0"},

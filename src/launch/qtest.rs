@@ -83,7 +83,7 @@ pub(super) fn run_qtest(config: MachineConfig) -> Result<i32, LaunchError> {
         let blob = crate::machine::savestate::read_state_file(file).map_err(|e| LaunchError::Incoming(format!("-incoming fd:{fd}: {e}")))?;
         ops.load_state_blob(&blob).map_err(|e| LaunchError::Incoming(e.to_string()))?;
     }
-    let _qmp = QmpServer::start_all(&config.qmp, ops, vm.events(), &QmpInfo { name: config.name.clone() })
+    let _qmp = QmpServer::start_all(&config.qmp, ops, vm.events(), &QmpInfo { name: config.name.clone(), vcpus: config.vcpus })
         .map_err(|source| LaunchError::Qmp { label: "-qmp", source })?;
 
     crate::sandbox::enter(crate::sandbox::ThreadKind::Qtest)?;

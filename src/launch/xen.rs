@@ -353,7 +353,7 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
         })
         .with_state_loaded(Box::new(deferred_effects), config.start_paused),
     );
-    let _qmp = QmpServer::start_all(&config.qmp, ops, &events, &QmpInfo { name: config.name.clone() })
+    let _qmp = QmpServer::start_all(&config.qmp, ops, &events, &QmpInfo { name: config.name.clone(), vcpus: config.vcpus })
         .map_err(|source| LaunchError::Qmp { label: "libxl-cmd", source })?;
 
     if let Some(tty) = &platform.serial_tty {
@@ -438,7 +438,7 @@ fn run_probe(config: MachineConfig, exit_signals: SigSet) -> Result<i32, LaunchE
         *quit.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
         quit.1.notify_all();
     })));
-    let _qmp = QmpServer::start_all(&config.qmp, ops, &events, &QmpInfo { name: config.name.clone() })
+    let _qmp = QmpServer::start_all(&config.qmp, ops, &events, &QmpInfo { name: config.name.clone(), vcpus: config.vcpus })
         .map_err(|source| LaunchError::Qmp { label: "libxl-cmd", source })?;
     let on_signal = done.clone();
     spawn_signal_thread(exit_signals, move |_| {

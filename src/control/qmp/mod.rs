@@ -119,6 +119,10 @@ pub enum BadFd {
 pub struct QmpInfo {
     /// `-name`, for query-name.
     pub name: Option<String>,
+    /// `-smp N`: the vCPUs online at start, for query-cpus-fast (libxl
+    /// records them in the domain's configuration before every save and
+    /// migration, and refuses to go on without an answer).
+    pub vcpus: u32,
 }
 
 struct Shared {

@@ -118,6 +118,21 @@ impl Session {
                 args.only(&[])?;
                 Ok(version_json())
             }
+            "query-cpus-fast" => {
+                args.only(&[])?;
+                // As QEMU's x86 machine lists them: one entry per vCPU
+                // present, in order. libxl reads only cpu-index (the
+                // online bitmap it saves with the domain's configuration).
+                let pid = std::process::id();
+                let cpus: Vec<Value> = (0..self.shared.info.vcpus)
+                    .map(|i| {
+                        json!({"cpu-index": i, "qom-path": format!("/machine/unattached/device[{i}]"),
+                               "thread-id": pid, "target": "x86_64",
+                               "props": {"core-id": 0, "thread-id": 0, "socket-id": i}})
+                    })
+                    .collect();
+                Ok(Value::Array(cpus))
+            }
             "query-name" => {
                 args.only(&[])?;
                 Ok(match &self.shared.info.name {
