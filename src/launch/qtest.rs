@@ -50,6 +50,7 @@ pub(super) fn run_qtest(config: MachineConfig) -> Result<i32, LaunchError> {
             smm: true,
         },
     )?;
+    super::kernel_boot::add_fw_cfg(&mut machine, &config, ram.clone(), true)?;
     let machine = Arc::new(Mutex::new(machine));
 
     let chardevs = super::chardevs(&config, &platform);

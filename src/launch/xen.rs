@@ -260,6 +260,7 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
             smm: false,
         },
     )?;
+    super::kernel_boot::add_fw_cfg(&mut machine, &config, memory.clone(), false)?;
 
     let claimed: Vec<_> = machine.claim_ranges().iter().map(|r| r.base as u16..=r.last() as u16).collect();
     server.claim_ports(&claimed).map_err(xen_err)?;
