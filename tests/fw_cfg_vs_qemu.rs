@@ -118,7 +118,8 @@ fn port_item(q: &mut Qtest, key: u16, n: usize) -> Vec<u8> {
 /// One DMA transfer of `control`/`len` into 0x30000 with the descriptor at
 /// 0x8000; returns the status word and what landed in memory.
 fn dma(q: &mut Qtest, control: u32, len: u32, look: usize) -> (Vec<u8>, Vec<u8>) {
-    q.memset_zero(0x30000, look + 16);
+    // A non-zero background, so zero fill past an item's end shows.
+    q.memwrite(0x30000, &vec![0xa5u8; look + 16]);
     let mut d = control.to_be_bytes().to_vec();
     d.extend_from_slice(&len.to_be_bytes());
     d.extend_from_slice(&0x30000u64.to_be_bytes());
@@ -126,12 +127,6 @@ fn dma(q: &mut Qtest, control: u32, len: u32, look: usize) -> (Vec<u8>, Vec<u8>)
     q.out('l', 0x514, 0);
     q.out('l', 0x518, 0x8000u32.swap_bytes());
     (q.memread(0x8000, 4), q.memread(0x30000, look + 16))
-}
-
-impl Qtest {
-    fn memset_zero(&mut self, addr: u64, len: usize) {
-        self.memwrite(addr, &vec![0u8; len]);
-    }
 }
 
 /// The file directory as (name, key, size).

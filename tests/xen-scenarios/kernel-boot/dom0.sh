@@ -9,7 +9,8 @@ tb_guest_kernel
 t0=$(tb_now)
 tb_create guest.cfg
 domid=$(tb_domid kernel-boot)
-tb_check "guest reached its init" tb_time_to_userspace "$t0" 480
+tb_time_to_userspace "$t0" 480
+tb_check "guest reached its init" tb_console_has 'GUEST: init running'
 tb_wait_console 'GUEST: DONE' 300
 grep -E 'Booting from|Linux version|GUEST: |BOOT ' "$TB_CONSOLE" | sed 's/^/  console: /'
 tb_check "SeaBIOS booted the linuxboot option ROM (Booting from ROM)" tb_console_has 'Booting from ROM'
