@@ -124,7 +124,7 @@ pub fn install(fw: &mut FwCfg, image: LinuxImage, rom: Vec<u8>) -> Result<LinuxL
         n => usize::from(n),
     };
     let setup_size = (sects + 1) * 512;
-    if setup_size > kernel.len() || setup_size > MAX_SETUP_SIZE || setup_size < MIN_HEADER_LEN {
+    if setup_size > kernel.len() || !(MIN_HEADER_LEN..=MAX_SETUP_SIZE).contains(&setup_size) {
         return Err(LinuxBootError::BadSetup(setup_size));
     }
     if cmdline.contains('\0') {
