@@ -40,23 +40,38 @@ fn read_limited(option: &'static str, path: &Path) -> Result<Vec<u8>, KernelBoot
     std::fs::read(path).map_err(|source| KernelBootError::Read { option, path: path.into(), source })
 }
 
-/// Build the fw_cfg device for `config` (`always`: even without -kernel)
-/// and put it on the port bus. Everything is read and checked here, at
-/// start-up, so a missing file ends it with one line.
-pub fn add_fw_cfg(
-    machine: &mut PcMachine,
-    config: &MachineConfig,
-    mem: Arc<dyn GuestMemory>,
-    always: bool,
-) -> Result<(), LaunchError> {
+/// Guest memory before the front has mapped any: every access refused.
+/// Only stands in between [`prepare_fw_cfg`] and [`attach_fw_cfg`].
+struct NoMemoryYet;
+
+impl GuestMemory for NoMemoryYet {
+    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), crate::machine::MemError> {
+        Err(crate::machine::MemError::OutOfRange { gpa, len: buf.len() })
+    }
+    fn write(&self, gpa: u64, data: &[u8]) -> Result<(), crate::machine::MemError> {
+        Err(crate::machine::MemError::OutOfRange { gpa, len: data.len() })
+    }
+}
+
+/// The fw_cfg device for `config` (`always`: even without -kernel), with
+/// every file read and checked: called before the front touches Xen, so
+/// a missing kernel, initrd or ROM ends start-up with one line.
+pub fn prepare_fw_cfg(config: &MachineConfig, always: bool) -> Result<Option<FwCfg>, LaunchError> {
     if config.direct_kernel.is_none() && !always {
-        return Ok(());
+        return Ok(None);
     }
     let vcpus = u16::try_from(config.vcpus).unwrap_or(u16::MAX);
-    let mut fw = FwCfg::new(mem, vcpus);
+    let mut fw = FwCfg::new(Arc::new(NoMemoryYet), vcpus);
     if let Some(kernel) = &config.direct_kernel {
         load_kernel(&mut fw, kernel, config)?;
     }
+    Ok(Some(fw))
+}
+
+/// Give the device its guest memory and put it on the port bus.
+pub fn attach_fw_cfg(machine: &mut PcMachine, fw: Option<FwCfg>, mem: Arc<dyn GuestMemory>) {
+    let Some(mut fw) = fw else { return };
+    fw.set_memory(mem);
     let fw = Arc::new(Mutex::new(fw));
     for (what, base, len) in
         [("fw_cfg ports", FW_CFG_PORT_BASE, FW_CFG_PORT_LEN), ("fw_cfg DMA ports", FW_CFG_DMA_PORT_BASE, FW_CFG_DMA_PORT_LEN)]
@@ -65,7 +80,6 @@ pub fn add_fw_cfg(
             log::error!("{what}: {e}");
         }
     }
-    Ok(())
 }
 
 fn load_kernel(fw: &mut FwCfg, boot: &DirectKernel, config: &MachineConfig) -> Result<(), KernelBootError> {
@@ -102,21 +116,13 @@ mod tests {
         }
     }
 
-    struct NoRam;
-    impl GuestMemory for NoRam {
-        fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), crate::machine::MemError> {
-            Err(crate::machine::MemError::OutOfRange { gpa, len: buf.len() })
-        }
-        fn write(&self, gpa: u64, data: &[u8]) -> Result<(), crate::machine::MemError> {
-            Err(crate::machine::MemError::OutOfRange { gpa, len: data.len() })
-        }
-    }
-
     fn start(line: &str) -> Result<PcMachine, String> {
         let c = config(line);
         let vm = crate::machine::VmControl::new(crate::machine::RunState::Running, crate::machine::EventSink::new());
         let mut m = PcMachine::new(vm);
-        add_fw_cfg(&mut m, &c, Arc::new(NoRam), false).map(|_| m).map_err(|e| e.to_string())
+        let fw = prepare_fw_cfg(&c, false).map_err(|e| e.to_string())?;
+        attach_fw_cfg(&mut m, fw, Arc::new(NoMemoryYet));
+        Ok(m)
     }
 
     #[test]

@@ -50,7 +50,8 @@ pub(super) fn run_qtest(config: MachineConfig) -> Result<i32, LaunchError> {
             smm: true,
         },
     )?;
-    super::kernel_boot::add_fw_cfg(&mut machine, &config, ram.clone(), true)?;
+    let fw_cfg = super::kernel_boot::prepare_fw_cfg(&config, true)?;
+    super::kernel_boot::attach_fw_cfg(&mut machine, fw_cfg, ram.clone());
     let machine = Arc::new(Mutex::new(machine));
 
     let chardevs = super::chardevs(&config, &platform);

@@ -222,6 +222,9 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
     let domid = config.domid.ok_or(LaunchError::NoDomain)?;
     let domid16 = u16::try_from(domid).map_err(|_| LaunchError::DomidOutOfRange(domid))?;
     crate::logging::set_domid(domid);
+    // Under Xen only with -kernel, as qemu-xen; its files are read and
+    // checked before anything of Xen's is opened.
+    let fw_cfg = super::kernel_boot::prepare_fw_cfg(&config, false)?;
 
     let dm = Arc::new(DeviceModelHandle::open(domid16).map_err(xen_err)?);
     let xenstore = XenStore::open().map_err(xen_err)?;
@@ -260,7 +263,7 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
             smm: false,
         },
     )?;
-    super::kernel_boot::add_fw_cfg(&mut machine, &config, memory.clone(), false)?;
+    super::kernel_boot::attach_fw_cfg(&mut machine, fw_cfg, memory.clone());
 
     let claimed: Vec<_> = machine.claim_ranges().iter().map(|r| r.base as u16..=r.last() as u16).collect();
     server.claim_ports(&claimed).map_err(xen_err)?;

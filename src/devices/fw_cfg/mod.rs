@@ -111,6 +111,12 @@ impl FwCfg {
         dev
     }
 
+    /// The guest memory DMA goes to, when the device was filled before the
+    /// guest's memory was set up (the items are checked at start-up first).
+    pub fn set_memory(&mut self, mem: Arc<dyn GuestMemory>) {
+        self.mem = mem;
+    }
+
     /// A fixed item (below [`KEY_FILE_FIRST`], not the signature, id or
     /// directory), replacing any earlier value.
     pub fn add_item(&mut self, key: u16, data: Arc<[u8]>) -> Result<(), FwCfgError> {
