@@ -54,22 +54,26 @@ proptest! {
     }
 }
 
-/// libxl's HVM argv with kernel= set: the binary must stop before it opens
-/// anything of Xen's, with one line naming the option.
+/// libxl's HVM argv with kernel= set and the kernel missing: the binary
+/// must stop before it opens anything of Xen's, with one line naming the
+/// option and the file (-L names a directory with the option ROM).
 #[test]
-fn the_binary_refuses_direct_kernel_boot_before_touching_xen() {
+fn a_missing_direct_boot_kernel_ends_start_up_before_touching_xen() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("linuxboot_dma.bin"), b"\x55\xaa").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_xen-ioemu"))
         .args([
             "-xen-domid", "7", "-no-shutdown", "-nodefaults", "-no-user-config", "-name", "g1",
-            "-display", "none", "-kernel", "/boot/vmlinuz", "-append", "console=ttyS0",
-            "-machine", "xenfv,suppress-vmdesc=on", "-m", "1016",
+            "-display", "none", "-kernel", "/nonexistent/vmlinuz", "-append", "console=ttyS0",
+            "-machine", "xenfv,suppress-vmdesc=on", "-m", "1016", "-L",
         ])
-        .env("XEN_IOEMU_LOG", "off")
+        .arg(dir.path())
+        .env("XEN_IOEMU_LOG", "error")
         .output()
         .expect("run xen-ioemu");
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr, "xen-ioemu: -kernel: direct kernel boot is not supported by xen-ioemu; boot from a disk\n");
+    assert_eq!(stderr, "xen-ioemu: error: -kernel /nonexistent/vmlinuz: No such file or directory (os error 2)\n");
 }
 
 /// Every option the device model refuses, each run through the binary:
@@ -125,7 +129,8 @@ const REFUSED: &[(&str, &str)] = &[
     ("-xen-domid 7 -loadvm snap", "-loadvm: restoring a saved device state is not supported"),
     ("-xen-domid 7 -daemonize", "-daemonize: libxl tracks the device model's pid; it must not daemonize"),
     ("-xen-domid 7 -snapshot", "-snapshot: temporary snapshots are not supported"),
-    ("-xen-domid 7 -kernel /boot/vmlinuz", "-kernel: direct kernel boot is not supported by xen-ioemu; boot from a disk"),
+    ("-xen-domid 7 -initrd /boot/initrd.img", "-initrd: only allowed with -kernel"),
+    ("-xen-domid 7 -append quiet", "-append: only allowed with -kernel"),
     ("-xen-domid 7 -xen-attach 1", "-xen-attach: attaching to a running domain is not supported"),
     ("-xen-domid 7 -drive file=/x.img,bogus=1", "-drive: bogus=: unknown drive property"),
     ("-xen-domid 7 -drive file=/x.img,if=virtio", "-drive: if=virtio: only if=ide and if=none are supported"),

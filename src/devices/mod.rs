@@ -3,6 +3,7 @@
 
 pub mod bus;
 pub mod cmos;
+pub mod fw_cfg;
 pub mod i8042;
 pub mod ide;
 pub mod pci;

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use crate::devices::cmos::CmosState;
+pub use crate::devices::fw_cfg::FwCfgState;
 pub use crate::devices::i8042::I8042State;
 pub use crate::devices::ide::IdeState;
 pub use crate::devices::pci::config::ConfigState;
@@ -37,6 +38,7 @@ pub enum DeviceState {
     I8042(I8042State),
     Uart(UartState),
     Ide(Box<IdeState>),
+    FwCfg(FwCfgState),
 }
 
 impl DeviceState {
@@ -51,6 +53,7 @@ impl DeviceState {
             DeviceState::I8042(_) => "i8042",
             DeviceState::Uart(_) => "uart",
             DeviceState::Ide(_) => "ide",
+            DeviceState::FwCfg(_) => "fw-cfg",
         }
     }
 }

@@ -4,6 +4,7 @@
 //! set-up) happens before "running" is written, so a bad configuration ends
 //! with a one-line error and a non-zero exit before the guest runs.
 
+mod kernel_boot;
 mod ops;
 pub mod platform;
 mod qtest;
@@ -55,6 +56,8 @@ pub enum LaunchError {
     Engine(#[from] crate::block::engine::EngineError),
     /// Without these threads we could not be stopped (signals) or would
     /// hold I/O forever: start-up ends instead of running crippled.
+    #[error(transparent)]
+    KernelBoot(#[from] kernel_boot::KernelBootError),
     #[error("cannot start the {name} thread: {source}")]
     Thread { name: &'static str, source: std::io::Error },
 }

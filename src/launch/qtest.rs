@@ -54,6 +54,8 @@ pub(super) fn run_qtest(config: MachineConfig) -> Result<i32, LaunchError> {
             smm: true,
         },
     )?;
+    let fw_cfg = super::kernel_boot::prepare_fw_cfg(&config, true)?;
+    super::kernel_boot::attach_fw_cfg(&mut machine, fw_cfg, ram.clone());
     let machine = Arc::new(Mutex::new(machine));
 
     let chardevs = super::chardevs(&config, &platform);

@@ -239,6 +239,9 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
     let domid = config.domid.ok_or(LaunchError::NoDomain)?;
     let domid16 = u16::try_from(domid).map_err(|_| LaunchError::DomidOutOfRange(domid))?;
     crate::logging::set_domid(domid);
+    // Under Xen only with -kernel, as qemu-xen; its files are read and
+    // checked before anything of Xen's is opened.
+    let fw_cfg = super::kernel_boot::prepare_fw_cfg(&config, false)?;
 
     // A restore's state is read whole, and checked, before any image is
     // opened: the images are the old host's until it answered the save.
@@ -290,6 +293,7 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
             smm: false,
         },
     )?;
+    super::kernel_boot::attach_fw_cfg(&mut machine, fw_cfg, memory.clone());
 
     // A state from -incoming fd:N goes in before the ports are claimed,
     // so the claims follow the loaded BARs. The PCI link routes are Xen's

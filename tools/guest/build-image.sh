@@ -51,7 +51,7 @@ KEY=$( { echo "$GUEST_KERNEL"; packages_key $PKGS; sha256sum "$here/build-image.
 C="$OUT/cache/guest-$KEY"
 if [ -e "$C/.done" ]; then
     ln -sfn "cache/guest-$KEY/guest.img" "$OUT/guest.img"
-    for f in fs.map fs.data fs.size guest.unplug-at cd-a.iso cd-b.iso; do ln -sfn "cache/guest-$KEY/$f" "$OUT/$f"; done
+    for f in fs.map fs.data fs.size guest.unplug-at cd-a.iso cd-b.iso vmlinuz initrd.gz; do ln -sfn "cache/guest-$KEY/$f" "$OUT/$f"; done
     echo "$OUT/guest.img (cached)"
     exit 0
 fi
@@ -164,6 +164,6 @@ done
 rm -rf "$I" "$R" "$C/debs"
 touch "$C/.done"
 ln -sfn "cache/guest-$KEY/guest.img" "$OUT/guest.img"
-for f in fs.map fs.data fs.size guest.unplug-at cd-a.iso cd-b.iso; do ln -sfn "cache/guest-$KEY/$f" "$OUT/$f"; done
+for f in fs.map fs.data fs.size guest.unplug-at cd-a.iso cd-b.iso vmlinuz initrd.gz; do ln -sfn "cache/guest-$KEY/$f" "$OUT/$f"; done
 ls -la "$C/vmlinuz" "$C/initrd.gz" "$IMG" "$C/fs.data"
 echo "$OUT/guest.img"

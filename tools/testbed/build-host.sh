@@ -77,6 +77,9 @@ copy_elf_with_libs "$R" "$R/usr/libexec/xen-qemu-system-i386" "$I/usr/libexec/xe
 # qemu-system-data, installed on the build machine with qemu-system-x86.
 mkdir -p "$I/usr/share/qemu"
 cp -r /usr/share/qemu/keymaps "$I/usr/share/qemu/"
+# Direct kernel boot (xl kernel=): the linuxboot option ROMs, DMA (ours) and
+# port (QEMU under Xen has no fw_cfg DMA) flavours.
+cp /usr/share/qemu/linuxboot_dma.bin /usr/share/qemu/linuxboot.bin "$I/usr/share/qemu/"
 
 # Kernel modules. Debian ships no modules.dep, so dom0-init.sh insmods them
 # in dependency order.

@@ -101,6 +101,20 @@ tb_guest_disk() {
     printf '%s\n' "$3" | dd of="$1" bs=512 seek=65536 conv=notrunc,sync count=1 2>/dev/null
 }
 
+# tb_time_to_userspace T0 SECONDS: wait up to SECONDS for the guest's init
+# line and print a BOOT line with the seconds since T0 (tb_now taken just
+# before xl create), to within the console copy's 1 s period.
+tb_time_to_userspace() {
+    tb_wait_console 'GUEST: init running' "$2" || return 1
+    echo "BOOT dm ($DM_KIND) userspace_s=$(awk "BEGIN{printf \"%.1f\", $(tb_now)-$1}") (xl create to the guest's init)"
+}
+
+# tb_guest_kernel: the guest's kernel and initrd for xl kernel=/ramdisk=,
+# next to the images (scenario.conf NEEDS_KERNEL=1).
+tb_guest_kernel() {
+    cp /testbed/images/vmlinuz /testbed/images/initrd.gz /var/lib/xen/images/
+}
+
 # tb_guest_md5 -> the pattern md5 the guest printed
 tb_guest_md5() { sed -n 's/.*GUEST: pattern md5=\([0-9a-f]*\).*/\1/p' "$TB_CONSOLE" | tail -1; }
 # tb_region_md5 FILE START_MB MB

@@ -90,7 +90,7 @@ LINUX_CMD="console=hvc0 earlyprintk=xen"
 
 run_one() {
     local name=$1 sdir="$SCEN_DIR/$1" ldir="$LOGS/$1" work="$OUT/run/$1"
-    local TIMEOUT=300 NEEDS_GUEST=0 NEEDS_FS=0 QEMU_RECORD=0 XFAIL_CHECKS=""
+    local TIMEOUT=300 NEEDS_GUEST=0 NEEDS_KERNEL=0 NEEDS_FS=0 QEMU_RECORD=0 XFAIL_CHECKS=""
     # shellcheck disable=SC1090
     . "$sdir/scenario.conf"
     rm -rf "$ldir" "$work"
@@ -103,6 +103,8 @@ run_one() {
     cp "$OUT/fw/idetest.elf" "$T/fw/"
     cp "$OUT/fw/ptyrun" "$T/"
     [ "$NEEDS_GUEST" = 1 ] && cp "$OUT/guest.img" "$OUT/guest.unplug-at" "$OUT/cd-a.iso" "$OUT/cd-b.iso" "$T/images/"
+    # xl kernel=/ramdisk= scenarios: the guest's kernel and initrd beside its image.
+    [ "$NEEDS_KERNEL" = 1 ] && cp -L "$OUT/vmlinuz" "$OUT/initrd.gz" "$T/images/"
     [ "$NEEDS_FS" = 1 ] && cp "$OUT/fs.map" "$OUT/fs.data" "$OUT/fs.size" "$T/images/"
     if [ "$DM_KIND" != qemu ]; then
         copy_elf_with_libs "$HOST/root" "$DM" "$work/root$DM_IN_DOM0" "$work/root"

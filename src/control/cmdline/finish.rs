@@ -124,6 +124,13 @@ impl Parser {
             return Err(invalid("-smp", format!("maxcpus={max_vcpus} is less than cpus={vcpus}")));
         }
         let xen_platform_device = self.machine.as_deref() == Some("xenfv");
+        let direct_kernel = match self.kernel.take() {
+            Some(kernel) => Some(DirectKernel { kernel, initrd: self.initrd.take(), append: self.append.take().unwrap_or_default() }),
+            // As QEMU: these mean nothing without a kernel.
+            None if self.initrd.is_some() => return Err(invalid("-initrd", "only allowed with -kernel")),
+            None if self.append.is_some() => return Err(invalid("-append", "only allowed with -kernel")),
+            None => None,
+        };
         Ok(MachineConfig {
             flavour,
             domid,
@@ -147,6 +154,8 @@ impl Parser {
             domid_restrict: self.domid_restrict,
             max_ram_below_4g: self.max_ram_below_4g,
             no_shutdown: self.no_shutdown,
+            direct_kernel,
+            firmware_dir: self.firmware_dir.unwrap_or_else(|| DEFAULT_FIRMWARE_DIR.into()),
             warnings: self.warnings,
         })
     }

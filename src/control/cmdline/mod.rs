@@ -75,7 +75,22 @@ pub struct MachineConfig {
     pub max_ram_below_4g: Option<u64>,
     /// `-no-shutdown`: on guest poweroff stop instead of exiting.
     pub no_shutdown: bool,
+    /// `-kernel`/`-initrd`/`-append` (xl `kernel=`/`ramdisk=`/`cmdline=`).
+    pub direct_kernel: Option<DirectKernel>,
+    /// `-L DIR`: where firmware files (linuxboot_dma.bin) are looked up.
+    pub firmware_dir: PathBuf,
     pub warnings: Vec<String>,
+}
+
+/// QEMU's data directory on Debian (qemu-system-data), `-L`'s default.
+pub const DEFAULT_FIRMWARE_DIR: &str = "/usr/share/qemu";
+
+/// A Linux kernel booted through fw_cfg and the linuxboot option ROM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectKernel {
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    pub append: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -271,6 +286,10 @@ struct Parser {
     domid_restrict: bool,
     max_ram_below_4g: Option<u64>,
     no_shutdown: bool,
+    kernel: Option<PathBuf>,
+    initrd: Option<PathBuf>,
+    append: Option<String>,
+    firmware_dir: Option<PathBuf>,
     warnings: Vec<String>,
 }
 
@@ -429,12 +448,12 @@ impl Parser {
                 return Err(invalid(option, "libxl tracks the device model's pid; it must not daemonize"))
             }
             "snapshot" => return Err(invalid(option, "temporary snapshots are not supported")),
-            // libxl passes these for an HVM guest only with kernel=/ramdisk=/
-            // cmdline= in its config; dropping them would boot the disk
-            // instead of the kernel the admin asked for.
-            "kernel" | "initrd" | "append" => {
-                return Err(invalid(option, "direct kernel boot is not supported by xen-ioemu; boot from a disk"))
-            }
+            // libxl passes these for an HVM guest with kernel=/ramdisk=/
+            // cmdline= in its config.
+            "kernel" => self.kernel = Some(PathBuf::from(raw)),
+            "initrd" => self.initrd = Some(PathBuf::from(raw)),
+            "append" => self.append = Some(raw.to_string()),
+            "L" => self.firmware_dir = Some(PathBuf::from(raw)),
             "xen-attach" => return Err(invalid(option, "attaching to a running domain is not supported")),
             "vnc" if opts.get("vnc") != Some("none") => {
                     self.warnings.push(format!("-vnc {raw}: no display is emulated; ignored"));

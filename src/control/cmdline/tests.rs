@@ -436,16 +436,28 @@ fn one_descriptor_for_two_monitors_is_a_configuration_error() {
 }
 
 #[test]
-fn direct_kernel_boot_options_end_start_up_naming_the_option() {
+fn direct_kernel_boot_options_are_taken_from_libxls_argv() {
     // libxl's HVM argv with kernel=, ramdisk= and cmdline= set: it adds the
     // three options after -display (libxl__build_device_model_args_new).
     let with = |extra: &str| QEMU_XEN_417.replace("-display none", &format!("-display none {extra}"));
-    let msg = "direct kernel boot is not supported by xen-ioemu; boot from a disk";
-    assert_eq!(error(&with("-kernel /boot/vmlinuz -initrd /boot/initrd.img -append console=ttyS0")), format!("-kernel: {msg}"));
-    assert_eq!(error(&with("-initrd /boot/initrd.img")), format!("-initrd: {msg}"));
-    assert_eq!(error(&with("-append console=ttyS0")), format!("-append: {msg}"));
+    let c = run(&with("-kernel /boot/vmlinuz -initrd /boot/initrd.img -append console=ttyS0"));
+    assert_eq!(
+        c.direct_kernel,
+        Some(DirectKernel {
+            kernel: "/boot/vmlinuz".into(),
+            initrd: Some("/boot/initrd.img".into()),
+            append: "console=ttyS0".into()
+        })
+    );
+    assert_eq!(c.firmware_dir, std::path::PathBuf::from(DEFAULT_FIRMWARE_DIR));
+    let c = run(&with("-kernel /k -L /opt/fw"));
+    assert_eq!(c.direct_kernel.as_ref().map(|k| (k.initrd.clone(), k.append.as_str())), Some((None, "")));
+    assert_eq!(c.firmware_dir, std::path::PathBuf::from("/opt/fw"));
+    // As QEMU: an initrd or a command line without a kernel is an error.
+    assert_eq!(error(&with("-initrd /boot/initrd.img")), "-initrd: only allowed with -kernel");
+    assert_eq!(error(&with("-append console=ttyS0")), "-append: only allowed with -kernel");
     // Without kernel= libxl passes none of them, and the argv still runs.
-    assert_eq!(run(QEMU_XEN_417).flavour, Flavour::QemuXen);
+    assert_eq!(run(QEMU_XEN_417).direct_kernel, None);
 }
 
 #[test]
