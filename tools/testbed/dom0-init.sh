@@ -3,7 +3,9 @@
 # (syslog first, so every later daemon and the device model log to it),
 # then hands over to /testbed/dom0-run.sh, which run.sh puts into a second
 # initramfs archive, and powers off whatever happens, which ends QEMU.
-export PATH=/usr/lib/xen-4.17/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# xl & co. live in /usr/lib/xen-<version>/bin (4.17 or 4.20)
+for d in /usr/lib/xen-*/bin; do XEN_BIN=$d; done
+export PATH=$XEN_BIN:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys

@@ -1,5 +1,5 @@
 #!/bin/bash
-# run.sh [--dm PATH|qemu] [--logs DIR] [-j N] [-v] SCENARIO...|all
+# run.sh [--xen 4.17|4.20] [--dm PATH|qemu] [--logs DIR] [-j N] [-v] SCENARIO...|all
 #
 # Boots the nested Xen testbed once per scenario (tests/xen-scenarios/<name>)
 # under QEMU/TCG, runs the scenario's dom0.sh there, collects the logs into
@@ -8,7 +8,12 @@
 #
 # --dm PATH   device model binary to test (default target/release/xen-ioemu);
 #             copied into dom0 with its shared libraries.
-# --dm qemu   Debian's QEMU 7.2 (qemu-system-xen), the reference.
+# --dm qemu   Debian's QEMU (qemu-system-xen), the reference: 7.2 on 4.17,
+#             10.0 on 4.20.
+# --xen V     the nested host: 4.17 (default; Debian bookworm) or 4.20
+#             (Debian trixie: Xen 4.20, its kernel, glibc and QEMU 10.0).
+#             Each version has its own host (OUT/host[-4.20]), run folders
+#             and logs (default OUT/logs for 4.17, OUT/logs-4.20 for 4.20).
 # -j N        boot N testbeds at once (default TESTBED_JOBS, else 1); each
 #             nested Xen has one TCG vCPU (TESTBED_SMP=1), so -j 2 fills a
 #             2-core host. Verdict lines come as scenarios finish.
@@ -32,7 +37,7 @@ set -euo pipefail
 OUT=$(realpath -m "${TESTBED_OUT:-$REPO_DIR/build/testbed}")
 SCEN_DIR="$REPO_DIR/tests/xen-scenarios"
 DM="$REPO_DIR/target/release/xen-ioemu"
-LOGS="$OUT/logs"
+LOGS=""
 VERBOSE=0
 JOBS=${TESTBED_JOBS:-1}
 names=()
@@ -42,12 +47,14 @@ while [ $# -gt 0 ]; do
     --logs) LOGS=$(realpath -m "$2"); shift 2 ;;
     -j) JOBS=$2; shift 2 ;;
     -v) VERBOSE=1; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --xen) select_xen "$2" "$OUT" || exit 2; shift 2 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     *) names+=("$1"); shift ;;
     esac
 done
-[ ${#names[@]} -gt 0 ] || { echo "usage: run.sh [--dm PATH|qemu] [--logs DIR] [-j N] [-v] SCENARIO...|all" >&2; exit 2; }
+[ ${#names[@]} -gt 0 ] || { echo "usage: run.sh [--xen 4.17|4.20] [--dm PATH|qemu] [--logs DIR] [-j N] [-v] SCENARIO...|all" >&2; exit 2; }
+LOGS=${LOGS:-$OUT/logs$XEN_TAG}
 case $JOBS in ''|*[!0-9]*|0) echo "run.sh: -j $JOBS: must be a positive number of testbeds at once" >&2; exit 2 ;; esac
 if [ "${names[0]}" = all ]; then
     names=()
@@ -74,8 +81,8 @@ else
     DM_IN_DOM0=/testbed/dm/$(basename "$DM")
 fi
 
-"$TESTBED_DIR/build-host.sh" "$OUT" >/dev/null
-HOST="$OUT/host"
+TESTBED_XEN=$XV "$TESTBED_DIR/build-host.sh" "$OUT" >/dev/null
+HOST="$OUT/host$XEN_TAG"
 "$REPO_DIR/tools/firmware/build.sh" "$OUT/fw" >/dev/null
 # dom0's terminal for `xl console` (static: dom0 has only the libraries of
 # the packages unpacked into it)
@@ -89,7 +96,7 @@ XEN_CMD="console=com1 com1=115200,8n1 console_timestamps=boot loglvl=all guest_l
 LINUX_CMD="console=hvc0 earlyprintk=xen"
 
 run_one() {
-    local name=$1 sdir="$SCEN_DIR/$1" ldir="$LOGS/$1" work="$OUT/run/$1"
+    local name=$1 sdir="$SCEN_DIR/$1" ldir="$LOGS/$1" work="$OUT/run$XEN_TAG/$1"
     local TIMEOUT=300 NEEDS_GUEST=0 NEEDS_KERNEL=0 NEEDS_FS=0 QEMU_RECORD=0 XFAIL_CHECKS=""
     # shellcheck disable=SC1090
     . "$sdir/scenario.conf"
@@ -107,10 +114,16 @@ run_one() {
     [ "$NEEDS_KERNEL" = 1 ] && cp -L "$OUT/vmlinuz" "$OUT/initrd.gz" "$T/images/"
     [ "$NEEDS_FS" = 1 ] && cp "$OUT/fs.map" "$OUT/fs.data" "$OUT/fs.size" "$T/images/"
     if [ "$DM_KIND" != qemu ]; then
-        copy_elf_with_libs "$HOST/root" "$DM" "$work/root$DM_IN_DOM0" "$work/root"
+        # Its libraries as the dom0 base's suite has them (the DM is built on
+        # bookworm; trixie's newer glibc runs it), and nothing the base has
+        # already: a second, older libc in the overlay would shadow the
+        # base's for every binary. A library the suite lacks comes from the
+        # build machine.
+        TB_BASE_FILES="$HOST/base-files.txt" TB_HOST_LIBS_OK=1 \
+            copy_elf_with_libs "$HOST/root" "$DM" "$work/root$DM_IN_DOM0" "$work/root"
     fi
     echo "$DM_IN_DOM0" > "$T/dm-path"
-    printf 'SCENARIO=%s\nSCENARIO_TIMEOUT=%s\nDM_KIND=%s\n' "$name" "$TIMEOUT" "$DM_KIND" > "$T/params"
+    printf 'SCENARIO=%s\nSCENARIO_TIMEOUT=%s\nDM_KIND=%s\nXEN_VERSION=%s\n' "$name" "$TIMEOUT" "$DM_KIND" "$XV" > "$T/params"
     chmod +x "$T"/*.sh
     cpio_of "$work/root" "$work/overlay.cpio.gz"
     # Linux unpacks concatenated initramfs archives in order, so the
@@ -164,7 +177,7 @@ run_one() {
 }
 
 mkdir -p "$LOGS"
-echo "== $(date -Is) dm=$DM ($DM_KIND) scenarios: ${names[*]}" >> "$LOGS/summary.txt"
+echo "== $(date -Is) xen=$XV dm=$DM ($DM_KIND) scenarios: ${names[*]}" >> "$LOGS/summary.txt"
 failed=0
 running=0
 for n in "${names[@]}"; do
