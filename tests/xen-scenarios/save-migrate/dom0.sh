@@ -1,10 +1,12 @@
 # Pass: see scenario.conf. Each save/restore/migrate happens while the
-# guest is writing; after each one the guest must sync 8 more files (one
-# in 16 also triggers a read-back of every file) within 120 s.
+# guest is writing; after each one the guest must sync 4 more files within
+# 300 s (it syncs one every 1-10 s at host load 10: the bound only tells a
+# stuck guest from a slow one; every 16th file triggers a read-back of all).
 IMG=/var/lib/xen/images
 SAVE=/var/lib/xen/save
 NAME=save-migrate
-ROUNDS=${ROUNDS:-5}
+SAVE_ROUNDS=5
+MIGRATE_ROUNDS=5
 mkdir -p $SAVE
 mount -t tmpfs -o size=640m tmpfs $SAVE
 tb_fs_image $IMG/data.img
@@ -20,14 +22,13 @@ tb_devstate_sampler /tmp/devstate.txt &
 dsampler=$!
 tb_say "guest writing; free memory: $(free -m | awk 'NR==2{print $4}') MiB; xl info free: $(xl info | awk '/free_memory/{print $3}') MiB"
 
-fails_before=$TB_FAILS
 alive_after() { # alive_after WHAT: the domain exists and the guest goes on
     tb_check "$1: domain $NAME exists" [ -n "$(tb_domid $NAME)" ]
-    tb_check "$1: the guest goes on writing (8 more files within 120 s)" tb_wait_progress 8 120
+    tb_check "$1: the guest goes on writing (4 more files within 300 s)" tb_wait_progress 4 300
 }
 
 i=1
-while [ $i -le "$ROUNDS" ]; do
+while [ $i -le $SAVE_ROUNDS ] && [ -n "$(tb_domid $NAME)" ]; do
     d=$(tb_domid $NAME)
     : > /tmp/devstate.txt
     t0=$(tb_now)
@@ -45,12 +46,11 @@ while [ $i -le "$ROUNDS" ]; do
     alive_after "save $i"
     echo "BENCH save $i: xl save $(awk "BEGIN{print $t1-$t0}") s, xl restore $(awk "BEGIN{print $t2-$t1}") s, guest downtime $(tb_gap /tmp/progress.txt "$t0" "$t2") s, save file $size bytes, device state (qemu-save.$d) $(tb_devstate_size /tmp/devstate.txt qemu-save) bytes, qemu-resume $(tb_devstate_size /tmp/devstate.txt qemu-resume) bytes"
     rm -f $SAVE/g.save
-    [ $TB_FAILS -gt $fails_before ] && break
     i=$((i + 1))
 done
 
 i=1
-while [ $i -le "$ROUNDS" ] && [ $TB_FAILS -eq $fails_before ]; do
+while [ $i -le $MIGRATE_ROUNDS ] && [ -n "$(tb_domid $NAME)" ]; do
     d=$(tb_domid $NAME)
     : > /tmp/devstate.txt
     t0=$(tb_now)
