@@ -40,7 +40,7 @@ while [ $i -le $SAVE_ROUNDS ] && [ -n "$(tb_domid $NAME)" ]; do
     xl -vvv restore $SAVE/g.save > /tmp/xl-restore.log 2>&1; rc2=$?
     t2=$(tb_now)
     tb_check "save $i: xl restore rc=0 (rc $rc2)" [ $rc2 -eq 0 ]
-    [ $i = 1 ] && { cp /tmp/xl-save.log $TB_OUT/xl-save-1.log; cp /tmp/xl-restore.log $TB_OUT/xl-restore-1.log; }
+    [ $i = 1 ] && { tail -300 /tmp/xl-save.log > $TB_OUT/xl-save-1.log; tail -300 /tmp/xl-restore.log > $TB_OUT/xl-restore-1.log; }
     [ $rc -ne 0 ] && { tail -40 /tmp/xl-save.log; cp /tmp/xl-save.log $TB_OUT/xl-save-$i.log; }
     [ $rc2 -ne 0 ] && { tail -40 /tmp/xl-restore.log; cp /tmp/xl-restore.log $TB_OUT/xl-restore-$i.log; }
     alive_after "save $i"
@@ -60,7 +60,7 @@ while [ $i -le $MIGRATE_ROUNDS ] && [ -n "$(tb_domid $NAME)" ]; do
     d2=$(tb_domid $NAME)
     [ -n "$d2" ] && [ "$d2" != "$d" ]
     tb_check "migrate $i: the guest runs in a new domain (domid $d -> $d2)" [ $? -eq 0 ]
-    [ $i = 1 ] && cp /tmp/xl-migrate.log $TB_OUT/xl-migrate-1.log
+    [ $i = 1 ] && tail -300 /tmp/xl-migrate.log > $TB_OUT/xl-migrate-1.log
     [ $rc -ne 0 ] && { tail -40 /tmp/xl-migrate.log; cp /tmp/xl-migrate.log $TB_OUT/xl-migrate-$i.log; }
     alive_after "migrate $i"
     echo "BENCH migrate $i: xl migrate $(awk "BEGIN{print $t1-$t0}") s, guest downtime $(tb_gap /tmp/progress.txt "$t0" "$t1") s, device state (qemu-save.$d) $(tb_devstate_size /tmp/devstate.txt qemu-save) bytes"
