@@ -19,7 +19,7 @@ pub mod opts;
 pub mod qmp;
 
 pub use cmdline::{
-    drives_from_xenstore, parse_args, Command, ConfigError, DriveSpec, Flavour, MachineConfig, QmpEndpoint,
+    drives_from_xenstore, parse_args, Command, ConfigError, DriveSpec, Flavour, Incoming, MachineConfig, QmpEndpoint,
     QtestEndpoint, SerialSpec, XenstoreRead,
 };
 pub use qmp::{CommandError, ErrorClass, MachineError, MachineOps, QmpError, QmpInfo, QmpServer};

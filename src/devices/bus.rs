@@ -19,7 +19,7 @@ pub trait Reset {
     fn reset(&mut self);
 }
 
-pub trait BusDevice: Send + Reset {
+pub trait BusDevice: Send + Reset + crate::devices::state::Snapshot {
     /// Fill `data` (1, 2 or 4 bytes, little endian) for a read at
     /// `base + offset`. Unhandled reads should leave all-ones.
     fn read(&mut self, base: u64, offset: u64, data: &mut [u8]);
@@ -177,6 +177,7 @@ mod tests {
     impl Reset for Echo {
         fn reset(&mut self) {}
     }
+    crate::devices::state::stateless_for_tests!(Echo);
     impl BusDevice for Echo {
         fn read(&mut self, base: u64, offset: u64, data: &mut [u8]) {
             data.fill(offset as u8);

@@ -378,6 +378,35 @@ impl Reset for Cmos {
     }
 }
 
+/// The CMOS as saved: its 128 bytes (NVRAM, and the RTC registers as we
+/// keep them) and the index latch. Under Xen the clock itself is Xen's.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CmosState {
+    pub bytes: Vec<u8>,
+    pub index: u8,
+}
+
+impl crate::devices::state::Snapshot for Cmos {
+    fn snapshot(&self) -> crate::devices::state::DeviceState {
+        crate::devices::state::DeviceState::Cmos(CmosState { bytes: self.bytes.to_vec(), index: self.index })
+    }
+
+    /// The loaded bytes replace the defaults this CMOS was built with
+    /// (memory sizes, boot order, disk geometry): the guest may have
+    /// changed them, and a restored guest must see what it left.
+    fn restore(&mut self, state: &crate::devices::state::DeviceState) -> Result<(), crate::devices::state::StateError> {
+        let crate::devices::state::DeviceState::Cmos(s) = state else {
+            return Err(crate::devices::state::StateError::wrong_kind("cmos", state));
+        };
+        let bytes: [u8; CMOS_SIZE] = s.bytes.as_slice().try_into().map_err(|_| {
+            crate::devices::state::StateError::invalid("cmos", format!("{} bytes, not {CMOS_SIZE}", s.bytes.len()))
+        })?;
+        self.bytes = bytes;
+        self.index = s.index & INDEX_MASK;
+        Ok(())
+    }
+}
+
 impl BusDevice for Cmos {
     fn read(&mut self, base: u64, offset: u64, data: &mut [u8]) {
         data.fill(0xff);

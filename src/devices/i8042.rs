@@ -35,6 +35,7 @@ const INTERFACE_TEST_PASSED: u8 = 0x00;
 const INPUT_PORT_VALUE: u8 = 0x80;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize)]
 enum PendingData {
     None,
     CommandByte,
@@ -186,6 +187,54 @@ impl I8042 {
             self.update_lines();
         }
         self.output
+    }
+}
+
+/// The i8042 as saved: its registers, the output byte and a half-done
+/// two-byte command.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct I8042State {
+    status: u8,
+    mode: u8,
+    outport: u8,
+    output: u8,
+    output_is_aux: bool,
+    pending: PendingData,
+}
+
+impl crate::devices::state::Snapshot for I8042 {
+    fn snapshot(&self) -> crate::devices::state::DeviceState {
+        crate::devices::state::DeviceState::I8042(I8042State {
+            status: self.status,
+            mode: self.mode,
+            outport: self.outport,
+            output: self.output,
+            output_is_aux: self.output_is_aux,
+            pending: self.pending,
+        })
+    }
+
+    /// Every combination of these bytes is one the guest could reach, so
+    /// nothing needs refusing. The output port is loaded as it was, not
+    /// written: a loaded reset bit of 0 does not reset the machine.
+    fn restore(&mut self, state: &crate::devices::state::DeviceState) -> Result<(), crate::devices::state::StateError> {
+        let crate::devices::state::DeviceState::I8042(s) = state else {
+            return Err(crate::devices::state::StateError::wrong_kind("i8042", state));
+        };
+        self.status = s.status;
+        self.mode = s.mode;
+        self.outport = s.outport;
+        self.output = s.output;
+        self.output_is_aux = s.output_is_aux;
+        self.pending = s.pending;
+        let full = self.status & STATUS_OBF != 0;
+        if let Some(irq) = &self.keyboard_irq {
+            irq.set_level(full && !self.output_is_aux && self.mode & MODE_KBD_INT != 0);
+        }
+        if let Some(irq) = &self.aux_irq {
+            irq.set_level(full && self.output_is_aux && self.mode & MODE_AUX_INT != 0);
+        }
+        Ok(())
     }
 }
 

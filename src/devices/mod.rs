@@ -7,4 +7,5 @@ pub mod i8042;
 pub mod ide;
 pub mod pci;
 pub mod reset;
+pub mod state;
 pub mod uart;

@@ -4,6 +4,7 @@
 //! Xen's ACPI tables point at with value 6).
 
 use crate::devices::bus::{BusDevice, Reset};
+use crate::devices::state::{DeviceState, Snapshot, StateError};
 use crate::vm::{PowerControl, PowerRequest};
 use std::sync::Arc;
 
@@ -65,6 +66,24 @@ impl BusDevice for PortA {
     }
 }
 
+/// The latch as written; a loaded value never triggers a reset (only a
+/// guest's rising edge does).
+impl Snapshot for PortA {
+    fn snapshot(&self) -> DeviceState {
+        DeviceState::Latch(self.value)
+    }
+
+    fn restore(&mut self, state: &DeviceState) -> Result<(), StateError> {
+        match state {
+            DeviceState::Latch(v) => {
+                self.value = *v;
+                Ok(())
+            }
+            other => Err(StateError::wrong_kind("port 0x92", other)),
+        }
+    }
+}
+
 /// Port 0xcf9 (one byte; 0xcf8 stays the PCI config address register).
 /// Bit 2 resets at once, whatever bits 1 and 3 say (QEMU's behaviour);
 /// otherwise only bit 1 (system vs. CPU reset) is kept and read back.
@@ -106,6 +125,22 @@ impl BusDevice for ResetControl {
             return;
         }
         self.value = value & RCR_SYSTEM_RESET;
+    }
+}
+
+impl Snapshot for ResetControl {
+    fn snapshot(&self) -> DeviceState {
+        DeviceState::Latch(self.value)
+    }
+
+    fn restore(&mut self, state: &DeviceState) -> Result<(), StateError> {
+        match state {
+            DeviceState::Latch(v) => {
+                self.value = *v & RCR_SYSTEM_RESET;
+                Ok(())
+            }
+            other => Err(StateError::wrong_kind("port 0xcf9", other)),
+        }
     }
 }
 

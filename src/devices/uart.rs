@@ -340,6 +340,72 @@ impl crate::devices::bus::Reset for Uart {
     }
 }
 
+/// The UART as saved: its registers, the receive FIFO and the line
+/// state. Bytes already handed to the pty are the host's; bytes the pty
+/// has not delivered yet stay in its buffer on the old host.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UartState {
+    pub ier: u8,
+    pub lcr: u8,
+    pub mcr: u8,
+    pub lsr: u8,
+    pub msr: u8,
+    pub scr: u8,
+    pub divisor: u16,
+    pub fifo_enabled: bool,
+    pub rx_trigger: u8,
+    pub rx: Vec<u8>,
+    pub last_rx: u8,
+    pub thr_interrupt_pending: bool,
+}
+
+impl crate::devices::state::Snapshot for Uart {
+    fn snapshot(&self) -> crate::devices::state::DeviceState {
+        crate::devices::state::DeviceState::Uart(UartState {
+            ier: self.ier,
+            lcr: self.lcr,
+            mcr: self.mcr,
+            lsr: self.lsr,
+            msr: self.msr,
+            scr: self.scr,
+            divisor: self.divisor,
+            fifo_enabled: self.fifo_enabled,
+            rx_trigger: self.rx_trigger as u8,
+            rx: self.rx.iter().copied().collect(),
+            last_rx: self.last_rx,
+            thr_interrupt_pending: self.thr_interrupt_pending,
+        })
+    }
+
+    fn restore(&mut self, state: &crate::devices::state::DeviceState) -> Result<(), crate::devices::state::StateError> {
+        use crate::devices::state::StateError;
+        let crate::devices::state::DeviceState::Uart(s) = state else {
+            return Err(StateError::wrong_kind("uart", state));
+        };
+        let capacity = if s.fifo_enabled { FIFO_SIZE } else { 1 };
+        crate::devices::state::check_len("uart", "receive FIFO", s.rx.len(), capacity)?;
+        if ![1, 4, 8, 14].contains(&s.rx_trigger) {
+            return Err(StateError::invalid("uart", format!("receive trigger level {}", s.rx_trigger)));
+        }
+        self.ier = s.ier & IER_MASK;
+        self.lcr = s.lcr;
+        self.mcr = s.mcr & MCR_MASK;
+        self.lsr = s.lsr;
+        self.msr = s.msr;
+        self.scr = s.scr;
+        self.divisor = s.divisor;
+        self.fifo_enabled = s.fifo_enabled;
+        self.rx_trigger = s.rx_trigger as usize;
+        self.rx = s.rx.iter().copied().collect();
+        self.last_rx = s.last_rx;
+        self.thr_interrupt_pending = s.thr_interrupt_pending;
+        // The line goes to the loaded level whatever it was before.
+        self.irq_level = self.interrupt_id() != IIR_NO_INTERRUPT;
+        self.irq.set_level(self.irq_level);
+        Ok(())
+    }
+}
+
 impl crate::devices::bus::BusDevice for Uart {
     fn read(&mut self, _base: u64, offset: u64, data: &mut [u8]) {
         for (i, byte) in data.iter_mut().enumerate() {

@@ -46,6 +46,9 @@ pub enum LaunchError {
     SerialPty(#[from] crate::devices::uart::pty::PtyError),
     #[error("-serial pty: reader thread: {0}")]
     SerialReader(std::io::Error),
+    /// `-incoming`: the saved device state was refused.
+    #[error("-incoming: {0}")]
+    Incoming(String),
     #[error("{0}")]
     Engine(#[from] crate::block::engine::EngineError),
     /// Without these threads we could not be stopped (signals) or would

@@ -13,7 +13,11 @@ use std::sync::{Arc, Mutex};
 pub(super) fn run_qtest(config: MachineConfig) -> Result<i32, LaunchError> {
     let drives = open_drives(&config.drives)?;
     let events = EventSink::new();
-    let initial = if config.start_paused { RunState::Prelaunch } else { RunState::Running };
+    let initial = match config.incoming {
+        Some(_) => RunState::InMigrate,
+        None if config.start_paused => RunState::Prelaunch,
+        None => RunState::Running,
+    };
     let vm = VmControl::new(initial, events);
     let ram = Arc::new(AnonRam::new((config.ram_mib as usize) << 20).map_err(|e| LaunchError::Ram(config.ram_mib, e))?);
 
@@ -61,7 +65,24 @@ pub(super) fn run_qtest(config: MachineConfig) -> Result<i32, LaunchError> {
         chardevs,
         Box::new(|| std::process::exit(0)),
         Box::new(move || PcOps::reset_devices(&reset_machine)),
-    ));
+    )
+    // No hypervisor claims our ports here: the loaded BARs need no one told.
+    .with_state_loaded(Box::new(|_| {}), config.start_paused)
+    // qtest RAM is ours, not a Xen guest's: nothing to report, but the
+    // libxl save sequence runs unchanged against this front.
+    .with_dirty_log(Box::new(|_| {}), Box::new(|| {})));
+    if let Some(crate::control::Incoming::Fd(fd)) = config.incoming {
+        use std::os::fd::FromRawFd;
+        // SAFETY: F_GETFD only looks the descriptor up.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return Err(LaunchError::Incoming(format!("-incoming fd:{fd}: {}", std::io::Error::last_os_error())));
+        }
+        // SAFETY: the descriptor is open (checked above) and was given to
+        // us on the command line for this alone; nothing else owns it.
+        let file = unsafe { std::fs::File::from_raw_fd(fd) };
+        let blob = crate::machine::savestate::read_state_file(file).map_err(|e| LaunchError::Incoming(format!("-incoming fd:{fd}: {e}")))?;
+        ops.load_state_blob(&blob).map_err(|e| LaunchError::Incoming(e.to_string()))?;
+    }
     let _qmp = QmpServer::start_all(&config.qmp, ops, vm.events(), &QmpInfo { name: config.name.clone() })
         .map_err(|source| LaunchError::Qmp { label: "-qmp", source })?;
 

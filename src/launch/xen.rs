@@ -37,29 +37,42 @@ struct MachineIo {
 
 impl MachineIo {
     fn apply(&mut self, effects: BusEffects) {
-        for change in effects.ports {
-            let result = match change {
-                PortRangeChange::Added(r) => self.dm.map_io_range_to_ioreq_server(self.server_id, IoRangeKind::Port, r.base, r.last()),
-                PortRangeChange::Removed(r) => self.dm.unmap_io_range_from_ioreq_server(self.server_id, IoRangeKind::Port, r.base, r.last()),
-            };
-            if let Err(e) = result {
-                self.log_limiter.log(log::Level::Error, "bar-move-rejected", format_args!("following a BAR move ({change:?}): {e}"));
-            }
+        apply_bus_effects(&self.dm, self.server_id, &self.power, &mut self.log_limiter, effects);
+    }
+}
+
+/// What a guest access (or a loaded state) changed on the buses, told to
+/// Xen: port claims follow the BARs, PIIX3 routes go to the virtual PCI
+/// links, power requests become domain shutdowns.
+fn apply_bus_effects(
+    dm: &DeviceModelHandle,
+    server_id: u16,
+    power: &XenPowerControl,
+    log_limiter: &mut crate::logging::RateLimiter,
+    effects: BusEffects,
+) {
+    for change in effects.ports {
+        let result = match change {
+            PortRangeChange::Added(r) => dm.map_io_range_to_ioreq_server(server_id, IoRangeKind::Port, r.base, r.last()),
+            PortRangeChange::Removed(r) => dm.unmap_io_range_from_ioreq_server(server_id, IoRangeKind::Port, r.base, r.last()),
+        };
+        if let Err(e) = result {
+            log_limiter.log(log::Level::Error, "bar-move-rejected", format_args!("following a BAR move ({change:?}): {e}"));
         }
-        // As QEMU's xen_piix_pci_write_config_client: the link goes to Xen
-        // (0 = off) on every route register write.
-        for route in effects.pirq_routes {
-            if let Err(e) = self.dm.set_pci_link_route(route.link, route.irq.unwrap_or(0)) {
-                self.log_limiter.log(
-                    log::Level::Warn,
-                    "pci-link-route",
-                    format_args!("set_pci_link_route({}, {:?}): {e}", route.link, route.irq),
-                );
-            }
+    }
+    // As QEMU's xen_piix_pci_write_config_client: the link goes to Xen
+    // (0 = off) on every route register write.
+    for route in effects.pirq_routes {
+        if let Err(e) = dm.set_pci_link_route(route.link, route.irq.unwrap_or(0)) {
+            log_limiter.log(
+                log::Level::Warn,
+                "pci-link-route",
+                format_args!("set_pci_link_route({}, {:?}): {e}", route.link, route.irq),
+            );
         }
-        if let Some(request) = effects.power {
-            self.power.request(request);
-        }
+    }
+    if let Some(request) = effects.power {
+        power.request(request);
     }
 }
 
@@ -223,6 +236,15 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
     let domid16 = u16::try_from(domid).map_err(|_| LaunchError::DomidOutOfRange(domid))?;
     crate::logging::set_domid(domid);
 
+    // A restore's state is read whole, and checked, before any image is
+    // opened: the images are the old host's until it answered the save.
+    let incoming_blob = match config.incoming {
+        Some(crate::control::Incoming::Fd(fd)) => Some(read_incoming_fd(fd)?),
+        _ => None,
+    };
+    if let Some(blob) = &incoming_blob {
+        crate::machine::savestate::MachineState::decode(blob).map_err(|e| LaunchError::Incoming(e.to_string()))?;
+    }
     let dm = Arc::new(DeviceModelHandle::open(domid16).map_err(xen_err)?);
     let xenstore = XenStore::open().map_err(xen_err)?;
     let drive_specs = if config.flavour == Flavour::Traditional {
@@ -241,7 +263,11 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
     };
 
     let events = EventSink::new();
-    let initial = if config.start_paused { RunState::Prelaunch } else { RunState::Running };
+    let initial = match config.incoming {
+        Some(_) => RunState::InMigrate,
+        None if config.start_paused => RunState::Prelaunch,
+        None => RunState::Running,
+    };
     let vm = VmControl::new(initial, events.clone());
     let mut server = IoreqServer::create(dm.clone(), true).map_err(xen_err)?;
     let memory = Arc::new(XenGuestMemory::sized_for_guest(dm.clone(), config.ram_mib << 20));
@@ -261,26 +287,68 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
         },
     )?;
 
-    let claimed: Vec<_> = machine.claim_ranges().iter().map(|r| r.base as u16..=r.last() as u16).collect();
+    // A state from -incoming fd:N goes in before the ports are claimed,
+    // so the claims follow the loaded BARs. The PCI link routes are Xen's
+    // and were saved with the domain; they are sent again all the same.
+    let machine = Arc::new(Mutex::new(machine));
+    let route_links = {
+        let dm = dm.clone();
+        move |effects: BusEffects| {
+            for route in effects.pirq_routes {
+                if let Err(e) = dm.set_pci_link_route(route.link, route.irq.unwrap_or(0)) {
+                    log::warn!("restoring PCI link route {}: {e}", route.link);
+                }
+            }
+        }
+    };
+    let loader = PcOps::new(machine.clone(), ide.clone(), vm.clone(), Vec::new(), Box::new(|| {}), Box::new(|| {}))
+        .with_state_loaded(Box::new(route_links), config.start_paused);
+    if let Some(blob) = &incoming_blob {
+        loader.load_state_blob(blob).map_err(|e| LaunchError::Incoming(e.to_string()))?;
+    }
+    drop(loader);
+    let (claim_ranges, devfns) = {
+        let m = machine.lock().unwrap_or_else(|e| e.into_inner());
+        (m.claim_ranges(), m.pci_devfns())
+    };
+    let claimed: Vec<_> = claim_ranges.iter().map(|r| r.base as u16..=r.last() as u16).collect();
     server.claim_ports(&claimed).map_err(xen_err)?;
-    for devfn in machine.pci_devfns() {
+    for devfn in devfns {
         server.claim_pci(0, devfn).map_err(xen_err)?;
     }
-    let machine = Arc::new(Mutex::new(machine));
     let waker = server.waker();
 
     let chardevs = super::chardevs(&config, &platform);
     let stop_on_quit = waker.clone();
     // A reset of a Xen guest is a reboot of the domain, as with QEMU.
     let reboot = XenPowerControl::new(dm.clone());
-    let ops = Arc::new(PcOps::new(
-        machine.clone(),
-        ide.clone(),
-        vm.clone(),
-        chardevs,
-        Box::new(move || stop_on_quit.stop()),
-        Box::new(move || crate::machine::PowerControl::request(&reboot, crate::machine::PowerRequest::Reboot)),
-    ));
+    let dirty_memory = memory.clone();
+    // `-incoming defer`: the state comes by QMP with the ports claimed
+    // already; what the loaded BARs changed goes to Xen as a BAR move does.
+    let deferred_effects = {
+        let (dm, server_id) = (dm.clone(), server.id());
+        let power = XenPowerControl::new(dm.clone());
+        let limiter = Mutex::new(crate::logging::RateLimiter::default());
+        move |effects: BusEffects| {
+            let mut limiter = limiter.lock().unwrap_or_else(|e| e.into_inner());
+            apply_bus_effects(&dm, server_id, &power, &mut limiter, effects);
+        }
+    };
+    let ops = Arc::new(
+        PcOps::new(
+            machine.clone(),
+            ide.clone(),
+            vm.clone(),
+            chardevs,
+            Box::new(move || stop_on_quit.stop()),
+            Box::new(move || crate::machine::PowerControl::request(&reboot, crate::machine::PowerRequest::Reboot)),
+        )
+        .with_dirty_log(Box::new(move |on| dirty_memory.set_dirty_logging(on)), {
+            let memory = memory.clone();
+            Box::new(move || memory.flush_dirty_log())
+        })
+        .with_state_loaded(Box::new(deferred_effects), config.start_paused),
+    );
     let _qmp = QmpServer::start_all(&config.qmp, ops, &events, &QmpInfo { name: config.name.clone() })
         .map_err(|source| LaunchError::Qmp { label: "libxl-cmd", source })?;
 
@@ -336,6 +404,20 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
     }
     log::info!("device model for domain {domid} exiting");
     Ok(0)
+}
+
+/// The file libxl opened for `-incoming fd:N` (qemu-resume.<domid>), read
+/// whole (bounded) and closed.
+fn read_incoming_fd(fd: i32) -> Result<Vec<u8>, LaunchError> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: F_GETFD only looks the descriptor up.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(LaunchError::Incoming(format!("-incoming fd:{fd}: {}", std::io::Error::last_os_error())));
+    }
+    // SAFETY: the descriptor is open (checked above) and was handed to us
+    // by libxl for this purpose alone; nothing else here owns it.
+    let file = unsafe { std::fs::File::from_raw_fd(fd) };
+    crate::machine::savestate::read_state_file(file).map_err(|e| LaunchError::Incoming(format!("-incoming fd:{fd}: {e}")))
 }
 
 /// libxl 4.20+ starts the device model once with `-machine none` to ask

@@ -5,6 +5,8 @@
 #[forbid(unsafe_code)]
 pub mod hold;
 pub mod pc;
+#[forbid(unsafe_code)]
+pub mod savestate;
 
 pub use crate::vm::*;
 // The QMP view of a drive comes from the IDE controller.

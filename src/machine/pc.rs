@@ -13,6 +13,7 @@ use super::VmControl;
 use crate::devices::bus::{Bus, BusDevice, BusRange};
 use crate::devices::pci::{IoBar, PciFunction};
 use crate::vm::{PowerControl, PowerRequest};
+use super::savestate::{MachineState, SaveStateError, SavedRunState};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
@@ -43,6 +44,11 @@ impl PowerLatch {
     fn take(&self) -> Option<PowerRequest> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
+}
+
+enum NamedDevice {
+    Pci(Arc<Mutex<dyn PciFunction>>),
+    Port(Arc<Mutex<dyn BusDevice>>),
 }
 
 struct PciSlot {
@@ -286,6 +292,80 @@ impl PcMachine {
         // A request made before the reset was served by it.
         let _ = self.power.take();
         effects
+    }
+
+    /// Every device once, under its name in a saved state: PCI functions
+    /// by devfn, the other port devices by their lowest port.
+    fn named_devices(&self) -> Vec<(String, NamedDevice)> {
+        let mut seen = HashSet::new();
+        let mut list = Vec::new();
+        for (devfn, slot) in &self.pci {
+            if seen.insert(Arc::as_ptr(&slot.function).cast::<u8>() as usize) {
+                list.push((format!("pci-{devfn:02x}"), NamedDevice::Pci(slot.function.clone())));
+            }
+        }
+        let ranges: Vec<BusRange> = self.ports.ranges().collect();
+        for (range, device) in ranges.iter().zip(self.ports.devices()) {
+            if seen.insert(Arc::as_ptr(device).cast::<u8>() as usize) {
+                list.push((format!("port-{:04x}", range.base), NamedDevice::Port(device.clone())));
+            }
+        }
+        list
+    }
+
+    /// The state of every device, for `xen-save-devices-state`. Host I/O
+    /// must have been drained (the front does that: it knows the IDE).
+    pub fn save_state(&self) -> MachineState {
+        let devices = self
+            .named_devices()
+            .into_iter()
+            .map(|(name, device)| {
+                let state = match device {
+                    NamedDevice::Pci(f) => f.lock().unwrap_or_else(|e| e.into_inner()).snapshot(),
+                    NamedDevice::Port(d) => d.lock().unwrap_or_else(|e| e.into_inner()).snapshot(),
+                };
+                (name, state)
+            })
+            .collect();
+        MachineState { run_state: SavedRunState::of(self.vm.state()), config_address: self.config_address, devices }
+    }
+
+    /// Load a saved state into this machine, built from the same command
+    /// line. The device set must be the same, name for name. Returns what
+    /// the front must tell the hypervisor: every BAR now decoded (the port
+    /// claims follow) and every PCI link route. The run state is the
+    /// caller's to apply (`-S` decides between paused and running).
+    ///
+    /// Each device checks its whole state before taking it; a refusal
+    /// part-way leaves earlier devices loaded, so the caller must not run
+    /// the guest after an error (the launcher exits).
+    pub fn load_state(&mut self, state: &MachineState) -> Result<BusEffects, SaveStateError> {
+        let named = self.named_devices();
+        for (name, _) in &state.devices {
+            if !named.iter().any(|(n, _)| n == name) {
+                return Err(SaveStateError::UnknownDevice(name.clone()));
+            }
+        }
+        for (name, device) in &named {
+            let Some((_, saved)) = state.devices.iter().find(|(n, _)| n == name) else {
+                return Err(SaveStateError::MissingDevice(name.clone()));
+            };
+            match device {
+                NamedDevice::Pci(f) => f.lock().unwrap_or_else(|e| e.into_inner()).restore(saved)?,
+                NamedDevice::Port(d) => d.lock().unwrap_or_else(|e| e.into_inner()).restore(saved)?,
+            }
+        }
+        self.config_address = state.config_address;
+        let mut effects = BusEffects::default();
+        for devfn in self.pci_devfns() {
+            effects.ports.extend(self.sync_bars(devfn));
+        }
+        for slot in self.pci.values() {
+            effects.pirq_routes.extend(slot.function.lock().unwrap_or_else(|e| e.into_inner()).pirq_routes());
+        }
+        // A latch the loaded state set is not a guest request.
+        let _ = self.power.take();
+        Ok(effects)
     }
 
     /// QMP `cont`: run again and re-issue held requests.

@@ -19,6 +19,7 @@ impl Reset for BarFunction {
     }
 }
 
+crate::devices::state::stateless_for_tests!(BarFunction);
 impl PciFunction for BarFunction {
     fn config_read(&mut self, offset: u8, size: u8) -> u32 {
         self.config.read(offset, size)
@@ -96,6 +97,7 @@ fn claimed_ranges_cover_the_config_mechanism_without_overlaps() {
     impl Reset for Fixed {
         fn reset(&mut self) {}
     }
+    crate::devices::state::stateless_for_tests!(Fixed);
     impl BusDevice for Fixed {
         fn read(&mut self, _: u64, _: u64, data: &mut [u8]) {
             data.fill(0)
@@ -121,6 +123,7 @@ fn a_bar_over_another_device_is_not_decoded() {
     impl Reset for Fixed {
         fn reset(&mut self) {}
     }
+    crate::devices::state::stateless_for_tests!(Fixed);
     impl BusDevice for Fixed {
         fn read(&mut self, _: u64, _: u64, data: &mut [u8]) {
             data.fill(0x11)
@@ -141,6 +144,7 @@ fn config_writes_while_a_bar_overlaps_log_a_bounded_number_of_warnings() {
     impl Reset for Fixed {
         fn reset(&mut self) {}
     }
+    crate::devices::state::stateless_for_tests!(Fixed);
     impl BusDevice for Fixed {
         fn read(&mut self, _: u64, _: u64, data: &mut [u8]) {
             data.fill(0x11)
@@ -181,6 +185,7 @@ impl Reset for PowerButton {
     }
 }
 
+crate::devices::state::stateless_for_tests!(PowerButton);
 impl BusDevice for PowerButton {
     fn read(&mut self, _: u64, _: u64, data: &mut [u8]) {
         data.fill(0);

@@ -8,6 +8,8 @@ use std::sync::{Arc, Condvar, Mutex};
 pub enum RunState {
     /// Started with -S and not yet continued.
     Prelaunch,
+    /// Started with `-incoming`: waiting for the device state.
+    InMigrate,
     Running,
     /// Stopped by the `stop` QMP command.
     Paused,
@@ -20,6 +22,7 @@ impl RunState {
     pub fn as_qmp(self) -> &'static str {
         match self {
             RunState::Prelaunch => "prelaunch",
+            RunState::InMigrate => "inmigrate",
             RunState::Running => "running",
             RunState::Paused => "paused",
             RunState::IoError => "io-error",

@@ -155,15 +155,39 @@ pub struct CacheStats {
 struct Shared<M> {
     mapper: M,
     on: AtomicBool,
+    /// Pages written and not yet reported (first pfn, last pfn): writes
+    /// that touch or adjoin it grow it, so the elements of a `rep ins` or
+    /// the pieces of a bounce-buffered DMA go out as one modified_memory.
+    pending: Mutex<Option<(u64, u64)>>,
 }
 
 impl<M: FrameMapper> Shared<M> {
+    /// Batched: kept in `pending` until a write elsewhere or `flush`.
     fn report(&self, gpa: u64, len: usize) {
         if len == 0 || !self.on.load(Ordering::Relaxed) {
             return;
         }
         let first = gpa >> PAGE_SHIFT;
-        let last = (gpa + (len as u64 - 1)) >> PAGE_SHIFT;
+        let last = gpa.saturating_add(len as u64 - 1) >> PAGE_SHIFT;
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        match *pending {
+            Some((a, b)) if first <= b.saturating_add(1) && a <= last.saturating_add(1) => *pending = Some((a.min(first), b.max(last))),
+            Some((a, b)) => {
+                self.report_now(a, b);
+                *pending = Some((first, last));
+            }
+            None => *pending = Some((first, last)),
+        }
+    }
+
+    fn flush(&self) {
+        let taken = self.pending.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((first, last)) = taken {
+            self.report_now(first, last);
+        }
+    }
+
+    fn report_now(&self, first: u64, last: u64) {
         let mut pfn = first;
         // modified_memory counts pages in a u32; no DMA comes near that,
         // but the arithmetic should not wrap if one ever did.
@@ -202,7 +226,7 @@ impl<M: FrameMapper> XenGuestMemory<M> {
     pub fn with_mapper(mapper: M, max_bytes: u64) -> Self {
         let buckets = max_bytes.div_ceil(BUCKET_BYTES as u64).max(1);
         XenGuestMemory {
-            shared: Arc::new(Shared { mapper, on: AtomicBool::new(false) }),
+            shared: Arc::new(Shared { mapper, on: AtomicBool::new(false), pending: Mutex::new(None) }),
             cache: Mutex::new(Lru::new()),
             max_buckets: usize::try_from(buckets).unwrap_or(usize::MAX),
             maps: AtomicU64::new(0),
@@ -213,7 +237,14 @@ impl<M: FrameMapper> XenGuestMemory<M> {
     /// While on, every page written is reported with modified_memory (set
     /// by QMP xen-set-global-dirty-log for save/migration).
     pub fn set_dirty_logging(&self, on: bool) {
+        self.shared.flush();
         self.shared.on.store(on, Ordering::SeqCst);
+    }
+
+    /// Report what is batched now (before `stop` answers: libxl's last
+    /// memory pass comes after it).
+    pub fn flush_dirty_log(&self) {
+        self.shared.flush();
     }
 
     pub fn mapper(&self) -> &M {
@@ -372,6 +403,10 @@ impl<M: FrameMapper> GuestMappings for XenGuestMemory<M> {
     fn invalidate(&self) {
         let dropped = self.lock().drain();
         drop(dropped);
+    }
+
+    fn flush_dirty(&self) {
+        self.shared.flush();
     }
 }
 
@@ -566,6 +601,8 @@ mod tests {
         mem.set_dirty_logging(true);
         mem.write(0x1ffe, &[0; 4]).unwrap();
         mem.read(0x5000, &mut [0; 16]).unwrap();
+        assert!(mem.mapper().modified().is_empty(), "batched until a flush");
+        mem.flush_dirty_log();
         assert_eq!(mem.mapper().modified(), vec![(1, 2)]);
         let to_device = mem.map_for_io(0x8000, 4096, DmaDirection::ToDevice).unwrap();
         let from_device = mem.map_for_io(0x9fff, 2, DmaDirection::FromDevice).unwrap();
@@ -573,7 +610,23 @@ mod tests {
         assert_eq!(mem.mapper().modified(), vec![(1, 2)], "nothing written, nothing reported");
         assert_eq!(mem.mapper().modified().len(), 1, "a region reports when it drops, not before");
         drop(from_device);
+        mem.flush_dirty_log();
         assert_eq!(mem.mapper().modified(), vec![(1, 2), (9, 2)]);
+    }
+
+    #[test]
+    fn the_elements_of_a_rep_ins_are_one_report_and_a_jump_sends_the_batch() {
+        let mem = memory(1, &[], 8 * MIB);
+        mem.set_dirty_logging(true);
+        // 2048 word writes across two pages, as a `rep insw` gives them.
+        for i in 0..2048u64 {
+            mem.write(0x3000 + 2 * i, &[0xab, 0xcd]).unwrap();
+        }
+        assert!(mem.mapper().modified().is_empty());
+        mem.write(0x7_0000, &[1]).unwrap();
+        assert_eq!(mem.mapper().modified(), vec![(3, 1)], "the batch went when a write landed elsewhere");
+        mem.set_dirty_logging(false);
+        assert_eq!(mem.mapper().modified(), vec![(3, 1), (0x70, 1)], "turning logging off sends what is pending");
     }
 
     /// The real race: copies on one thread, INVALIDATE and evictions on

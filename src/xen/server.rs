@@ -262,6 +262,7 @@ impl IoreqServer {
                     self.evtchn.notify(port)?;
                 }
             }
+            mem.flush_dirty();
             Ok(())
         })();
         self.pages = Some(pages);

@@ -132,6 +132,7 @@ impl Parser {
             vcpus,
             max_vcpus,
             start_paused: self.start_paused,
+            incoming: self.incoming,
             xen_platform_device,
             acpi: self.acpi.unwrap_or(flavour != Flavour::Traditional),
             boot_order: self.boot_order.unwrap_or_else(|| "cad".into()),

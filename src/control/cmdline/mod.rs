@@ -36,6 +36,16 @@ pub enum Flavour {
     Probe,
 }
 
+/// Where the device state of a restore comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Incoming {
+    /// `-incoming fd:N`: the file libxl opened (qemu-resume.<domid>),
+    /// read whole before the images are opened.
+    Fd(i32),
+    /// `-incoming defer`: QMP `xen-load-devices-state` brings it.
+    Defer,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct MachineConfig {
     pub flavour: Flavour,
@@ -45,6 +55,8 @@ pub struct MachineConfig {
     pub vcpus: u32,
     pub max_vcpus: u32,
     pub start_paused: bool,
+    /// `-incoming`: a restore or the destination of a migration.
+    pub incoming: Option<Incoming>,
     pub xen_platform_device: bool,
     pub acpi: bool,
     pub boot_order: String,
@@ -236,6 +248,7 @@ struct Parser {
     vcpus: Option<u32>,
     max_vcpus: Option<u32>,
     start_paused: bool,
+    incoming: Option<Incoming>,
     acpi: Option<bool>,
     boot_order: Option<String>,
     drives: Vec<RawDrive>,
@@ -390,7 +403,15 @@ impl Parser {
             "chroot" => self.chroot = Some(PathBuf::from(raw)),
             "xen-domid-restrict" => self.domid_restrict = true,
             "no-shutdown" => self.no_shutdown = true,
-            "incoming" => return Err(invalid(option, "restoring a saved device state is not supported")),
+            "incoming" => {
+                self.incoming = Some(match raw {
+                    "defer" => Incoming::Defer,
+                    other => match other.strip_prefix("fd:").map(str::parse::<i32>) {
+                        Some(Ok(fd)) if fd >= 0 => Incoming::Fd(fd),
+                        _ => return Err(invalid(option, "only fd:N (a file libxl opened) and defer are supported")),
+                    },
+                })
+            }
             "loadvm" => return Err(invalid(option, "restoring a saved device state is not supported")),
             "daemonize" => {
                 return Err(invalid(option, "libxl tracks the device model's pid; it must not daemonize"))

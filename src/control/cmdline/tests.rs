@@ -216,7 +216,8 @@ fn every_error_is_one_line_naming_the_option() {
         ("-xen-domid 1 -accel qtest", "-accel qtest: cannot be combined with -xen-domid/-d (pick Xen or qtest)"),
         ("-accel kvm -qtest stdio", "-qtest: needs -accel qtest (or tcg)"),
         ("-machine pc -m 128", "no -xen-domid N, -d N or -qtest given: nothing to serve"),
-        ("-xen-domid 1 -incoming fd:5", "-incoming: restoring a saved device state is not supported"),
+        ("-xen-domid 1 -incoming tcp:0:4444", "-incoming: only fd:N (a file libxl opened) and defer are supported"),
+        ("-xen-domid 1 -incoming fd:-3", "-incoming: only fd:N (a file libxl opened) and defer are supported"),
         ("-d 1 -loadvm /var/lib/xen/qemu-resume.1", "-loadvm: restoring a saved device state is not supported"),
         ("-d 0", "-d: '0' is not a guest domain id (1..32751)"),
         ("-accel qtest -accel kvm -qtest stdio -xen-domid 3", "-accel qtest: cannot be combined with -xen-domid/-d (pick Xen or qtest)"),
@@ -463,4 +464,11 @@ fn libxl_qcow2_disks_are_accepted_from_argv_and_xenstore() {
     store.vbd(768, "hda", "file", "tap:qcow2:/srv/disk.qcow2", "w", false);
     let drives = drives_from_xenstore(&store, 4).unwrap();
     assert_eq!((drives[0].format.as_str(), drives[0].file.as_deref()), ("qcow2", Some("/srv/disk.qcow2")));
+}
+
+#[test]
+fn incoming_takes_a_descriptor_or_defer() {
+    assert_eq!(run("-xen-domid 1 -incoming fd:5").incoming, Some(super::Incoming::Fd(5)));
+    assert_eq!(run("-xen-domid 1 -incoming defer -S").incoming, Some(super::Incoming::Defer));
+    assert_eq!(run("-xen-domid 1").incoming, None);
 }

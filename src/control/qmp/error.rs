@@ -43,6 +43,19 @@ pub enum MachineError {
     ResetRequired,
     #[error("there is no machine to reset in a probe run")]
     NoMachine,
+    #[error("{0}")]
+    State(#[from] crate::machine::savestate::SaveStateError),
+    /// The device state cannot be taken now (a request stays on the host).
+    #[error("cannot save the device state: {0}")]
+    NotQuiet(&'static str),
+    #[error("cannot save the device state: flushing the images failed: {0}")]
+    Flush(BlockError),
+    #[error("{file}: {source}")]
+    StateFile { file: String, source: std::io::Error },
+    #[error("dirty logging is not available on this front")]
+    NoDirtyLog,
+    #[error("the machine is not waiting for an incoming state (-incoming defer)")]
+    NotIncoming,
 }
 
 impl MachineError {

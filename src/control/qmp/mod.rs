@@ -67,6 +67,20 @@ pub trait MachineOps: Send + Sync {
     fn change_medium_fd(&self, device: &str, fd: OwnedFd, read_only: Option<bool>) -> Result<(), MachineError> {
         self.change_medium(device, &format!("/proc/self/fd/{}", fd.as_raw_fd()), read_only)
     }
+    /// `xen-set-global-dirty-log`: report every page the device model
+    /// writes into guest RAM while on.
+    fn set_dirty_logging(&self, _on: bool) -> Result<(), MachineError> {
+        Err(MachineError::NoDirtyLog)
+    }
+    /// `xen-save-devices-state`: the blob, after host I/O was drained and
+    /// every image flushed.
+    fn save_devices_state(&self) -> Result<Vec<u8>, MachineError> {
+        Err(MachineError::NoMachine)
+    }
+    /// `xen-load-devices-state` (after `-incoming defer`).
+    fn load_devices_state(&self, _blob: &[u8]) -> Result<(), MachineError> {
+        Err(MachineError::NotIncoming)
+    }
 }
 
 #[derive(Debug, Error)]

@@ -5,6 +5,7 @@ use super::args::{invalid_type, Args};
 use super::error::CommandError;
 use super::json::{block_json, blockstats_json, command_line_options, error_reply, version_json};
 use super::{Shared, MAX_FDSETS, MAX_FDS_PER_SET};
+use super::error::MachineError;
 use crate::machine::{DriveInfo, RunState};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, VecDeque};
@@ -268,6 +269,33 @@ impl Session {
                 args.required_str("command-line")?;
                 Ok(json!(""))
             }
+            "xen-set-global-dirty-log" => {
+                args.only(&["enable"])?;
+                let on = args.bool("enable")?.ok_or_else(|| CommandError::MissingParameter("enable".into()))?;
+                ops.set_dirty_logging(on)?;
+                Ok(json!({}))
+            }
+            "xen-save-devices-state" => {
+                args.only(&["filename", "live"])?;
+                let filename = args.required_str("filename")?;
+                // Nothing differs for a live save: the memory is copied by
+                // libxl, and our state is taken with the guest stopped.
+                args.bool("live")?;
+                let blob = ops.save_devices_state()?;
+                self.write_state_file(filename, &blob)?;
+                log::info!("device state saved to {filename}: {} bytes", blob.len());
+                Ok(json!({}))
+            }
+            "xen-load-devices-state" => {
+                args.only(&["filename"])?;
+                let filename = args.required_str("filename")?;
+                let blob = crate::machine::savestate::read_state_file(std::fs::File::open(filename).map_err(|source| {
+                    MachineError::StateFile { file: filename.to_string(), source }
+                })?)
+                .map_err(|source| MachineError::StateFile { file: filename.to_string(), source })?;
+                ops.load_devices_state(&blob)?;
+                Ok(json!({}))
+            }
             "quit" => {
                 args.only(&[])?;
                 self.quit_requested = true;
@@ -275,6 +303,30 @@ impl Session {
             }
             other => Err(CommandError::UnknownCommand(other.to_string())),
         }
+    }
+
+    /// The state to "/dev/fdset/N" (libxl's qemu-save.<domid>, opened by
+    /// it, written from where it stands) or to a path we create (0600).
+    fn write_state_file(&self, filename: &str, blob: &[u8]) -> Result<(), CommandError> {
+        use std::io::Write;
+        let failed = |source| MachineError::StateFile { file: filename.to_string(), source };
+        let mut file = match filename.strip_prefix("/dev/fdset/") {
+            Some(set) => {
+                let fd = set
+                    .parse::<u64>()
+                    .ok()
+                    .and_then(|id| self.fdsets.get(&id))
+                    .and_then(|fds| fds.first())
+                    .ok_or_else(|| failed(std::io::Error::from_raw_os_error(libc::ENOENT)))?;
+                std::fs::File::from(fd.fd.try_clone().map_err(failed)?)
+            }
+            None => {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(filename).map_err(failed)?
+            }
+        };
+        file.write_all(blob).and_then(|_| file.sync_data().or_else(|e| if e.raw_os_error() == Some(libc::EINVAL) { Ok(()) } else { Err(e) })).map_err(failed)?;
+        Ok(())
     }
 
     /// A path, or "/dev/fdset/N" for a descriptor passed with add-fd.

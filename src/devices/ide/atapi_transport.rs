@@ -16,7 +16,8 @@ use crate::block::engine::{Completion, IoDone, IoFailure, IoOp};
 use crate::block::{BlockError, BlockOp};
 use crate::vm::Event;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub(super) enum AtapiSource {
     Data(Vec<u8>),
     /// Bytes from the medium starting at block `lba`; `raw` hands each
@@ -24,7 +25,8 @@ pub(super) enum AtapiSource {
     Medium { lba: u64, raw: bool },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub(super) struct AtapiTransfer {
     pub(super) source: AtapiSource,
     pub(super) offset: u64,

@@ -33,10 +33,10 @@ pub(super) struct Ctx<'a> {
 pub(super) struct Channel {
     pub(super) units: [Unit; 2],
     pub(super) selected: usize,
-    ctrl: u8,
-    irq: Arc<dyn IrqLine>,
+    pub(super) ctrl: u8,
+    pub(super) irq: Arc<dyn IrqLine>,
     /// None until the first change, so reset always drives the line low.
-    irq_level: Option<bool>,
+    pub(super) irq_level: Option<bool>,
     pub bm: BmDma,
     pub(super) pending: Option<DmaJob>,
     pub(super) held: Option<Held>,

@@ -14,6 +14,7 @@ use crate::block::{BlockOp, ErrorAction};
 
 /// The sector-moving ATA DMA commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub(super) enum AtaDma {
     Read,
     Write,
@@ -22,6 +23,7 @@ pub(super) enum AtaDma {
 
 /// A DMA command waiting for the engine, or running on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub(super) enum DmaJob {
     Ata { unit: usize, kind: AtaDma },
     Atapi { unit: usize },

@@ -24,6 +24,7 @@ impl Identity {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Geometry {
     pub cylinders: u16,
     pub heads: u16,

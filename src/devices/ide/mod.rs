@@ -20,6 +20,8 @@ mod requests;
 mod pio;
 mod policy;
 mod regs;
+mod savestate;
+pub use savestate::IdeState;
 mod unplug;
 
 use crate::block::{BlockBackend, BlockError, CacheMode, ErrorPolicy};

@@ -12,6 +12,7 @@ use crate::block::{BlockError, BlockOp, ErrorAction};
 
 /// What runs when the guest has moved the last byte of a DRQ block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub(super) enum EndAction {
     Stop,
     SectorRead,

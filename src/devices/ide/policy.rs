@@ -12,6 +12,7 @@ use crate::vm::{Event, IoOperation, RunState, VmControl};
 
 /// A request a `stop` policy holds until the VM runs again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub(super) enum Retry {
     /// The PIO block at `lba` with `nsector` left; for a write its data is
     /// still in the unit's buffer.
@@ -22,9 +23,18 @@ pub(super) enum Retry {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub(super) struct Held {
     pub(super) unit: usize,
     retry: Retry,
+}
+
+#[cfg(test)]
+impl Held {
+    /// A held flush on `unit`, for tests of loaded states.
+    pub(super) fn for_tests(unit: usize) -> Self {
+        Held { unit, retry: Retry::Flush }
+    }
 }
 
 fn strerror(errno: i32) -> String {

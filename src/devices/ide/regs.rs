@@ -25,11 +25,12 @@ pub(super) const ATAPI_INT_REASON_IO: u32 = 0x02;
 pub(super) const SECTOR_SIZE: usize = 512;
 /// Largest PIO data block: 16 sectors (multiple mode), an ATAPI chunk of
 /// at most 0xfffe bytes, IDENTIFY data or a CDB all fit.
-const PIO_BUFFER_SIZE: usize = 0x10000;
+pub(super) const PIO_BUFFER_SIZE: usize = 0x10000;
 /// READ/WRITE DMA EXT with count 0 means 65536 sectors: 32 MiB.
 pub(super) const MAX_REQUEST_SECTORS: u32 = 65536;
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub(super) struct Regs {
     pub(super) feature: u8,
     pub(super) hob_feature: u8,

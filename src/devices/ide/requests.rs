@@ -56,6 +56,10 @@ impl CompletionQueue {
         self.arrived.notify_all();
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.items.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+
     pub(crate) fn pop(&self) -> Option<(usize, usize, Completion)> {
         self.items.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
     }

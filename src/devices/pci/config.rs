@@ -179,9 +179,55 @@ impl ConfigSpace {
     }
 }
 
+/// A configuration space as saved: its 256 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ConfigState {
+    pub bytes: Vec<u8>,
+}
+
+impl ConfigSpace {
+    pub fn save(&self) -> ConfigState {
+        ConfigState { bytes: self.bytes.to_vec() }
+    }
+
+    /// Take over the bits the guest (or a write-1-to-clear) can change;
+    /// the read-only bits (IDs, class, BAR type and size bits) stay as
+    /// this function was built, whatever the loaded bytes say, so a loaded
+    /// state cannot turn the function into another device or a BAR into
+    /// one of another size.
+    pub fn load(&mut self, device: &'static str, state: &ConfigState) -> Result<(), crate::devices::state::StateError> {
+        let saved: &[u8; 256] = state
+            .bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| crate::devices::state::StateError::invalid(device, format!("config space of {} bytes, not 256", state.bytes.len())))?;
+        for (at, byte) in saved.iter().enumerate() {
+            let mask = self.writable[at] | self.write1_clear[at];
+            self.bytes[at] = (self.bytes[at] & !mask) | (byte & mask);
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_loaded_config_space_changes_only_the_writable_bits() {
+        let mut c = ConfigSpace::new(0x8086, 0x7010, 0x010180, 0);
+        c.init_io_bar(4, 16);
+        let mut other = c.clone();
+        other.write(BAR0 as u8 + 16, 4, 0xc001);
+        other.write(COMMAND as u8, 2, 0x5);
+        let mut hostile = other.save();
+        hostile.bytes[VENDOR_ID] = 0x34;
+        c.load("test", &hostile).unwrap();
+        assert_eq!(c.u16_at(VENDOR_ID), 0x8086);
+        assert_eq!(c.u32_at(BAR0 + 16), 0xc001);
+        assert_eq!(c.command(), 0x5);
+        assert!(c.load("test", &ConfigState { bytes: vec![0; 255] }).is_err());
+    }
 
     #[test]
     fn reset_header_restores_the_header_and_keeps_function_bytes() {

@@ -55,6 +55,19 @@ impl PciFunction for I440fx {
     }
 }
 
+impl crate::devices::state::Snapshot for I440fx {
+    fn snapshot(&self) -> crate::devices::state::DeviceState {
+        crate::devices::state::DeviceState::PciConfig(self.config.save())
+    }
+
+    fn restore(&mut self, state: &crate::devices::state::DeviceState) -> Result<(), crate::devices::state::StateError> {
+        match state {
+            crate::devices::state::DeviceState::PciConfig(c) => self.config.load("i440fx", c),
+            other => Err(crate::devices::state::StateError::wrong_kind("i440fx", other)),
+        }
+    }
+}
+
 /// QEMU 7.2's i440FX has no reset handler of its own: PAM and SMRAM keep
 /// what the firmware wrote (measured over qtest), only the standard
 /// header is reset.

@@ -15,6 +15,7 @@ pub mod xen_platform;
 pub use config::ConfigSpace;
 
 use crate::devices::bus::{PirqRoute, Reset};
+use crate::devices::state::Snapshot;
 
 /// An I/O BAR as currently programmed and decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +35,7 @@ pub struct ConfigWriteResult {
     pub pirq_routes: Vec<PirqRoute>,
 }
 
-pub trait PciFunction: Send + Reset {
+pub trait PciFunction: Send + Reset + Snapshot {
     /// Read `size` (1, 2 or 4) bytes at `offset` (0..256, naturally aligned
     /// by the caller or not: the function must cope with any offset/size
     /// that stays inside the 256 bytes).
@@ -42,6 +43,12 @@ pub trait PciFunction: Send + Reset {
     fn config_write(&mut self, offset: u8, size: u8, value: u32) -> ConfigWriteResult;
     /// I/O BARs that currently decode (COMMAND.IO set and base != 0).
     fn io_bars(&self) -> Vec<IoBar> {
+        Vec::new()
+    }
+    /// Every PCI interrupt link this function routes, as a loaded state
+    /// has them (the PIIX3 ISA bridge): sent again to the hypervisor after
+    /// a restore.
+    fn pirq_routes(&self) -> Vec<PirqRoute> {
         Vec::new()
     }
 }

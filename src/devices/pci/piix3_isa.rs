@@ -84,6 +84,26 @@ impl PciFunction for Piix3Isa {
             .collect();
         ConfigWriteResult { pirq_routes }
     }
+
+    /// The hypervisor's copy of the routes counts (see `config_write`):
+    /// after a restore every link goes to it again.
+    fn pirq_routes(&self) -> Vec<PirqRoute> {
+        (0..PIRQ_LINKS as u8).map(|link| PirqRoute { link, irq: self.route(link) }).collect()
+    }
+}
+
+/// The routes are bytes of the configuration space: saving it saves them.
+impl crate::devices::state::Snapshot for Piix3Isa {
+    fn snapshot(&self) -> crate::devices::state::DeviceState {
+        crate::devices::state::DeviceState::PciConfig(self.config.save())
+    }
+
+    fn restore(&mut self, state: &crate::devices::state::DeviceState) -> Result<(), crate::devices::state::StateError> {
+        match state {
+            crate::devices::state::DeviceState::PciConfig(c) => self.config.load("piix3-isa", c),
+            other => Err(crate::devices::state::StateError::wrong_kind("piix3-isa", other)),
+        }
+    }
 }
 
 impl Default for Piix3Isa {

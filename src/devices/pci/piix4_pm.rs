@@ -213,6 +213,39 @@ impl PciFunction for Piix4Pm {
     }
 }
 
+/// PIIX4 PM as saved: its configuration space (PMBASE, PMREGMISC, ...),
+/// PM1a_CNT and the APM registers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Piix4PmState {
+    pub config: crate::devices::pci::config::ConfigState,
+    pub pm1a_cnt: u16,
+    pub apm_control: u8,
+    pub apm_status: u8,
+}
+
+impl crate::devices::state::Snapshot for Piix4Pm {
+    fn snapshot(&self) -> crate::devices::state::DeviceState {
+        crate::devices::state::DeviceState::Piix4Pm(Piix4PmState {
+            config: self.config.save(),
+            pm1a_cnt: self.pm1a_cnt,
+            apm_control: self.apm_control,
+            apm_status: self.apm_status,
+        })
+    }
+
+    fn restore(&mut self, state: &crate::devices::state::DeviceState) -> Result<(), crate::devices::state::StateError> {
+        let crate::devices::state::DeviceState::Piix4Pm(s) = state else {
+            return Err(crate::devices::state::StateError::wrong_kind("piix4-pm", state));
+        };
+        self.config.load("piix4-pm", &s.config)?;
+        // SLP_EN is a write-only trigger: a loaded state cannot power off.
+        self.pm1a_cnt = s.pm1a_cnt & !SLP_EN;
+        self.apm_control = s.apm_control;
+        self.apm_status = s.apm_status;
+        Ok(())
+    }
+}
+
 /// PM1a_CNT clears as in QEMU's `acpi_pm1_cnt_reset`; the APM ports have
 /// no reset handler in QEMU 7.2 and keep their values (measured).
 impl Reset for Piix4Pm {

@@ -76,6 +76,9 @@ pub struct XenPlatform {
     product: Option<u16>,
     build: Option<u32>,
     log_line: Vec<u8>,
+    /// Every unplug mask the guest wrote, or'ed: kept across a save (the
+    /// IDE's own state says which disks went).
+    unplugged: u16,
     /// The guest writes the unplug, log and identity ports as often as it
     /// likes; each is a line in dom0's log, so they are rate limited.
     log_limiter: crate::logging::RateLimiter,
@@ -104,6 +107,7 @@ impl XenPlatform {
             product: None,
             build: None,
             log_line: Vec::new(),
+            unplugged: 0,
             log_limiter: crate::logging::RateLimiter::default(),
         }
     }
@@ -135,6 +139,7 @@ impl XenPlatform {
     }
 
     fn unplug(&mut self, mask: u16) {
+        self.unplugged |= mask;
         let mask = UnplugMask(mask);
         self.log_limiter.log(
             log::Level::Info,
@@ -246,6 +251,61 @@ impl PciFunction for XenPlatform {
             })
             .into_iter()
             .collect()
+    }
+}
+
+/// The Xen platform device as saved. The unplug is not run again on
+/// load: the IDE controller's state has the disks that went.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct XenPlatformState {
+    pub config: super::config::ConfigState,
+    pub flags: u8,
+    pub unplugged: u16,
+    pub product: Option<u16>,
+    pub build: Option<u32>,
+}
+
+impl XenPlatform {
+    /// The unplug masks the guest wrote, or'ed (0: no unplug yet).
+    pub fn unplugged(&self) -> u16 {
+        self.unplugged
+    }
+}
+
+impl crate::devices::state::Snapshot for XenPlatform {
+    fn snapshot(&self) -> crate::devices::state::DeviceState {
+        crate::devices::state::DeviceState::XenPlatform(XenPlatformState {
+            config: self.config.save(),
+            flags: self.flags,
+            unplugged: self.unplugged,
+            product: self.product,
+            build: self.build,
+        })
+    }
+
+    fn restore(&mut self, state: &crate::devices::state::DeviceState) -> Result<(), crate::devices::state::StateError> {
+        let crate::devices::state::DeviceState::XenPlatform(s) = state else {
+            return Err(crate::devices::state::StateError::wrong_kind("xen-platform", state));
+        };
+        self.config.load("xen-platform", &s.config)?;
+        self.flags = s.flags & PLATFORM_FLAG_ROM_LOCK;
+        self.unplugged = s.unplugged;
+        self.product = s.product;
+        self.build = s.build;
+        Ok(())
+    }
+}
+
+impl crate::devices::state::Snapshot for XenPlatformMmio {
+    fn snapshot(&self) -> crate::devices::state::DeviceState {
+        crate::devices::state::DeviceState::Stateless
+    }
+
+    fn restore(&mut self, state: &crate::devices::state::DeviceState) -> Result<(), crate::devices::state::StateError> {
+        match state {
+            crate::devices::state::DeviceState::Stateless => Ok(()),
+            other => Err(crate::devices::state::StateError::wrong_kind("xen-platform-mmio", other)),
+        }
     }
 }
 

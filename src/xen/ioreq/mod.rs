@@ -40,6 +40,9 @@ pub trait IoHandler {
 /// p2m changed, e.g. ballooning) must drop them.
 pub trait GuestMappings: GuestMemory {
     fn invalidate(&self);
+    /// Send the pages written since the last call to dirty logging (the
+    /// server calls it once per pass, so a `rep insw` is one report).
+    fn flush_dirty(&self) {}
 }
 
 /// Xen's limit on repetitions per request (`hvmemul_do_io` caps reps at 4096).

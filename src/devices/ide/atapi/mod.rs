@@ -89,7 +89,7 @@ pub mod asc {
     pub const MEDIUM_REMOVAL_PREVENTED: u8 = 0x53;
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Sense {
     pub key: u8,
     pub asc: u8,
@@ -152,6 +152,7 @@ pub enum PacketOutcome {
 /// The removable-medium event the guest has not yet seen through GET EVENT
 /// STATUS NOTIFICATION.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize)]
 struct PendingEvents {
     new_media: bool,
     eject_request: bool,
@@ -162,6 +163,7 @@ struct PendingEvents {
 /// UNIT ATTENTION/0x28, so that guests see the old medium go and the new
 /// one come.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize)]
 enum MediumChange {
     #[default]
     Reported,
@@ -276,17 +278,33 @@ pub fn raw_sector(lba: u32, user_data: &[u8; CD_SECTOR_SIZE]) -> [u8; CD_RAW_SEC
 }
 
 /// The guest-visible state of the ATAPI CD-ROM command set.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AtapiState {
     sense: Sense,
     medium_change: MediumChange,
     events: PendingEvents,
     locked: bool,
     tray_open: bool,
+    /// The drive's configuration, not its state: never saved.
+    #[serde(skip)]
     serial: String,
     /// Bytes per block of the last `Read` result (2048, or 2352 for READ CD
     /// raw sectors reached through `execute`).
     read_sector_size: usize,
+}
+
+impl AtapiState {
+    /// Take a loaded ATAPI state (sense, media change reporting, lock,
+    /// tray), keeping this drive's serial.
+    pub fn load(&mut self, loaded: &AtapiState) -> Result<(), crate::devices::state::StateError> {
+        if ![CD_SECTOR_SIZE, CD_RAW_SECTOR_SIZE].contains(&loaded.read_sector_size) {
+            return Err(crate::devices::state::StateError::invalid("ide", format!("ATAPI block size {}", loaded.read_sector_size)));
+        }
+        let serial = std::mem::take(&mut self.serial);
+        *self = loaded.clone();
+        self.serial = serial;
+        Ok(())
+    }
 }
 
 impl Default for AtapiState {

@@ -387,6 +387,7 @@ mod policy;
 mod qcow2;
 mod real_fs;
 mod registers;
+mod savestate;
 mod throughput;
 mod unplug;
 mod versus_qemu;
