@@ -121,7 +121,7 @@ const REFUSED: &[(&str, &str)] = &[
     // Passes the parser; the PC's own check ends start-up just the same.
     ("-xen-domid 7 -boot order=e", "-boot order=e: invalid boot device 'e' for a PC (use a, b, c, d or n)"),
     ("-xen-domid 7 -run-with chroot=/x,bogus=1", "-run-with: bogus=: unknown property"),
-    ("-xen-domid 7 -incoming tcp:0:4444", "-incoming: restoring a saved device state is not supported"),
+    ("-xen-domid 7 -incoming tcp:0:4444", "-incoming: only fd:N (a file libxl opened) and defer are supported"),
     ("-xen-domid 7 -loadvm snap", "-loadvm: restoring a saved device state is not supported"),
     ("-xen-domid 7 -daemonize", "-daemonize: libxl tracks the device model's pid; it must not daemonize"),
     ("-xen-domid 7 -snapshot", "-snapshot: temporary snapshots are not supported"),
