@@ -34,6 +34,17 @@
 #     BENCH <phase> ..." lines (MB/s, busy-loop rate as % of idle) between
 #     "GUEST: BENCH begin" and "GUEST: BENCH end" (3 s idle either side, for
 #     dom0 to sample the DM's CPU time), then verifies every read by md5.
+#   TBJOB mode=fsloop dev=sdb files=64 kb=64
+#     the save/restore/migrate workload: mounts the ext4 disk, verifies
+#     seed/, then writes data/f000..f(files-1) over and over (kb KiB of
+#     /dev/urandom each, dd conv=fsync, "GUEST: synced data/fNNN md5=...
+#     n=I" after each fsync) until dom0 writes "TBSTOP" at sector 65537 of
+#     the boot disk (read with O_DIRECT every 4 files); every 16 files it
+#     drops the page cache and reads back every file written so far
+#     ("GUEST: verify round R: V of N ok"; a miss: "GUEST: VERIFY FAILED
+#     ..."), so reads go through the disk across the events too. A failed
+#     write stops the loop. Then the final check of mode=fscheck, against
+#     the last md5 of every file.
 # Every result line is "GUEST: ..." through /dev/kmsg, so it reaches the Xen
 # console via earlyprintk=xen (port 0xE9) whatever the device model does.
 export PATH=/sbin:/bin
@@ -156,7 +167,8 @@ fs_check() {
         say "verified $(($(wc -l < /tmp/synced) - bad)) of $(wc -l < /tmp/synced) synced file(s)"
     fi
     umount /mnt
-    [ $r -eq 0 ] && [ $sr -eq 0 ] && [ $bad -eq 0 ] && finish PASS
+    # (loop_failed: a failure the fsloop job saw before this check)
+    [ $r -eq 0 ] && [ $sr -eq 0 ] && [ $bad -eq 0 ] && [ "${loop_failed:-0}" = 0 ] && finish PASS
     finish FAIL
 }
 
@@ -260,6 +272,48 @@ fi
 
 # ($dev is the kernel's name by now, found by ATA position above)
 if [ "$mode" = fscheck ]; then
+    fs_check
+fi
+if [ "$mode" = fsloop ]; then
+    say "ext4 on /dev/$dev: fsloop over $files file(s) of $kb KiB, each fsynced, until TBSTOP; ata1.00 dma_mode=$dma"
+    mount -t ext4 /dev/$dev /mnt 2>/tmp/mnt.err || { say "mount failed: $(cat /tmp/mnt.err)"; finish FAIL; }
+    (cd /mnt/seed && md5sum -c MANIFEST >/dev/null 2>&1) && say "seed files verify" || say "seed files do NOT verify"
+    mkdir -p /tmp/last
+    i=0; round=0; vbad=0; wfail=0; t0=$(now)
+    while :; do
+        if [ $((i % 4)) -eq 0 ]; then
+            stop=$(dd if=/dev/$boot bs=512 skip=65537 count=1 iflag=direct 2>/dev/null | tr -d '\000' | head -n 1)
+            case $stop in TBSTOP*) say "stop request seen after $i file(s) at $(now)s"; break ;; esac
+        fi
+        slot=$(printf %03d $((i % files)))
+        dd if=/dev/urandom of=/tmp/buf bs=1024 count="$kb" 2>/dev/null
+        sum=$(md5sum < /tmp/buf | cut -d' ' -f1)
+        if dd if=/tmp/buf of="/mnt/data/f$slot" bs=1024 count="$kb" conv=fsync 2>/tmp/dd.err; then
+            echo "$sum" > /tmp/last/f$slot
+            say "synced data/f$slot md5=$sum n=$i at $(now)s"
+        else
+            say "write data/f$slot FAILED at $(now)s: $(tr '\n' ' ' < /tmp/dd.err)"
+            wfail=1
+            break
+        fi
+        i=$((i + 1))
+        if [ $((i % 16)) -eq 0 ]; then
+            round=$((round + 1)); ok=0; n=0
+            sync; echo 3 > /proc/sys/vm/drop_caches
+            for f in /tmp/last/f*; do
+                b=$(basename "$f"); n=$((n + 1))
+                got=$(md5sum < "/mnt/data/$b" 2>/dev/null | cut -d' ' -f1)
+                if [ "$got" = "$(cat "$f")" ]; then ok=$((ok + 1)); else say "VERIFY FAILED data/$b in round $round: md5 $got, synced $(cat "$f")"; vbad=$((vbad + 1)); fi
+            done
+            say "verify round $round: $ok of $n ok at $(now)s"
+        fi
+    done
+    say "fsloop wrote $i file(s) in $(awk "BEGIN{print $(now)-$t0}")s, $round verify round(s), $vbad verify failure(s), write failure=$wfail"
+    sync
+    umount /mnt 2>/tmp/umount.err; say "umount rc=$? $(tr '\n' ' ' < /tmp/umount.err)"
+    : > /tmp/synced
+    for f in /tmp/last/f*; do [ -f "$f" ] && echo "data/$(basename "$f") $(cat "$f")" >> /tmp/synced; done
+    [ $vbad -eq 0 ] && [ $wfail -eq 0 ] || { say "fsloop had failures"; loop_failed=1; }
     fs_check
 fi
 if [ "$mode" = fs ]; then

@@ -245,3 +245,82 @@ tb_guest_pvhvm() {
     printf '%21s' '' | dd of="$1" bs=1 seek="$at" conv=notrunc 2>/dev/null
     [ "$(dd if="$1" bs=1 skip="$at" count=21 2>/dev/null | tr -d ' ')" = "" ]
 }
+
+# --- save / restore / migrate (save-migrate, save-held) -------------------
+# The guest's domid changes with every restore and migration, so these read
+# the "GUEST:" lines of every domain.
+
+# tb_all_synced_count: how many "GUEST: synced" lines the console has.
+tb_all_synced_count() { grep -c 'GUEST: synced data/' "$TB_CONSOLE" 2>/dev/null; }
+# tb_all_synced_last: "data/fNNN md5" with the last md5 synced per file.
+tb_all_synced_last() {
+    sed -n 's/.*(d[0-9]*) .*GUEST: synced \(data\/f[0-9]*\) md5=\([0-9a-f]*\).*/\1 \2/p' "$TB_CONSOLE" \
+        | awk '{ last[$1] = $2 } END { for (f in last) print f, last[f] }' | sort
+}
+tb_all_listed() {
+    sed -n 's/.*(d[0-9]*) .*GUEST: file \(data\/f[0-9]*\) md5=\([0-9a-f]*\).*/\1 \2/p' "$TB_CONSOLE" | sort
+}
+tb_all_guest_says() { grep -qE "\(d[0-9]+\) .*GUEST: ($1)" "$TB_CONSOLE"; }
+
+# tb_wait_progress N SECONDS: wait until the guest has synced N more files.
+tb_wait_progress() {
+    want=$(( $(tb_all_synced_count) + $1 ))
+    end=$(( $(cut -d. -f1 /proc/uptime) + $2 ))
+    while [ "$(tb_all_synced_count)" -lt "$want" ]; do
+        [ "$(cut -d. -f1 /proc/uptime)" -ge "$end" ] && return 1
+        sleep 1
+    done
+}
+
+# tb_progress_sampler FILE: background; appends "<dom0 uptime> <synced
+# count>" whenever the count grows (0.5 s polls of a console file that is
+# appended every second: the gaps it yields are good to ~1.5 s).
+tb_progress_sampler() {
+    last=-1
+    while :; do
+        c=$(tb_all_synced_count)
+        [ "$c" != "$last" ] && { echo "$(tb_now) $c" >> "$1"; last=$c; }
+        sleep 0.5
+    done
+}
+# tb_gap FILE FROM TO: the longest stretch without a new synced file that
+# overlaps [FROM, TO] (the guest-visible downtime of an event there).
+tb_gap() {
+    awk -v a="$2" -v b="$3" '{ t[NR] = $1 } END {
+        best = 0
+        for (i = 2; i <= NR; i++)
+            if (t[i] >= a && t[i-1] <= b && t[i] - t[i-1] > best) best = t[i] - t[i-1]
+        printf "%.1f", best }' "$1"
+}
+
+# tb_devstate_sampler FILE: background; records the size of every
+# /var/lib/xen/qemu-save.* (written by the DM for xen-save-devices-state,
+# read back by libxl into the EMULATOR_CONTEXT record) and qemu-resume.*
+# (written by libxl on restore) seen, polled every 0.1 s.
+tb_devstate_sampler() {
+    while :; do
+        for f in /var/lib/xen/qemu-save.* /var/lib/xen/qemu-resume.*; do
+            [ -f "$f" ] && echo "$(basename "$f") $(stat -c %s "$f")"
+        done >> "$1"
+        sleep 0.1
+    done
+}
+# tb_devstate_size FILE PREFIX: the largest size seen of PREFIX.<domid>
+tb_devstate_size() {
+    awk -v p="$2" 'index($1, p ".") == 1 && $2 > m { m = $2 } END { print m + 0 }' "$1"
+}
+
+# tb_ssh_local PATH: a stand-in for ssh that xl migrate -s can use: xl runs
+# "<cmd> <host> xl migrate-receive ...", this drops <host> and runs the rest.
+tb_ssh_local() {
+    printf '#!/bin/sh\n# xl migrate -s: "%s <host> xl migrate-receive ..." on this host\nshift\nexec "$@"\n' "$1" > "$1"
+    chmod +x "$1"
+}
+
+# tb_stop_fsloop IMAGE: ask the fsloop guest job to stop (sector 65537).
+tb_stop_fsloop() {
+    printf 'TBSTOP\n' | dd of="$1" bs=512 seek=65537 conv=notrunc,sync count=1 2>/dev/null
+}
+
+# tb_libata_errors: the guest kernel's libata / block error lines.
+TB_LIBATA_ERRORS='failed command|exception Emask|I/O error|resetting link|SRST failed|hard resetting'

@@ -92,12 +92,18 @@ for n in "${names[@]}"; do grep -q '^NEEDS_GUEST=1' "$SCEN_DIR/$n/scenario.conf"
 [ $need_guest = 1 ] && "$REPO_DIR/tools/guest/build-image.sh" "$OUT" >/dev/null
 
 CPU=${TESTBED_CPU:-qemu64,+svm,+npt}
-XEN_CMD="console=com1 com1=115200,8n1 console_timestamps=boot loglvl=all guest_loglvl=all conring_size=4M dom0_mem=768M,max:768M dom0_max_vcpus=1"
+# DOM0_MEM / HOST_MEM (MiB, scenario.conf): dom0's share and the nested
+# machine's RAM; the defaults fit one 256 MiB guest. The save scenarios keep
+# a whole saved guest in dom0's tmpfs and run two copies of it during a
+# local migration, so they raise both.
+xen_cmd() {
+    echo "console=com1 com1=115200,8n1 console_timestamps=boot loglvl=all guest_loglvl=all conring_size=4M dom0_mem=${1}M,max:${1}M dom0_max_vcpus=1"
+}
 LINUX_CMD="console=hvc0 earlyprintk=xen"
 
 run_one() {
     local name=$1 sdir="$SCEN_DIR/$1" ldir="$LOGS/$1" work="$OUT/run$XEN_TAG/$1"
-    local TIMEOUT=300 NEEDS_GUEST=0 NEEDS_KERNEL=0 NEEDS_FS=0 QEMU_RECORD=0 XFAIL_CHECKS=""
+    local TIMEOUT=300 NEEDS_GUEST=0 NEEDS_KERNEL=0 NEEDS_FS=0 QEMU_RECORD=0 XFAIL_CHECKS="" DOM0_MEM=768 HOST_MEM=2048
     # shellcheck disable=SC1090
     . "$sdir/scenario.conf"
     rm -rf "$ldir" "$work"
@@ -135,9 +141,9 @@ run_one() {
     # dom0 kills its scenario at TIMEOUT and still reports; the outer limit
     # only catches a hung Xen or dom0.
     timeout --foreground -k 10 $((TIMEOUT + 180)) \
-        qemu-system-x86_64 -accel tcg -cpu "$CPU" -m 2048 -smp "${TESTBED_SMP:-1}" \
+        qemu-system-x86_64 -accel tcg -cpu "$CPU" -m "$HOST_MEM" -smp "${TESTBED_SMP:-1}" \
         -display none -serial stdio -monitor none -no-reboot -nodefaults \
-        -kernel "$HOST/xen" -append "$XEN_CMD" \
+        -kernel "$HOST/xen" -append "$(xen_cmd "$DOM0_MEM")" \
         -initrd "$HOST/vmlinuz $LINUX_CMD,$work/initrd.gz" < /dev/null 2>&1 \
       | perl -MTime::HiRes=time -ne 'BEGIN{$|=1;$t0=time} s/\r//g; printf "[%7.2f] %s", time-$t0, $_' \
       | if [ $VERBOSE = 1 ]; then tee "$ldir/console.log"; else cat > "$ldir/console.log"; fi \
