@@ -14,6 +14,8 @@ pub mod devices;
 pub mod logging;
 #[forbid(unsafe_code)]
 pub mod machine;
+#[forbid(unsafe_code)]
+pub mod pvblock;
 pub mod qtest;
 pub mod sandbox;
 pub mod vm;

@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-25}
 shift || true
-all=(ide atapi ioreq qmp argv blkdebug xenstore savestate)
+all=(ide atapi ioreq qmp argv blkdebug xenstore savestate blkif_ring)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 started=$(date +%s)

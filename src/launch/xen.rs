@@ -376,6 +376,13 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
         signal_waker.stop();
     })?;
 
+    // Before "running": libxl has written the qdisk backend nodes already
+    // and does not wait for them, the guest's frontend will.
+    let pv = config.pv_disk_policy;
+    let qdisks = crate::xen::qdisk::QdiskService::start(
+        domid16,
+        crate::xen::qdisk::QdiskPolicy { werror: pv.werror, rerror: pv.rerror, retry_interval: pv.retry_interval },
+    );
     if config.domid_restrict {
         server.restrict().map_err(xen_err)?;
     } else {
@@ -405,6 +412,7 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
     // and a domain we paused must not stay paused behind us.
     step_hold(&gate, &ide, RunState::Shutdown);
     let flushed = ide.lock().unwrap_or_else(|e| e.into_inner()).flush_all();
+    qdisks.shutdown();
     drop(server);
     served.map_err(xen_err)?;
     // Counts still held by the limiter would die with the process.

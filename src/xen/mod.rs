@@ -47,6 +47,7 @@
 pub mod dm;
 pub mod evtchn;
 pub mod foreign_memory;
+pub mod gntdev;
 pub mod ioreq;
 pub mod irq;
 mod lru;
@@ -54,6 +55,7 @@ pub mod memfd_mapper;
 pub mod pause;
 pub mod power;
 pub mod privcmd;
+pub mod qdisk;
 pub mod server;
 pub mod xenstore;
 

@@ -29,8 +29,11 @@
 
 use core::mem::size_of;
 
+pub mod blkif;
 pub mod domctl;
+pub mod gntdev;
 pub use domctl::*;
+pub use gntdev::*;
 
 /// Xen domain id (`domid_t`).
 pub type DomId = u16;

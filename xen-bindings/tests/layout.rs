@@ -30,6 +30,50 @@ const C_PRELUDE: &str = r#"
 #include <xen/hvm/dm_op.h>
 #include <xen/sys/privcmd.h>
 #include <xen/sys/evtchn.h>
+#include <xen/sys/gntdev.h>
+#include <xen/grant_table.h>
+#include <xen/io/blkif.h>
+#include <xen/io/xenbus.h>
+/* The x86_32 ABI of blkif: the same structs with 64-bit fields 4-aligned,
+   as QEMU and Linux backends declare them. */
+#pragma pack(push, 4)
+#define blkif_request_segment blkif32_request_segment
+#define blkif_request blkif32_request
+#define blkif_request_discard blkif32_request_discard
+#define blkif_request_indirect blkif32_request_indirect
+#define blkif_request_other blkif32_request_other
+#define blkif_response blkif32_response
+#define blkif_request_t blkif32_request_t
+#define blkif_request_discard_t blkif32_request_discard_t
+#define blkif_request_indirect_t blkif32_request_indirect_t
+#define blkif_response_t blkif32_response_t
+#define blkif_sring blkif32_sring
+#define blkif_sring_entry blkif32_sring_entry
+#define blkif_front_ring blkif32_front_ring
+#define blkif_back_ring blkif32_back_ring
+#define blkif_sring_t blkif32_sring_t
+#define blkif_front_ring_t blkif32_front_ring_t
+#define blkif_back_ring_t blkif32_back_ring_t
+#undef __XEN_PUBLIC_IO_BLKIF_H__
+#include <xen/io/blkif.h>
+#pragma pack(pop)
+#undef blkif_request_segment
+#undef blkif_request
+#undef blkif_request_discard
+#undef blkif_request_indirect
+#undef blkif_request_other
+#undef blkif_response
+#undef blkif_request_t
+#undef blkif_request_discard_t
+#undef blkif_request_indirect_t
+#undef blkif_response_t
+#undef blkif_sring
+#undef blkif_sring_entry
+#undef blkif_front_ring
+#undef blkif_back_ring
+#undef blkif_sring_t
+#undef blkif_front_ring_t
+#undef blkif_back_ring_t
 #include <xen/domctl.h>
 #include <xenctrl.h>
 #define P(name, expr) printf("%s %llu\n", name, (unsigned long long)(expr))
@@ -235,6 +279,93 @@ fn expectations() -> Vec<(String, u64, String)> {
     constant!(IOCTL_EVTCHN_NOTIFY, "IOCTL_EVTCHN_NOTIFY");
     constant!(IOCTL_EVTCHN_RESET, "IOCTL_EVTCHN_RESET");
     constant!(IOCTL_EVTCHN_RESTRICT_DOMID, "IOCTL_EVTCHN_RESTRICT_DOMID");
+
+    size!(IoctlGntdevGrantRef, "struct ioctl_gntdev_grant_ref");
+    off!(IoctlGntdevGrantRef, domid, "struct ioctl_gntdev_grant_ref", "domid");
+    off!(IoctlGntdevGrantRef, ref_, "struct ioctl_gntdev_grant_ref", "ref");
+    size!(IoctlGntdevMapGrantRef, "struct ioctl_gntdev_map_grant_ref");
+    constant!(offset_of!(IoctlGntdevMapGrantRef, header) + offset_of!(IoctlGntdevMapGrantRefHeader, count), "offsetof(struct ioctl_gntdev_map_grant_ref, count)");
+    constant!(offset_of!(IoctlGntdevMapGrantRef, header) + offset_of!(IoctlGntdevMapGrantRefHeader, index), "offsetof(struct ioctl_gntdev_map_grant_ref, index)");
+    constant!(offset_of!(IoctlGntdevMapGrantRef, refs), "offsetof(struct ioctl_gntdev_map_grant_ref, refs)");
+    constant!(size_of::<IoctlGntdevMapGrantRefHeader>(), "offsetof(struct ioctl_gntdev_map_grant_ref, refs[0])");
+    size!(IoctlGntdevUnmapGrantRef, "struct ioctl_gntdev_unmap_grant_ref");
+    off!(IoctlGntdevUnmapGrantRef, index, "struct ioctl_gntdev_unmap_grant_ref", "index");
+    off!(IoctlGntdevUnmapGrantRef, count, "struct ioctl_gntdev_unmap_grant_ref", "count");
+    size!(IoctlGntdevGrantCopySegment, "struct ioctl_gntdev_grant_copy_segment");
+    off!(IoctlGntdevGrantCopySegment, source, "struct ioctl_gntdev_grant_copy_segment", "source");
+    off!(IoctlGntdevGrantCopySegment, dest, "struct ioctl_gntdev_grant_copy_segment", "dest");
+    off!(IoctlGntdevGrantCopySegment, len, "struct ioctl_gntdev_grant_copy_segment", "len");
+    off!(IoctlGntdevGrantCopySegment, flags, "struct ioctl_gntdev_grant_copy_segment", "flags");
+    off!(IoctlGntdevGrantCopySegment, status, "struct ioctl_gntdev_grant_copy_segment", "status");
+    constant!(offset_of!(GrantCopyForeign, ref_), "offsetof(struct ioctl_gntdev_grant_copy_segment, source.foreign.ref)");
+    constant!(offset_of!(GrantCopyForeign, offset), "offsetof(struct ioctl_gntdev_grant_copy_segment, source.foreign.offset)");
+    constant!(offset_of!(GrantCopyForeign, domid), "offsetof(struct ioctl_gntdev_grant_copy_segment, source.foreign.domid)");
+    size!(IoctlGntdevGrantCopy, "struct ioctl_gntdev_grant_copy");
+    off!(IoctlGntdevGrantCopy, count, "struct ioctl_gntdev_grant_copy", "count");
+    off!(IoctlGntdevGrantCopy, segments, "struct ioctl_gntdev_grant_copy", "segments");
+    constant!(IOCTL_GNTDEV_MAP_GRANT_REF, "IOCTL_GNTDEV_MAP_GRANT_REF");
+    constant!(IOCTL_GNTDEV_UNMAP_GRANT_REF, "IOCTL_GNTDEV_UNMAP_GRANT_REF");
+    constant!(IOCTL_GNTDEV_GRANT_COPY, "IOCTL_GNTDEV_GRANT_COPY");
+    constant!(GNTCOPY_SOURCE_GREF, "GNTCOPY_source_gref");
+    constant!(GNTCOPY_DEST_GREF, "GNTCOPY_dest_gref");
+    constant!(GNTST_OKAY, "GNTST_okay");
+
+    {
+        use xen_sys::blkif::*;
+        constant!(BLKIF_OP_READ, "BLKIF_OP_READ");
+        constant!(BLKIF_OP_WRITE, "BLKIF_OP_WRITE");
+        constant!(BLKIF_OP_WRITE_BARRIER, "BLKIF_OP_WRITE_BARRIER");
+        constant!(BLKIF_OP_FLUSH_DISKCACHE, "BLKIF_OP_FLUSH_DISKCACHE");
+        constant!(BLKIF_OP_DISCARD, "BLKIF_OP_DISCARD");
+        constant!(BLKIF_OP_INDIRECT, "BLKIF_OP_INDIRECT");
+        constant!(BLKIF_RSP_EOPNOTSUPP as i64, "(long long)BLKIF_RSP_EOPNOTSUPP");
+        constant!(BLKIF_RSP_ERROR as i64, "(long long)BLKIF_RSP_ERROR");
+        constant!(BLKIF_RSP_OKAY, "BLKIF_RSP_OKAY");
+        constant!(BLKIF_MAX_SEGMENTS_PER_REQUEST, "BLKIF_MAX_SEGMENTS_PER_REQUEST");
+        constant!(BLKIF_DISCARD_SECURE, "BLKIF_DISCARD_SECURE");
+        constant!(SEGMENT_SIZE, "sizeof(struct blkif_request_segment)");
+        constant!(SEGMENT_GREF, "offsetof(struct blkif_request_segment, gref)");
+        constant!(SEGMENT_FIRST_SECT, "offsetof(struct blkif_request_segment, first_sect)");
+        constant!(SEGMENT_LAST_SECT, "offsetof(struct blkif_request_segment, last_sect)");
+        constant!(SRING_REQ_PROD, "offsetof(struct blkif_sring, req_prod)");
+        constant!(SRING_REQ_EVENT, "offsetof(struct blkif_sring, req_event)");
+        constant!(SRING_RSP_PROD, "offsetof(struct blkif_sring, rsp_prod)");
+        constant!(SRING_RSP_EVENT, "offsetof(struct blkif_sring, rsp_event)");
+        constant!(SRING_ENTRIES, "offsetof(struct blkif_sring, ring)");
+        constant!(SRING_ENTRIES, "offsetof(struct blkif32_sring, ring)");
+        constant!(ring_entries(4096, BLKIF_X86_64.entry_size()), "__CONST_RING_SIZE(blkif, 4096)");
+        constant!(ring_entries(4096, BLKIF_X86_32.entry_size()), "__CONST_RING_SIZE(blkif32, 4096)");
+        constant!(ring_entries(4096 << 4, BLKIF_X86_64.entry_size()), "__CONST_RING_SIZE(blkif, 4096 << 4)");
+        constant!(ring_entries(4096 << 4, BLKIF_X86_32.entry_size()), "__CONST_RING_SIZE(blkif32, 4096 << 4)");
+        for (l, p) in [(BLKIF_X86_64, ""), (BLKIF_X86_32, "32")] {
+            let mut c = |rust: usize, expr: String| v.push((format!("blkif{p} {expr}"), rust as u64, expr));
+            c(l.request_size, format!("sizeof(struct blkif{p}_request)"));
+            c(l.response_size, format!("sizeof(struct blkif{p}_response)"));
+            c(l.entry_size(), format!("sizeof(union blkif{p}_sring_entry)"));
+            c(l.req_operation, format!("offsetof(struct blkif{p}_request, operation)"));
+            c(l.req_nr_segments, format!("offsetof(struct blkif{p}_request, nr_segments)"));
+            c(l.req_handle, format!("offsetof(struct blkif{p}_request, handle)"));
+            c(l.req_id, format!("offsetof(struct blkif{p}_request, id)"));
+            c(l.req_sector_number, format!("offsetof(struct blkif{p}_request, sector_number)"));
+            c(l.req_seg, format!("offsetof(struct blkif{p}_request, seg)"));
+            c(l.discard_flag, format!("offsetof(struct blkif{p}_request_discard, flag)"));
+            c(l.discard_id, format!("offsetof(struct blkif{p}_request_discard, id)"));
+            c(l.discard_sector_number, format!("offsetof(struct blkif{p}_request_discard, sector_number)"));
+            c(l.discard_nr_sectors, format!("offsetof(struct blkif{p}_request_discard, nr_sectors)"));
+            c(l.rsp_id, format!("offsetof(struct blkif{p}_response, id)"));
+            c(l.rsp_operation, format!("offsetof(struct blkif{p}_response, operation)"));
+            c(l.rsp_status, format!("offsetof(struct blkif{p}_response, status)"));
+        }
+        constant!(XENBUS_STATE_INITIALISING, "XenbusStateInitialising");
+        constant!(XENBUS_STATE_INIT_WAIT, "XenbusStateInitWait");
+        constant!(XENBUS_STATE_INITIALISED, "XenbusStateInitialised");
+        constant!(XENBUS_STATE_CONNECTED, "XenbusStateConnected");
+        constant!(XENBUS_STATE_CLOSING, "XenbusStateClosing");
+        constant!(XENBUS_STATE_CLOSED, "XenbusStateClosed");
+        constant!(VDISK_CDROM, "VDISK_CDROM");
+        constant!(VDISK_REMOVABLE, "VDISK_REMOVABLE");
+        constant!(VDISK_READONLY, "VDISK_READONLY");
+    }
     v
 }
 
@@ -267,7 +398,7 @@ fn bitfield_expectations() -> Vec<(String, u64, String)> {
 }
 
 fn run_c(checks: &[(String, u64, String)]) -> BTreeMap<String, u64> {
-    for header in ["/usr/include/xen/hvm/ioreq.h", "/usr/include/xen/hvm/dm_op.h", "/usr/include/xen/sys/privcmd.h", "/usr/include/xen/sys/evtchn.h", "/usr/include/xen/domctl.h"] {
+    for header in ["/usr/include/xen/io/blkif.h", "/usr/include/xen/sys/gntdev.h", "/usr/include/xen/hvm/ioreq.h", "/usr/include/xen/hvm/dm_op.h", "/usr/include/xen/sys/privcmd.h", "/usr/include/xen/sys/evtchn.h", "/usr/include/xen/domctl.h"] {
         assert!(std::path::Path::new(header).exists(), "{header} is missing: install libxen-dev (the layout check needs it)");
     }
     let dir = tempdir();

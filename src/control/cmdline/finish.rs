@@ -45,7 +45,7 @@ impl Parser {
             }
         };
         let driver = if driver == "ide-drive" { "ide-hd".to_string() } else { driver };
-        if driver != "ide-hd" && driver != "ide-cd" {
+        if driver != "ide-hd" && driver != "ide-cd" && driver != "xen-block" {
             self.warnings.push(format!("-global {raw}: device {driver} is not emulated; ignored"));
             return Ok(());
         }
@@ -131,7 +131,14 @@ impl Parser {
             None if self.append.is_some() => return Err(invalid("-append", "only allowed with -kernel")),
             None => None,
         };
+        let pv = self.globals.get("xen-block");
+        let pv_disk_policy = PvDiskPolicy {
+            werror: pv.and_then(|g| g.werror).unwrap_or(ErrorPolicy::Enospc),
+            rerror: pv.and_then(|g| g.rerror).unwrap_or(ErrorPolicy::Report),
+            retry_interval: pv.and_then(|g| g.retry_interval).unwrap_or(Duration::from_secs(5)),
+        };
         Ok(MachineConfig {
+            pv_disk_policy,
             flavour,
             domid,
             name: self.name,

@@ -80,6 +80,18 @@ pub struct MachineConfig {
     /// `-L DIR`: where firmware files (linuxboot_dma.bin) are looked up.
     pub firmware_dir: PathBuf,
     pub warnings: Vec<String>,
+    /// `-global xen-block.werror/rerror/retry-interval`: the policy of
+    /// every qdisk (PV) disk, which has no -drive of its own.
+    pub pv_disk_policy: PvDiskPolicy,
+}
+
+/// The error policy of the qdisk backend's disks. Defaults as for IDE
+/// disks: werror=enospc, rerror=report, a retry every 5 s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PvDiskPolicy {
+    pub werror: ErrorPolicy,
+    pub rerror: ErrorPolicy,
+    pub retry_interval: Duration,
 }
 
 /// QEMU's data directory on Debian (qemu-system-data), `-L`'s default.

@@ -213,6 +213,7 @@ fn every_error_is_one_line_naming_the_option() {
         ("-xen-domid 1 -drive file=/a,cache=fast", "-drive: cache=fast: not one of writeback, writethrough, none, directsync, unsafe"),
         ("-xen-domid 1 -drive file=/a,retry-interval=soon", "-drive retry-interval: 'soon' is not a number of seconds (0..86400)"),
         ("-xen-domid 1 -global ide-hd.werror=maybe", "-global ide-hd.werror: 'maybe' is not one of report, ignore, stop, enospc"),
+        ("-xen-domid 1 -global xen-block.werror=maybe", "-global xen-block.werror: 'maybe' is not one of report, ignore, stop, enospc"),
         ("-xen-domid 1 -accel qtest", "-accel qtest: cannot be combined with -xen-domid/-d (pick Xen or qtest)"),
         ("-accel kvm -qtest stdio", "-qtest: needs -accel qtest (or tcg)"),
         ("-machine pc -m 128", "no -xen-domid N, -d N or -qtest given: nothing to serve"),
@@ -483,4 +484,16 @@ fn incoming_takes_a_descriptor_or_defer() {
     assert_eq!(run("-xen-domid 1 -incoming fd:5").incoming, Some(super::Incoming::Fd(5)));
     assert_eq!(run("-xen-domid 1 -incoming defer -S").incoming, Some(super::Incoming::Defer));
     assert_eq!(run("-xen-domid 1").incoming, None);
+}
+
+#[test]
+fn xen_block_globals_set_the_qdisk_policy_and_leave_ide_alone() {
+    let c = run("-xen-domid 3 -drive file=/a,if=ide,index=0");
+    assert_eq!(
+        c.pv_disk_policy,
+        PvDiskPolicy { werror: ErrorPolicy::Enospc, rerror: ErrorPolicy::Report, retry_interval: Duration::from_secs(5) }
+    );
+    let c = run("-xen-domid 3 -global xen-block.werror=report -global driver=xen-block,property=rerror,value=stop -global xen-block.retry-interval=0 -drive file=/a,if=ide,index=0");
+    assert_eq!(c.pv_disk_policy, PvDiskPolicy { werror: ErrorPolicy::Report, rerror: ErrorPolicy::Stop, retry_interval: Duration::ZERO });
+    assert_eq!(c.drives[0].werror, ErrorPolicy::Enospc, "an IDE disk keeps its own default");
 }

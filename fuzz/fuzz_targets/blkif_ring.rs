@@ -1,0 +1,118 @@
+//! The qdisk backend on whatever a hostile frontend can leave in the
+//! shared ring: any slot contents, in either ABI, with `req_prod` moved by
+//! any amount between rounds, over a RAM image and a grant table that
+//! knows only some references. Invariants: no panic, each `process` takes
+//! at most two rings' worth of requests, every response answers a request
+//! that was taken (rsp_prod never passes req_cons), and a broken ring
+//! takes nothing more.
+#![no_main]
+
+use arbitrary::Arbitrary;
+use libfuzzer_sys::fuzz_target;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use xen_ioemu::block::engine::share;
+use xen_ioemu::block::mem::MemBackend;
+use xen_ioemu::block::ErrorPolicy;
+use xen_ioemu::pvblock::request::DiskLimits;
+use xen_ioemu::pvblock::*;
+use xen_sys::blkif::*;
+
+struct Ring(Mutex<Vec<u8>>);
+
+impl SharedRing for Ring {
+    fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+    fn load_u32(&self, o: usize) -> u32 {
+        u32::from_le_bytes(self.0.lock().unwrap()[o..o + 4].try_into().unwrap())
+    }
+    fn store_u32(&self, o: usize, v: u32) {
+        self.0.lock().unwrap()[o..o + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    fn read(&self, o: usize, dst: &mut [u8]) {
+        dst.copy_from_slice(&self.0.lock().unwrap()[o..o + dst.len()]);
+    }
+    fn write(&self, o: usize, src: &[u8]) {
+        self.0.lock().unwrap()[o..o + src.len()].copy_from_slice(src);
+    }
+}
+
+/// Grant refs below 8 exist; others fail like a bad grant.
+struct Grants;
+
+impl GrantCopier for Grants {
+    fn copy_from_grants(&self, segments: &[Segment], dst: &mut [u8]) -> Result<(), GrantError> {
+        let mut at = 0;
+        for s in segments {
+            if s.gref >= 8 || usize::from(s.offset) + usize::from(s.len) > 4096 {
+                return Err(GrantError { gref: s.gref, status: -4 });
+            }
+            dst[at..at + usize::from(s.len)].fill(s.gref as u8);
+            at += usize::from(s.len);
+        }
+        assert_eq!(at, dst.len());
+        Ok(())
+    }
+    fn copy_to_grants(&self, segments: &[Segment], src: &[u8]) -> Result<(), GrantError> {
+        let total: usize = segments.iter().map(|s| usize::from(s.len)).sum();
+        assert_eq!(total, src.len());
+        match segments.iter().find(|s| s.gref >= 8) {
+            Some(s) => Err(GrantError { gref: s.gref, status: -4 }),
+            None => Ok(()),
+        }
+    }
+}
+
+struct Quiet;
+impl Notifier for Quiet {
+    fn notify(&self) {}
+}
+
+#[derive(Debug, Arbitrary)]
+struct Input {
+    x86_32: bool,
+    read_only: bool,
+    slots: Vec<u8>,
+    /// req_prod advances per round.
+    rounds: Vec<u8>,
+}
+
+fuzz_target!(|input: Input| {
+    let layout = if input.x86_32 { BLKIF_X86_32 } else { BLKIF_X86_64 };
+    let mut page = vec![0u8; 4096];
+    let n = input.slots.len().min(4096 - SRING_ENTRIES);
+    page[SRING_ENTRIES..SRING_ENTRIES + n].copy_from_slice(&input.slots[..n]);
+    let mem = Arc::new(Ring(Mutex::new(page)));
+    let ring = BackRing::attach(mem.clone(), layout).unwrap();
+    let entries = ring.entries();
+    let limits = DiskLimits { sectors: 128, read_only: input.read_only, discard: true };
+    let opts = QdiskOptions {
+        drive: "xvdf".into(),
+        werror: ErrorPolicy::Report,
+        rerror: ErrorPolicy::Report,
+        retry_interval: Duration::ZERO,
+        audit: Some(Arc::new(|_| {})),
+    };
+    let disk = Qdisk::new(ring, share(Box::new(MemBackend::new(128 * 512))), limits, Arc::new(Grants), Arc::new(Quiet), opts).unwrap();
+    let mut req_prod = 0u32;
+    let mut taken_total = 0u64;
+    for step in input.rounds.iter().take(16) {
+        // Mostly small steps; 0xff jumps far (past the ring).
+        req_prod = req_prod.wrapping_add(if *step == 0xff { 0x8000_0000 } else { u32::from(*step % 40) });
+        mem.store_u32(SRING_REQ_PROD, req_prod);
+        let broken_before = disk.ring_error().is_some();
+        let taken = disk.process();
+        assert!(taken <= 2 * entries as usize);
+        if broken_before {
+            assert_eq!(taken, 0);
+        }
+        taken_total += taken as u64;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while disk.in_flight() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let rsp_prod = mem.load_u32(SRING_RSP_PROD);
+    assert!(u64::from(rsp_prod) <= taken_total, "rsp_prod {rsp_prod} > {taken_total} requests taken");
+});

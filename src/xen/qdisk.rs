@@ -1,0 +1,397 @@
+//! The qdisk backends of a domain: the backend half of the xenbus state
+//! machine for every device libxl writes under
+//! `/local/domain/0/backend/qdisk/<domid>/<devid>`, each served by a
+//! [`crate::pvblock::Qdisk`] over a gntdev-mapped ring, grant copies and
+//! an interdomain event channel.
+//!
+//! libxl writes the backend nodes (`params` = `FORMAT:PATH` with FORMAT
+//! `aio` for raw or `qcow2`, `mode`, `dev`, `frontend`, `state` = 1) before
+//! it starts the device model and does not wait for a qdisk backend to
+//! connect. We then advertise the disk (`sectors`, `sector-size`, `info`,
+//! `feature-flush-cache`, `feature-discard`, `max-ring-page-order`) and go
+//! to InitWait; when the frontend is Initialised (its `ring-ref`s,
+//! `event-channel` and `protocol` written) we map the ring and go to
+//! Connected. A frontend going to Closing/Closed, or libxl setting the
+//! backend to Closing or `online` to 0, disconnects: in-flight requests
+//! finish first, then the ring is unmapped and the channel unbound.
+//!
+//! xenstore-rs has no watches, so the nodes are polled (every 100 ms per
+//! device, every second for new devices).
+
+use super::evtchn::EventChannels;
+use super::gntdev::{GrantDevice, XenGrantCopier, MAX_RING_PAGES};
+use super::xenstore::{XenStore, XenstoreRead};
+use crate::block::engine::{share, SharedBackend};
+use crate::block::{open_image, CacheMode, ErrorPolicy, ImageSpec};
+use crate::pvblock::request::DiskLimits;
+use crate::pvblock::{BackRing, Notifier, Qdisk, QdiskOptions, QdiskStats};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use std::collections::{HashMap, HashSet};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use xen_sys::blkif::*;
+use xen_sys::{DomId, EvtchnPort};
+
+/// werror/rerror/retry-interval of every qdisk disk (`-global xen-block.*`).
+#[derive(Debug, Clone, Copy)]
+pub struct QdiskPolicy {
+    pub werror: ErrorPolicy,
+    pub rerror: ErrorPolicy,
+    pub retry_interval: Duration,
+}
+
+const POLL_MS: u16 = 100;
+const SCAN_EVERY: u32 = 10;
+
+/// Counters of the connected disks by vdev, for query-blockstats.
+pub type QdiskStatsTable = Arc<Mutex<HashMap<String, QdiskStats>>>;
+
+pub struct QdiskService {
+    stop: Arc<AtomicBool>,
+    supervisor: Option<JoinHandle<()>>,
+    pub stats: QdiskStatsTable,
+}
+
+impl QdiskService {
+    pub fn start(domid: DomId, policy: QdiskPolicy) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats: QdiskStatsTable = Arc::default();
+        let (s, t) = (stop.clone(), stats.clone());
+        let supervisor = std::thread::Builder::new()
+            .name("qdisk".into())
+            .spawn(move || supervise(domid, policy, s, t))
+            .map_err(|e| log::error!("qdisk: cannot start the backend thread: {e}"))
+            .ok();
+        QdiskService { stop, supervisor, stats }
+    }
+
+    /// Stop every backend: in-flight requests complete and images are
+    /// flushed before this returns.
+    pub fn shutdown(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.supervisor.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn base_path(domid: DomId) -> String {
+    format!("/local/domain/0/backend/qdisk/{domid}")
+}
+
+fn supervise(domid: DomId, policy: QdiskPolicy, stop: Arc<AtomicBool>, stats: QdiskStatsTable) {
+    let xs = match XenStore::open() {
+        Ok(xs) => xs,
+        Err(e) => {
+            log::error!("qdisk: {e}");
+            return;
+        }
+    };
+    let mut started: HashSet<String> = HashSet::new();
+    let mut threads = Vec::new();
+    let mut tick = 0u32;
+    while !stop.load(Ordering::SeqCst) {
+        if tick.is_multiple_of(SCAN_EVERY) {
+            for devid in xs.directory(&base_path(domid)) {
+                if devid.parse::<u32>().is_err() || started.contains(&devid) {
+                    continue;
+                }
+                started.insert(devid.clone());
+                let (stop, stats, id) = (stop.clone(), stats.clone(), devid.clone());
+                match std::thread::Builder::new()
+                    .name(format!("qdisk-{devid}"))
+                    .spawn(move || serve_device(domid, &id, policy, &stop, &stats))
+                {
+                    Ok(t) => threads.push(t),
+                    Err(e) => log::error!("qdisk {devid}: cannot start its thread: {e}"),
+                }
+            }
+        }
+        tick = tick.wrapping_add(1);
+        std::thread::sleep(Duration::from_millis(u64::from(POLL_MS)));
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
+struct EvtchnNotifier {
+    evtchn: Arc<EventChannels>,
+    port: EvtchnPort,
+}
+
+impl Notifier for EvtchnNotifier {
+    fn notify(&self) {
+        if let Err(e) = self.evtchn.notify(self.port) {
+            log::warn!("qdisk: notify: {e}");
+        }
+    }
+}
+
+/// `params` as libxl writes it for qdisk: `FORMAT:PATH`.
+pub fn parse_params(params: &str) -> Result<(&'static str, &str), String> {
+    let (format, path) = params.split_once(':').unwrap_or(("aio", params));
+    let format = match format {
+        "aio" | "raw" | "" => "raw",
+        "qcow2" => "qcow2",
+        other => return Err(format!("params={params:?}: format {other} is not served (raw/aio or qcow2)")),
+    };
+    if path.is_empty() {
+        return Err(format!("params={params:?} names no image"));
+    }
+    Ok((format, path))
+}
+
+struct Device<'a> {
+    xs: XenStore,
+    be: String,
+    fe: String,
+    domid: DomId,
+    vdev: String,
+    backend: SharedBackend,
+    limits: DiskLimits,
+    policy: QdiskPolicy,
+    stats: &'a QdiskStatsTable,
+}
+
+struct Connection {
+    qdisk: Qdisk,
+    evtchn: Arc<EventChannels>,
+    port: EvtchnPort,
+}
+
+fn read_u32(xs: &XenStore, path: &str) -> Option<u32> {
+    xs.read(path).and_then(|v| v.trim().parse().ok())
+}
+
+fn serve_device(domid: DomId, devid: &str, policy: QdiskPolicy, stop: &AtomicBool, stats: &QdiskStatsTable) {
+    let xs = match XenStore::open() {
+        Ok(xs) => xs,
+        Err(e) => return log::error!("qdisk {devid}: {e}"),
+    };
+    let be = format!("{}/{devid}", base_path(domid));
+    let fe = xs.read(&format!("{be}/frontend")).unwrap_or_else(|| format!("/local/domain/{domid}/device/vbd/{devid}"));
+    let vdev = xs.read(&format!("{be}/dev")).unwrap_or_else(|| devid.to_string());
+    let params = xs.read(&format!("{be}/params")).unwrap_or_default();
+    let read_only = xs.read(&format!("{be}/mode")).is_none_or(|m| !m.starts_with('w'));
+    let opened = parse_params(&params).and_then(|(format, path)| {
+        open_image(&ImageSpec { file: path.to_string(), format: format.to_string(), cache: CacheMode::Writeback, read_only })
+            .map_err(|e| e.to_string())
+    });
+    let image = match opened {
+        Ok(b) => b,
+        Err(e) => {
+            log::error!("qdisk {vdev}: {e}");
+            let _ = xs.write(&format!("{be}/hotplug-error"), &e);
+            let _ = xs.write(&format!("{be}/state"), &XENBUS_STATE_CLOSED.to_string());
+            return;
+        }
+    };
+    let sectors = image.size() >> BLKIF_SECTOR_SHIFT;
+    let read_only = read_only || image.read_only();
+    log::info!("qdisk {vdev} (devid {devid}): {params} {} sectors{}", sectors, if read_only { " read-only" } else { "" });
+    let dev = Device {
+        xs,
+        be,
+        fe,
+        domid,
+        vdev,
+        backend: share(image),
+        limits: DiskLimits { sectors, read_only, discard: !read_only },
+        policy,
+        stats,
+    };
+    dev.run(stop);
+}
+
+impl Device<'_> {
+    fn write(&self, leaf: &str, value: &str) {
+        if let Err(e) = self.xs.write(&format!("{}/{leaf}", self.be), value) {
+            log::warn!("qdisk {}: {e}", self.vdev);
+        }
+    }
+
+    fn set_state(&self, state: u32) {
+        self.write("state", &state.to_string());
+    }
+
+    fn advertise(&self) {
+        self.write("sector-size", "512");
+        self.write("sectors", &self.limits.sectors.to_string());
+        self.write("info", &(if self.limits.read_only { VDISK_READONLY } else { 0 }).to_string());
+        self.write("feature-flush-cache", "1");
+        self.write("feature-discard", if self.limits.discard { "1" } else { "0" });
+        if self.limits.discard {
+            self.write("discard-granularity", "512");
+            self.write("discard-alignment", "0");
+        }
+        self.write("max-ring-page-order", &MAX_RING_PAGES.trailing_zeros().to_string());
+        self.set_state(XENBUS_STATE_INIT_WAIT);
+    }
+
+    fn run(self, stop: &AtomicBool) {
+        self.advertise();
+        let mut conn: Option<Connection> = None;
+        let mut backend_state = XENBUS_STATE_INIT_WAIT;
+        while !stop.load(Ordering::SeqCst) {
+            let Some(be_state) = read_u32(&self.xs, &format!("{}/state", self.be)) else {
+                // libxl removed the device.
+                break;
+            };
+            let online = read_u32(&self.xs, &format!("{}/online", self.be)).unwrap_or(1) != 0;
+            let fe_state = read_u32(&self.xs, &format!("{}/state", self.fe)).unwrap_or(XENBUS_STATE_UNKNOWN);
+            let closing = be_state == XENBUS_STATE_CLOSING || !online;
+            if closing || matches!(fe_state, XENBUS_STATE_CLOSING | XENBUS_STATE_CLOSED) {
+                if let Some(c) = conn.take() {
+                    self.disconnect(c);
+                }
+                let target = if fe_state == XENBUS_STATE_CLOSED || closing { XENBUS_STATE_CLOSED } else { XENBUS_STATE_CLOSING };
+                if backend_state != target {
+                    self.set_state(target);
+                    backend_state = target;
+                }
+            } else if conn.is_none() && matches!(fe_state, XENBUS_STATE_INITIALISED | XENBUS_STATE_CONNECTED) {
+                match self.connect() {
+                    Ok(c) => {
+                        conn = Some(c);
+                        self.set_state(XENBUS_STATE_CONNECTED);
+                        backend_state = XENBUS_STATE_CONNECTED;
+                    }
+                    Err(e) => {
+                        log::error!("qdisk {}: cannot connect to the frontend: {e}", self.vdev);
+                        self.set_state(XENBUS_STATE_CLOSING);
+                        backend_state = XENBUS_STATE_CLOSING;
+                    }
+                }
+            } else if conn.is_none() && fe_state == XENBUS_STATE_INITIALISING && backend_state == XENBUS_STATE_CLOSED && online {
+                // The frontend starts over (guest driver reload, kexec).
+                self.advertise();
+                backend_state = XENBUS_STATE_INIT_WAIT;
+            }
+            match &conn {
+                Some(c) => self.serve_for(c, Duration::from_millis(u64::from(POLL_MS))),
+                None => std::thread::sleep(Duration::from_millis(u64::from(POLL_MS))),
+            }
+        }
+        if let Some(c) = conn.take() {
+            self.disconnect(c);
+        }
+        if let Err(e) = self.backend.lock().unwrap_or_else(|e| e.into_inner()).flush() {
+            log::error!("qdisk {}: flushing the image at exit: {e}", self.vdev);
+        }
+        self.stats.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.vdev);
+    }
+
+    fn connect(&self) -> Result<Connection, String> {
+        let fe = &self.fe;
+        let order = read_u32(&self.xs, &format!("{fe}/ring-page-order")).unwrap_or(0);
+        if order > MAX_RING_PAGES.trailing_zeros() {
+            return Err(format!("ring-page-order {order} is over our max-ring-page-order"));
+        }
+        let refs: Vec<u32> = if self.xs.read(&format!("{fe}/ring-page-order")).is_some() {
+            (0..1u32 << order)
+                .map(|i| read_u32(&self.xs, &format!("{fe}/ring-ref{i}")).ok_or(format!("{fe}/ring-ref{i} missing")))
+                .collect::<Result<_, _>>()?
+        } else {
+            vec![read_u32(&self.xs, &format!("{fe}/ring-ref")).ok_or(format!("{fe}/ring-ref missing"))?]
+        };
+        let remote_port = read_u32(&self.xs, &format!("{fe}/event-channel")).ok_or(format!("{fe}/event-channel missing"))?;
+        let layout = match self.xs.read(&format!("{fe}/protocol")).as_deref().map(str::trim) {
+            None | Some("x86_64-abi") => BLKIF_X86_64,
+            Some("x86_32-abi") => BLKIF_X86_32,
+            Some(other) => return Err(format!("protocol {other:?} is not served")),
+        };
+        let gntdev = GrantDevice::open().map_err(|e| e.to_string())?;
+        let mapping = gntdev.map(self.domid, &refs).map_err(|e| e.to_string())?;
+        let ring = BackRing::attach(Arc::new(mapping), layout).map_err(|e| e.to_string())?;
+        let evtchn = Arc::new(EventChannels::open().map_err(|e| e.to_string())?);
+        let port = evtchn.bind_interdomain(self.domid, remote_port).map_err(|e| e.to_string())?;
+        let opts = QdiskOptions {
+            drive: self.vdev.clone(),
+            werror: self.policy.werror,
+            rerror: self.policy.rerror,
+            retry_interval: self.policy.retry_interval,
+            audit: None,
+        };
+        let qdisk = Qdisk::new(
+            ring,
+            self.backend.clone(),
+            self.limits,
+            Arc::new(XenGrantCopier { dev: gntdev, domid: self.domid }),
+            Arc::new(EvtchnNotifier { evtchn: evtchn.clone(), port }),
+            opts,
+        )
+        .map_err(|e| e.to_string())?;
+        log::info!(
+            "qdisk {}: connected, {} ring page(s), {}, event channel {remote_port} -> local {port}",
+            self.vdev,
+            refs.len(),
+            layout.protocol
+        );
+        Ok(Connection { qdisk, evtchn, port })
+    }
+
+    /// Serve requests for about `period`, waking on the event channel.
+    fn serve_for(&self, c: &Connection, period: Duration) {
+        let mut fds = [PollFd::new(c.evtchn.as_fd(), PollFlags::POLLIN)];
+        let ms = period.as_millis().min(u128::from(u16::MAX)) as u16;
+        let _ = poll(&mut fds, PollTimeout::from(ms));
+        let mut ports = [0u32; 8];
+        loop {
+            match c.evtchn.pending(&mut ports) {
+                Ok(0) => break,
+                Ok(n) => {
+                    for p in &ports[..n] {
+                        let _ = c.evtchn.unmask(*p);
+                    }
+                }
+                Err(super::XenError::EvtchnOverflow) => {
+                    let _ = c.evtchn.reset();
+                    let _ = c.evtchn.unmask(c.port);
+                    break;
+                }
+                Err(e) => {
+                    log::warn!("qdisk {}: {e}", self.vdev);
+                    break;
+                }
+            }
+        }
+        if c.qdisk.retry_due() {
+            c.qdisk.retry_held();
+        }
+        c.qdisk.process();
+        self.stats.lock().unwrap_or_else(|e| e.into_inner()).insert(self.vdev.clone(), c.qdisk.stats());
+    }
+
+    fn disconnect(&self, c: Connection) {
+        if !c.qdisk.wait_idle(Duration::from_secs(30)) {
+            log::error!("qdisk {}: requests still on the host after 30 s at disconnect", self.vdev);
+        }
+        if c.qdisk.held() > 0 {
+            log::error!("qdisk {}: {} held request(s) dropped at disconnect (never acknowledged)", self.vdev, c.qdisk.held());
+        }
+        if let Err(e) = c.qdisk.flush() {
+            log::error!("qdisk {}: flush at disconnect: {e}", self.vdev);
+        }
+        let _ = c.evtchn.unbind(c.port);
+        log::info!("qdisk {}: disconnected", self.vdev);
+        // Dropping the Qdisk joins its worker and unmaps the ring.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_as_libxl_writes_them() {
+        assert_eq!(parse_params("aio:/var/img/a.raw"), Ok(("raw", "/var/img/a.raw")));
+        assert_eq!(parse_params("qcow2:/x/y.qcow2"), Ok(("qcow2", "/x/y.qcow2")));
+        assert_eq!(parse_params("/plain/path"), Ok(("raw", "/plain/path")));
+        assert!(parse_params("vhd:/a.vhd").unwrap_err().contains("format vhd is not served"));
+        assert!(parse_params("qcow2:").is_err());
+    }
+}
