@@ -46,13 +46,8 @@ enum PendingData {
 }
 
 pub struct I8042 {
-    status: u8,
-    mode: u8,
-    outport: u8,
-    /// The byte the guest reads from 0x60; stays readable after OBF clears.
-    output: u8,
-    output_is_aux: bool,
-    pending: PendingData,
+    /// Everything the guest can change; saved and loaded whole.
+    regs: I8042State,
     power: Arc<dyn PowerControl>,
     keyboard_irq: Option<Arc<dyn IrqLine>>,
     aux_irq: Option<Arc<dyn IrqLine>>,
@@ -67,12 +62,14 @@ impl I8042 {
         aux_irq: Option<Arc<dyn IrqLine>>,
     ) -> Self {
         I8042 {
-            status: STATUS_CMD | STATUS_UNLOCKED,
-            mode: MODE_KBD_INT | MODE_AUX_INT,
-            outport: OUTPORT_RESET_VALUE,
-            output: 0,
-            output_is_aux: false,
-            pending: PendingData::None,
+            regs: I8042State {
+                status: STATUS_CMD | STATUS_UNLOCKED,
+                mode: MODE_KBD_INT | MODE_AUX_INT,
+                outport: OUTPORT_RESET_VALUE,
+                output: 0,
+                output_is_aux: false,
+                pending: PendingData::None,
+            },
             power,
             keyboard_irq,
             aux_irq,
@@ -80,25 +77,25 @@ impl I8042 {
     }
 
     pub fn a20_enabled(&self) -> bool {
-        self.outport & OUTPORT_A20 != 0
+        self.regs.outport & OUTPORT_A20 != 0
     }
 
     pub fn command_byte(&self) -> u8 {
-        self.mode
+        self.regs.mode
     }
 
     fn update_lines(&mut self) {
-        let full = self.status & STATUS_OBF != 0;
-        self.outport &= !(OUTPORT_OBF | OUTPORT_AUX_OBF);
+        let full = self.regs.status & STATUS_OBF != 0;
+        self.regs.outport &= !(OUTPORT_OBF | OUTPORT_AUX_OBF);
         if full {
-            self.outport |= if self.output_is_aux {
+            self.regs.outport |= if self.regs.output_is_aux {
                 OUTPORT_AUX_OBF
             } else {
                 OUTPORT_OBF
             };
         }
-        let kbd_level = full && !self.output_is_aux && self.mode & MODE_KBD_INT != 0;
-        let aux_level = full && self.output_is_aux && self.mode & MODE_AUX_INT != 0;
+        let kbd_level = full && !self.regs.output_is_aux && self.regs.mode & MODE_KBD_INT != 0;
+        let aux_level = full && self.regs.output_is_aux && self.regs.mode & MODE_AUX_INT != 0;
         if let Some(irq) = &self.keyboard_irq {
             irq.set_level(kbd_level);
         }
@@ -108,19 +105,19 @@ impl I8042 {
     }
 
     fn queue(&mut self, byte: u8, aux: bool) {
-        self.output = byte;
-        self.output_is_aux = aux;
-        self.status |= STATUS_OBF;
+        self.regs.output = byte;
+        self.regs.output_is_aux = aux;
+        self.regs.status |= STATUS_OBF;
         if aux {
-            self.status |= STATUS_AUX_OBF;
+            self.regs.status |= STATUS_AUX_OBF;
         } else {
-            self.status &= !STATUS_AUX_OBF;
+            self.regs.status &= !STATUS_AUX_OBF;
         }
         self.update_lines();
     }
 
     fn write_outport(&mut self, value: u8) {
-        self.outport = value;
+        self.regs.outport = value;
         if value & OUTPORT_RESET == 0 {
             log::info!("i8042: guest pulled the reset line through the output port");
             self.power.request(PowerRequest::Reboot);
@@ -128,27 +125,27 @@ impl I8042 {
     }
 
     fn command(&mut self, command: u8) {
-        self.pending = PendingData::None;
+        self.regs.pending = PendingData::None;
         match command {
-            0x20 => self.queue(self.mode, false),
-            0x60 => self.pending = PendingData::CommandByte,
-            0xa7 => self.mode |= MODE_DISABLE_AUX,
-            0xa8 => self.mode &= !MODE_DISABLE_AUX,
+            0x20 => self.queue(self.regs.mode, false),
+            0x60 => self.regs.pending = PendingData::CommandByte,
+            0xa7 => self.regs.mode |= MODE_DISABLE_AUX,
+            0xa8 => self.regs.mode &= !MODE_DISABLE_AUX,
             0xa9 | 0xab => self.queue(INTERFACE_TEST_PASSED, false),
             0xaa => {
-                self.status |= STATUS_SYSTEM;
+                self.regs.status |= STATUS_SYSTEM;
                 self.queue(SELF_TEST_PASSED, false);
             }
-            0xad => self.mode |= MODE_DISABLE_KBD,
-            0xae => self.mode &= !MODE_DISABLE_KBD,
+            0xad => self.regs.mode |= MODE_DISABLE_KBD,
+            0xae => self.regs.mode &= !MODE_DISABLE_KBD,
             0xc0 => self.queue(INPUT_PORT_VALUE, false),
-            0xd0 => self.queue(self.outport, false),
-            0xd1 => self.pending = PendingData::OutputPort,
-            0xd2 => self.pending = PendingData::KeyboardOutput,
-            0xd3 => self.pending = PendingData::AuxOutput,
-            0xd4 => self.pending = PendingData::AuxDevice,
-            0xdd => self.outport &= !OUTPORT_A20,
-            0xdf => self.outport |= OUTPORT_A20,
+            0xd0 => self.queue(self.regs.outport, false),
+            0xd1 => self.regs.pending = PendingData::OutputPort,
+            0xd2 => self.regs.pending = PendingData::KeyboardOutput,
+            0xd3 => self.regs.pending = PendingData::AuxOutput,
+            0xd4 => self.regs.pending = PendingData::AuxDevice,
+            0xdd => self.regs.outport &= !OUTPORT_A20,
+            0xdf => self.regs.outport |= OUTPORT_A20,
             0xe0 => self.queue(0x00, false),
             // Pulse output port bits low: bit 0 is the CPU reset line.
             0xf0..=0xff => {
@@ -162,10 +159,10 @@ impl I8042 {
     }
 
     fn data(&mut self, value: u8) {
-        let pending = std::mem::replace(&mut self.pending, PendingData::None);
+        let pending = std::mem::replace(&mut self.regs.pending, PendingData::None);
         match pending {
             PendingData::CommandByte => {
-                self.mode = value;
+                self.regs.mode = value;
                 self.update_lines();
             }
             PendingData::OutputPort => self.write_outport(value),
@@ -182,11 +179,11 @@ impl I8042 {
         // Only a read that empties the buffer recomputes the output-port
         // OBF bits, so a value written through 0xd1 reads back unchanged
         // until then (measured on QEMU 7.2).
-        if self.status & STATUS_OBF != 0 {
-            self.status &= !(STATUS_OBF | STATUS_AUX_OBF);
+        if self.regs.status & STATUS_OBF != 0 {
+            self.regs.status &= !(STATUS_OBF | STATUS_AUX_OBF);
             self.update_lines();
         }
-        self.output
+        self.regs.output
     }
 }
 
@@ -197,6 +194,7 @@ pub struct I8042State {
     status: u8,
     mode: u8,
     outport: u8,
+    /// The byte the guest reads from 0x60; stays readable after OBF clears.
     output: u8,
     output_is_aux: bool,
     pending: PendingData,
@@ -204,14 +202,7 @@ pub struct I8042State {
 
 impl crate::devices::state::Snapshot for I8042 {
     fn snapshot(&self) -> crate::devices::state::DeviceState {
-        crate::devices::state::DeviceState::I8042(I8042State {
-            status: self.status,
-            mode: self.mode,
-            outport: self.outport,
-            output: self.output,
-            output_is_aux: self.output_is_aux,
-            pending: self.pending,
-        })
+        crate::devices::state::DeviceState::I8042(self.regs.clone())
     }
 
     /// Every combination of these bytes is one the guest could reach, so
@@ -221,18 +212,13 @@ impl crate::devices::state::Snapshot for I8042 {
         let crate::devices::state::DeviceState::I8042(s) = state else {
             return Err(crate::devices::state::StateError::wrong_kind("i8042", state));
         };
-        self.status = s.status;
-        self.mode = s.mode;
-        self.outport = s.outport;
-        self.output = s.output;
-        self.output_is_aux = s.output_is_aux;
-        self.pending = s.pending;
-        let full = self.status & STATUS_OBF != 0;
+        self.regs = s.clone();
+        let full = self.regs.status & STATUS_OBF != 0;
         if let Some(irq) = &self.keyboard_irq {
-            irq.set_level(full && !self.output_is_aux && self.mode & MODE_KBD_INT != 0);
+            irq.set_level(full && !self.regs.output_is_aux && self.regs.mode & MODE_KBD_INT != 0);
         }
         if let Some(irq) = &self.aux_irq {
-            irq.set_level(full && self.output_is_aux && self.mode & MODE_AUX_INT != 0);
+            irq.set_level(full && self.regs.output_is_aux && self.regs.mode & MODE_AUX_INT != 0);
         }
         Ok(())
     }
@@ -243,10 +229,10 @@ impl crate::devices::state::Snapshot for I8042 {
 /// lowered. The last output byte is not reset there either.
 impl Reset for I8042 {
     fn reset(&mut self) {
-        self.status = STATUS_CMD | STATUS_UNLOCKED;
-        self.mode = MODE_KBD_INT | MODE_AUX_INT;
-        self.outport = OUTPORT_RESET_VALUE;
-        self.pending = PendingData::None;
+        self.regs.status = STATUS_CMD | STATUS_UNLOCKED;
+        self.regs.mode = MODE_KBD_INT | MODE_AUX_INT;
+        self.regs.outport = OUTPORT_RESET_VALUE;
+        self.regs.pending = PendingData::None;
         self.update_lines();
     }
 }
@@ -257,7 +243,7 @@ impl BusDevice for I8042 {
         let Some(first) = data.first_mut() else { return };
         match base + offset {
             p if p == DATA_PORT as u64 => *first = self.read_data(),
-            p if p == COMMAND_PORT as u64 => *first = self.status,
+            p if p == COMMAND_PORT as u64 => *first = self.regs.status,
             _ => {}
         }
     }

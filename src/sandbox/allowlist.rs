@@ -124,6 +124,12 @@ pub const DEVICES: Group = Group {
         any(libc::SYS_fdatasync),
         any(libc::SYS_fallocate),
         any(libc::SYS_fstat),
+        // The domctl buffer of a hold's pause/unpause is locked for the
+        // hypercall (xen/privcmd.rs), as libxencall's buffers are; the
+        // run-state thread pauses and unpauses (seen on real Xen: mlock
+        // trapped at the first hold).
+        any(libc::SYS_mlock),
+        any(libc::SYS_munlock),
     ],
 };
 

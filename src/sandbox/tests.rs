@@ -72,6 +72,12 @@ fn sandbox_child() {
                 let mut b = [0u8; 1];
                 libc::pread(-1, b.as_mut_ptr().cast(), 1, 0);
             }
+            // What a hold's pause does around its domctl hypercall.
+            "mlock" => {
+                let b = [0u8; 64];
+                libc::mlock(b.as_ptr().cast(), b.len());
+                libc::munlock(b.as_ptr().cast(), b.len());
+            }
             "spawn" => {
                 std::thread::spawn(|| ()).join().expect("thread ran");
             }
@@ -218,4 +224,14 @@ fn the_allowed_set_lets_the_real_work_happen() {
     // process with SIGSYS before our handler can write its line.
     let ended = run_child(ThreadKind::Ioreq, "spawn");
     assert_eq!(ended.signal, Some(libc::SIGSYS), "ioreq spawn: {:?} {}", ended.code, ended.stderr);
+}
+
+#[test]
+fn the_threads_that_pause_the_domain_for_a_hold_may_lock_the_domctl_buffer() {
+    // The run-state thread pauses and unpauses the domain for a hold
+    // (xen/privcmd.rs locks the domctl buffer around the hypercall): found
+    // on real Xen, where the first hold trapped on mlock.
+    assert_returned(ThreadKind::RunState, "mlock");
+    assert_returned(ThreadKind::Ioreq, "mlock");
+    assert_killed(ThreadKind::QmpWriter, "mlock", &format!("{} (mlock)", libc::SYS_mlock));
 }
