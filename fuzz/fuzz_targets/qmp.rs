@@ -165,7 +165,7 @@ fuzz_target!(|chunks: Vec<Chunk>| {
         let _ = reader.read_to_end(&mut out);
         out
     });
-    let _ = qmp::serve_stream(server, ops.clone() as Arc<dyn MachineOps>, events, QmpInfo { name: Some("fuzz".into()) });
+    let _ = qmp::serve_stream(server, ops.clone() as Arc<dyn MachineOps>, events, QmpInfo { name: Some("fuzz".into()), vcpus: 1 });
     drop(client);
     let out = replies.join().expect("reader");
     let text = String::from_utf8(out).expect("QMP output is UTF-8");
