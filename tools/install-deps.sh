@@ -14,6 +14,13 @@ if [ -n "$missing" ] || ! ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1; the
     apt-get update -q
 fi
 if [ -n "$missing" ]; then
+    # The whole list, not just the missing ones: installing one alone can make
+    # apt remove another (a machine with qemu-utils 10.0 from backports lost it
+    # when qemu-system-x86 7.2 came in), so apt must resolve them together.
     # shellcheck disable=SC2086
-    apt-get install -y -q $missing
+    apt-get install -y -q $PKGS
 fi
+for p in $PKGS; do
+    dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' ||
+        { echo "install-deps.sh: package $p is not installed after apt-get install" >&2; exit 1; }
+done
