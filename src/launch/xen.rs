@@ -368,7 +368,22 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
     // It shares the ioreq server's privcmd descriptor: under dm_restrict
     // that is restricted below, the first hold's domctl is refused (EPERM)
     // and the hold falls back to blocking vCPUs at our ports (logged once).
-    let gate = Arc::new(Mutex::new(HoldGate::new(Box::new(DomainPauser::new(dm.privcmd().clone(), domid16)))));
+    let gate = {
+        let open = server.open_request_probe();
+        let (ide, waker) = (ide.clone(), waker.clone());
+        let serve = move |on: bool| {
+            ide.lock().unwrap_or_else(|e| e.into_inner()).set_serve_while_held(on);
+            if on {
+                waker.wake();
+            }
+        };
+        let pauser = pause::PauseWhenNoneOpen::new(
+            Box::new(DomainPauser::new(dm.privcmd().clone(), domid16)),
+            Box::new(move || open.any_open()),
+            Box::new(serve),
+        );
+        Arc::new(Mutex::new(HoldGate::new(Box::new(pauser))))
+    };
     spawn_run_state_watcher(machine.clone(), ide.clone(), vm.clone(), waker.clone(), drive_specs.clone(), gate.clone())?;
     let signal_waker = waker.clone();
     spawn_signal_thread(exit_signals, move |sig| {
@@ -487,6 +502,9 @@ fn spawn_traditional_command_watcher(xenstore: XenStore, domid: u16, machine: Ar
     })?;
     Ok(())
 }
+
+#[path = "xen_pause.rs"]
+mod pause;
 
 #[cfg(test)]
 #[path = "xen_hold_tests.rs"]

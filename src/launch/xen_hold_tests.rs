@@ -148,3 +148,56 @@ fn the_guest_stays_paused_until_the_retried_write_completed_and_raised_its_irq()
     assert!(at("irq high").is_some() && at("irq high") < at("unpause"), "the completion's IRQ must come before the guest runs: {log:?}");
     assert!(ide.lock().unwrap().held_drive_ids().is_empty());
 }
+
+/// While the host pauses the whole guest for the hold, a request that
+/// still reaches us is served instead of left open (an open request keeps
+/// Xen from suspending the paused domain for xl save), and it gets what a
+/// busy controller gives: BSY, and a command byte ignored. The held write
+/// still completes on cont.
+#[test]
+fn during_a_domain_paused_hold_requests_are_served_as_by_a_busy_controller_and_the_held_write_survives() {
+    let disk = HostDisk(Arc::new((Mutex::new((true, true)), Condvar::new())));
+    let drive = disk_on(Box::new(disk.clone()), ErrorPolicy::Enospc, ErrorPolicy::Report);
+    let vm = VmControl::new(RunState::Running, EventSink::new());
+    let irq14: Arc<dyn IrqLine> = Arc::new(Irq(Log::default()));
+    let irq15: Arc<dyn IrqLine> = Arc::new(Irq(Log::default()));
+    let ide = Arc::new(Mutex::new(IdeController::new([Some(drive), None, None, None], Arc::new(NoMemory), [irq14, irq15], vm.clone())));
+    IdeController::start_engine(&ide).unwrap();
+    let _open_at_end = OpenOnDrop(disk.clone());
+    for (off, v) in [(6u64, 0xe0u8), (2, 1), (3, 0), (4, 0), (5, 0), (7, 0x30)] {
+        ide.lock().unwrap().write(0x1f0, off, &[v]);
+    }
+    for _ in 0..256 {
+        ide.lock().unwrap().write(0x1f0, 0, &[0, 0]);
+    }
+    assert!(wait_idle(&ide, Duration::from_secs(10)));
+    assert_eq!(vm.state(), RunState::IoError);
+    assert!(ide.lock().unwrap().begin_guest_request(), "without a domain pause a vCPU waits at our ports");
+
+    ide.lock().unwrap().set_serve_while_held(true);
+    let status = |ide: &Mutex<IdeController>| {
+        let mut ide = ide.lock().unwrap();
+        assert!(!ide.begin_guest_request(), "paused by the host: served");
+        let mut s = [0u8];
+        ide.read(0x1f0, 7, &mut s);
+        ide.end_guest_request();
+        s[0]
+    };
+    assert_eq!(status(&ide) & 0x80, 0x80, "the held channel shows BSY");
+    {
+        let mut ide = ide.lock().unwrap();
+        assert!(!ide.begin_guest_request());
+        ide.write(0x1f0, 7, &[0x20]); // READ SECTORS while BSY: ignored
+        ide.end_guest_request();
+    }
+    assert_eq!(ide.lock().unwrap().held_drive_ids(), ["ide0-hd0"], "the command byte did not touch the held write");
+    assert_eq!(vm.state(), RunState::IoError);
+
+    disk.set(false, true);
+    ide.lock().unwrap().restart_held_requests_and_run(&vm);
+    assert!(wait_idle(&ide, Duration::from_secs(10)));
+    assert_eq!(vm.state(), RunState::Running);
+    assert!(ide.lock().unwrap().held_drive_ids().is_empty());
+    assert_eq!(status(&ide), 0x50, "the held write completed");
+    ide.lock().unwrap().set_serve_while_held(false);
+}

@@ -66,7 +66,7 @@ pub use ioreq::{GuestMappings, IoHandler};
 pub use irq::{InterruptController, IsaIrq, PciIntx, PciLinkRouter};
 pub use pause::DomainPauser;
 pub use power::XenPowerControl;
-pub use server::{IoreqServer, ServerWaker};
+pub use server::{IoreqServer, OpenRequestProbe, ServerWaker};
 pub use xenstore::{XenStore, XenstoreRead};
 
 use thiserror::Error;

@@ -55,6 +55,24 @@ impl ServerWaker {
     }
 }
 
+/// Reads, from any thread, whether some vCPU has a synchronous request
+/// with this server open: sent and not yet answered, or answered and not
+/// yet taken back by the vCPU (its slot is STATE_IOREQ_NONE only then). A
+/// vCPU with one open defers its domain's shutdown (Xen's
+/// `vcpu_start_shutdown_deferral`) until it runs again and takes the
+/// response, so a domain paused then cannot be suspended.
+#[derive(Clone)]
+pub struct OpenRequestProbe {
+    page: super::dm::PageRef,
+    vcpus: usize,
+}
+
+impl OpenRequestProbe {
+    pub fn any_open(&self) -> bool {
+        self.page.get::<SyncSlots>()[..self.vcpus].iter().any(|slot| slot.state() != STATE_IOREQ_NONE)
+    }
+}
+
 pub struct IoreqServer {
     dm: Arc<DeviceModelHandle>,
     id: IoServId,
@@ -148,6 +166,11 @@ impl IoreqServer {
     pub fn restrict(&self) -> Result<()> {
         self.dm.restrict()?;
         self.evtchn.restrict(self.dm.domid())
+    }
+
+    pub fn open_request_probe(&self) -> OpenRequestProbe {
+        let pages = self.pages.as_ref().expect("pages are mapped while the server lives");
+        OpenRequestProbe { page: pages.sync.clone(), vcpus: self.vcpu_ports.len() }
     }
 
     fn sync_slots(&self) -> &SyncSlots {

@@ -4,7 +4,7 @@
 
 use super::IdeController;
 use crate::block::engine::{BlockQueue, EngineError, IdleWaiter};
-use crate::vm::VmControl;
+use crate::vm::{RunState, VmControl};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -52,12 +52,27 @@ impl IdeController {
     /// take; otherwise completions wait until `end_guest_request`, so one
     /// request (every element of a `rep outsb`) sees no command finish in
     /// its middle, as on QEMU, whose main loop serves a request whole.
+    ///
+    /// The exception: an I/O-error hold while the host pauses the whole
+    /// guest (`set_serve_while_held`). A vCPU left waiting here keeps its
+    /// request open, and a vCPU with an open request defers the domain's
+    /// shutdown: Xen never finishes a suspend (`xl save`) of the paused
+    /// guest, and libxl gives up after 60 s. So its request is served, as
+    /// a real controller would answer it (a held channel shows BSY and
+    /// ignores commands), and the pause is taken when no vCPU has one open.
     pub fn begin_guest_request(&mut self) -> bool {
-        if !self.vm.is_running() {
+        let served_anyway = self.serve_while_held && self.vm.state() == RunState::IoError;
+        if !self.vm.is_running() && !served_anyway {
             return true;
         }
         self.serving_guest_request = true;
         false
+    }
+
+    /// See `begin_guest_request`: on while the host pauses (or is about
+    /// to pause) the whole guest for an I/O-error hold.
+    pub fn set_serve_while_held(&mut self, on: bool) {
+        self.serve_while_held = on;
     }
 
     pub fn end_guest_request(&mut self) {

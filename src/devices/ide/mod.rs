@@ -87,6 +87,10 @@ pub struct IdeController {
     /// Between `begin_guest_request` and `end_guest_request`: completions
     /// wait, so no command finishes in the middle of one guest request.
     serving_guest_request: bool,
+    /// The host pauses the whole guest for an I/O-error hold (the Xen
+    /// front's domain pause): requests that still reach us were issued
+    /// before the pause took hold and are served instead of left waiting.
+    serve_while_held: bool,
     /// Disks the guest unplugged whose flush failed under a `stop` policy:
     /// off the bus, kept until a flush succeeds (unplug.rs).
     unplug_held: Vec<Drive>,
@@ -172,6 +176,7 @@ impl IdeController {
             vm,
             completions,
             serving_guest_request: false,
+            serve_while_held: false,
             unplug_held: Vec::new(),
         }
     }

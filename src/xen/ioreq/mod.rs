@@ -84,6 +84,11 @@ const _: () = assert!(std::mem::size_of::<AtomicBufferedIopage>() == std::mem::s
 const _: () = assert!(std::mem::offset_of!(AtomicBufferedIopage, slots) == std::mem::offset_of!(BufferedIopage, buf_ioreq));
 
 impl AtomicIoreq {
+    /// The slot's state (STATE_IOREQ_NONE once the vCPU took the response back).
+    pub fn state(&self) -> u8 {
+        state_of_flags(self.flags.load(Ordering::Acquire))
+    }
+
     /// The Xen-owned event channel of this vCPU (filled once the server is enabled).
     pub fn vp_eport(&self) -> u32 {
         self.vp_eport.load(Ordering::Acquire)
