@@ -44,12 +44,15 @@ impl PauseWhenNoneOpen {
 impl PauseGuest for PauseWhenNoneOpen {
     fn pause(&self) -> Result<(), PauseRefused> {
         (self.serve)(true);
-        for _ in 0..self.tries {
+        for attempt in 1..=self.tries {
             if let Err(e) = self.inner.pause() {
                 (self.serve)(false);
                 return Err(e);
             }
             if !(self.any_open)() {
+                if attempt > 1 {
+                    log::info!("I/O error hold: paused at the {attempt}th try (a vCPU had an I/O request open before)");
+                }
                 return Ok(());
             }
             if let Err(e) = self.inner.unpause() {

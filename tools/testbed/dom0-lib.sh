@@ -80,6 +80,20 @@ tb_wait_domain_gone() {
     return 0
 }
 
+# tb_wait_domain_shut_down NAME SECONDS: the domain is gone, or shut down
+# (state "s" in xl list) with nobody left to destroy it: xl's monitoring
+# daemon exits when the domain suspends ("Domain has suspended. Done.
+# Exiting now"), so after an `xl save -c` or a failed save on_poweroff is
+# never carried out, whatever the device model.
+tb_wait_domain_shut_down() {
+    n=0
+    while xl list "$1" 2>/dev/null | awk -v d="$1" '$1 == d && $5 !~ /s/ { f = 1 } END { exit !f }'; do
+        n=$((n + 1)); [ $n -gt "$2" ] && return 1
+        sleep 1
+    done
+    return 0
+}
+
 # The wrapper (dm-wrap.sh) records the device model's pid and exit status.
 tb_dm_pid() { cat "$TB_OUT/dm-$1.pid" 2>/dev/null; }
 tb_dm_exit() { cat "$TB_OUT/dm-$1.exit" 2>/dev/null; }

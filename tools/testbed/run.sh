@@ -71,6 +71,15 @@ fi
 for n in "${names[@]}"; do
     [ -f "$SCEN_DIR/$n/scenario.conf" ] || { echo "run.sh: no scenario $n (no $SCEN_DIR/$n/scenario.conf)" >&2; exit 2; }
 done
+# Longest first (by TIMEOUT, the closest thing to a duration a scenario
+# states), so that with -j N the last one to start is a short one and the
+# testbeds finish together instead of one long scenario running alone.
+if [ ${#names[@]} -gt 1 ]; then
+    mapfile -t names < <(for n in "${names[@]}"; do
+        t=$(sed -n 's/^TIMEOUT=\([0-9]*\).*/\1/p' "$SCEN_DIR/$n/scenario.conf" | tail -1)
+        echo "${t:-0} $n"
+    done | sort -k1,1nr -k2,2 | cut -d' ' -f2)
+fi
 
 if [ "$DM" = qemu ]; then
     DM_KIND=qemu

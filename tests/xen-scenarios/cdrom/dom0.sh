@@ -5,6 +5,7 @@
 # guest's ttyS0 and gets its answer; no ATA error; power-off; DM exit 0.
 IMG=/var/lib/xen/images
 tb_guest_disk $IMG/boot.img 40 "TBJOB mode=cdrom dev=hdc"
+tb_guest_kernel
 cp /testbed/images/cd-a.iso /testbed/images/cd-b.iso $IMG/
 tb_create guest.cfg
 domid=$(tb_domid cdrom)

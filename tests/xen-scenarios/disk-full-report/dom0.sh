@@ -6,6 +6,7 @@
 tb_small_fs /var/lib/xen/images/small 8
 truncate -s 64M /var/lib/xen/images/small/data.img
 tb_guest_disk /var/lib/xen/images/boot.img 40 "TBJOB dev=sdb start_mb=0 mb=16 expect=fail"
+tb_guest_kernel
 tb_create guest.cfg
 domid=$(tb_domid disk-full-report)
 tb_wait_console 'GUEST: DONE' 780

@@ -14,6 +14,7 @@ used=$(tb_alloc_kb $IMG/small/data.img)
 mount -o remount,size=$((used + 2048))k $IMG/small
 tb_say "ext4 image: $used KiB allocated; data fs: $(df -k $IMG/small | tail -1)"
 tb_guest_disk $IMG/boot.img 40 "TBJOB mode=fs dev=sdb files=64 kb=64 then=poweroff"
+tb_guest_kernel
 tb_create guest.cfg
 d1=$(tb_domid fs-full-report)
 tb_wait_console "\(d$d1\) .*GUEST: DONE" 900

@@ -24,6 +24,7 @@ used=$(tb_alloc_kb $IMG/small/data.img)
 mount -o remount,size=$((used + 2048))k $IMG/small
 tb_say "ext4 image: $used KiB allocated; data fs: $(df -k $IMG/small | tail -1)"
 tb_guest_disk $IMG/boot.img 40 "TBJOB mode=fs dev=sdb files=$FILES kb=64 then=check"
+tb_guest_kernel
 tb_create guest.cfg
 domid=$(tb_domid fs-hold-2vcpu)
 (

@@ -11,6 +11,7 @@ used=$(tb_alloc_kb $IMG/small/data.img)
 mount -o remount,size=$((used + 2048))k $IMG/small
 tb_say "ext4 image: $used KiB allocated; data fs: $(df -k $IMG/small | tail -1)"
 tb_guest_disk $IMG/boot.img 40 "TBJOB mode=fs dev=sdb files=$FILES kb=64 then=check"
+tb_guest_kernel
 tb_create guest.cfg
 domid=$(tb_domid $NAME)
 tb_wait_console "\(d$domid\) .*GUEST: ext4 on" 1200
@@ -34,6 +35,8 @@ t1=$(tb_now)
 size=$(stat -c %s $SAVE/g.save 2>/dev/null)
 [ $rc -ne 0 ] && tail -40 $TB_OUT/xl-save.log
 tb_check "xl save of the held guest rc=0 (rc $rc)" [ $rc -eq 0 ]
+tb_check "libxl suspended the guest by the SHUTDOWN_suspend domctl (no PV drivers)" \
+    grep -q 'Calling xc_domain_shutdown on HVM domain' $TB_OUT/xl-save.log
 tb_check "domain gone after the save" tb_wait_domain_gone $NAME 20
 ls -l /var/lib/xen
 mount -o remount,size=80m $IMG/small
