@@ -72,11 +72,16 @@ impl QdiskService {
         };
         let (s, t) = (stop.clone(), stats.clone());
         let supervisor = shared.and_then(|(xs, gntdev)| {
+            let sup = Supervisor { domid, policy, xs, gntdev, stop: s, stats: t };
+            // libxl wrote the nodes of the disks the domain starts with
+            // before it started us: those are opened here, before -runas
+            // and -chroot drop privileges (dm_restrict).
+            let first = sup.new_devices(&mut HashSet::new());
             std::thread::Builder::new()
                 .name("qdisk".into())
                 .spawn(move || {
                     crate::sandbox::enter_or_exit(crate::sandbox::ThreadKind::QdiskSupervisor);
-                    supervise(Supervisor { domid, policy, xs, gntdev, stop: s, stats: t });
+                    supervise(sup, first);
                 })
                 .map_err(|e| log::error!("qdisk: cannot start the backend thread: {e}"))
                 .ok()
@@ -108,30 +113,47 @@ struct Supervisor {
     stats: QdiskStatsTable,
 }
 
-fn supervise(sup: Supervisor) {
-    let mut started: HashSet<String> = HashSet::new();
+impl Supervisor {
+    /// The devices under our backend path not seen before, each opened
+    /// (None: it cannot be served, and the backend says why).
+    fn new_devices(&self, seen: &mut HashSet<String>) -> Vec<(String, Option<Device>)> {
+        let mut found = Vec::new();
+        for devid in self.xs.directory(&base_path(self.domid)) {
+            if devid.parse::<u32>().is_err() || !seen.insert(devid.clone()) {
+                continue;
+            }
+            let dev = prepare_device(self, &devid);
+            found.push((devid, dev));
+        }
+        found
+    }
+}
+
+fn supervise(sup: Supervisor, first: Vec<(String, Option<Device>)>) {
+    let mut started: HashSet<String> = first.iter().map(|(id, _)| id.clone()).collect();
     let mut threads = Vec::new();
+    let mut found = first;
     let mut tick = 0u32;
-    while !sup.stop.load(Ordering::SeqCst) {
-        if tick.is_multiple_of(SCAN_EVERY) {
-            for devid in sup.xs.directory(&base_path(sup.domid)) {
-                if devid.parse::<u32>().is_err() || started.contains(&devid) {
-                    continue;
-                }
-                started.insert(devid.clone());
-                let Some(dev) = prepare_device(&sup, &devid) else { continue };
-                let stop = sup.stop.clone();
-                match std::thread::Builder::new().name(format!("qdisk-{devid}")).spawn(move || {
-                    crate::sandbox::enter_or_exit(crate::sandbox::ThreadKind::QdiskDevice);
-                    dev.run(&stop);
-                }) {
-                    Ok(t) => threads.push(t),
-                    Err(e) => log::error!("qdisk {devid}: cannot start its thread: {e}"),
-                }
+    loop {
+        for (devid, dev) in found.drain(..) {
+            let Some(dev) = dev else { continue };
+            let stop = sup.stop.clone();
+            match std::thread::Builder::new().name(format!("qdisk-{devid}")).spawn(move || {
+                crate::sandbox::enter_or_exit(crate::sandbox::ThreadKind::QdiskDevice);
+                dev.run(&stop);
+            }) {
+                Ok(t) => threads.push(t),
+                Err(e) => log::error!("qdisk {devid}: cannot start its thread: {e}"),
             }
         }
-        tick = tick.wrapping_add(1);
+        if sup.stop.load(Ordering::SeqCst) {
+            break;
+        }
         std::thread::sleep(Duration::from_millis(u64::from(POLL_MS)));
+        tick = tick.wrapping_add(1);
+        if tick.is_multiple_of(SCAN_EVERY) {
+            found = sup.new_devices(&mut started);
+        }
     }
     for t in threads {
         let _ = t.join();
