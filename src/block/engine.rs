@@ -230,13 +230,24 @@ impl BlockQueue {
     /// thread, once per request, in submission order. Each request names
     /// its backend, so a media change needs no new worker.
     pub fn spawn(name: &str, mem: Arc<dyn GuestMemory>, on_complete: CompletionFn) -> Result<Self, EngineError> {
+        Self::spawn_as(name, crate::sandbox::ThreadKind::BlockWorker, mem, on_complete)
+    }
+
+    /// As [`spawn`](Self::spawn), the worker filtered as `kind` (a qdisk
+    /// worker's completions copy into grants, which an IDE worker's may not).
+    pub fn spawn_as(
+        name: &str,
+        kind: crate::sandbox::ThreadKind,
+        mem: Arc<dyn GuestMemory>,
+        on_complete: CompletionFn,
+    ) -> Result<Self, EngineError> {
         let (tx, rx) = mpsc::channel::<Job>();
         let in_flight = Arc::new(InFlight::default());
         let worker_in_flight = in_flight.clone();
         let worker = std::thread::Builder::new()
             .name(format!("io-{name}"))
             .spawn(move || {
-                crate::sandbox::enter_or_exit(crate::sandbox::ThreadKind::BlockWorker);
+                crate::sandbox::enter_or_exit(kind);
                 let mut scratch = Vec::new();
                 for job in rx {
                     let started = Instant::now();

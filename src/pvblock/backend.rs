@@ -112,8 +112,14 @@ struct Shared {
 }
 
 pub struct Qdisk {
-    shared: Arc<Shared>,
+    /// Before `shared` (fields drop in order): dropping the queue joins the
+    /// worker, whose completion closure holds the other reference to
+    /// `shared`, so the ring and the grant copier are released on the
+    /// thread that drops the Qdisk, never on the worker (on Xen, unmapping
+    /// the ring is an ioctl the worker's seccomp list does not have: seen
+    /// on real Xen, the first disconnect killed the device model).
     queue: Mutex<BlockQueue>,
+    shared: Arc<Shared>,
     backend: SharedBackend,
     limits: DiskLimits,
 }
@@ -155,12 +161,13 @@ impl Qdisk {
             opts,
         });
         let on_done = shared.clone();
-        let queue = BlockQueue::spawn(
+        let queue = BlockQueue::spawn_as(
             &shared.opts.drive,
+            crate::sandbox::ThreadKind::QdiskWorker,
             Arc::new(NoGuestMemory),
             Arc::new(move |c: Completion| on_done.complete(c)),
         )?;
-        Ok(Qdisk { shared, queue: Mutex::new(queue), backend, limits })
+        Ok(Qdisk { queue: Mutex::new(queue), shared, backend, limits })
     }
 
     fn queue(&self) -> MutexGuard<'_, BlockQueue> {

@@ -429,3 +429,52 @@ fn writes_to_a_read_only_disk_are_refused() {
     assert_eq!(got, vec![(1, BLKIF_OP_WRITE, BLKIF_RSP_ERROR), (2, BLKIF_OP_READ, BLKIF_RSP_OKAY)]);
     assert_eq!(r.image(0, 4096), vec![0; 4096]);
 }
+
+/// A ring that records which thread released it.
+struct WitnessRing {
+    inner: Arc<FakeRing>,
+    dropped_on: Arc<Mutex<Option<std::thread::ThreadId>>>,
+}
+
+impl SharedRing for WitnessRing {
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+    fn load_u32(&self, offset: usize) -> u32 {
+        self.inner.load_u32(offset)
+    }
+    fn store_u32(&self, offset: usize, value: u32) {
+        self.inner.store_u32(offset, value)
+    }
+    fn read(&self, offset: usize, dst: &mut [u8]) {
+        self.inner.read(offset, dst)
+    }
+    fn write(&self, offset: usize, src: &[u8]) {
+        self.inner.write(offset, src)
+    }
+}
+
+impl Drop for WitnessRing {
+    fn drop(&mut self) {
+        *self.dropped_on.lock().unwrap() = Some(std::thread::current().id());
+    }
+}
+
+#[test]
+fn the_ring_is_released_on_the_thread_that_drops_the_disk_not_on_the_worker() {
+    // On Xen the ring's release is an unmap ioctl that only the device
+    // thread's seccomp list allows; found on real Xen at the first
+    // disconnect, after a read had completed on the worker.
+    let mut r = rig(BLKIF_X86_64);
+    let dropped_on = Arc::new(Mutex::new(None));
+    let ring = WitnessRing { inner: r.front.mem.clone(), dropped_on: dropped_on.clone() };
+    let ring = BackRing::attach(Arc::new(ring), BLKIF_X86_64).unwrap();
+    let limits = DiskLimits { sectors: (DISK_BYTES / 512) as u64, read_only: false, discard: true };
+    let opts = QdiskOptions { drive: "xvdb".into(), werror: ErrorPolicy::Report, rerror: ErrorPolicy::Report, retry_interval: Duration::ZERO, audit: None };
+    r.disk = Qdisk::new(ring, r.backend.clone(), limits, r.grants.clone(), r.notes.clone(), opts).unwrap();
+    r.front.rw(BLKIF_OP_READ, 7, 0, &[(3, 0, 7)]);
+    assert_eq!(r.answers(1), vec![(7, BLKIF_OP_READ, BLKIF_RSP_OKAY)]);
+    let disk = std::mem::replace(&mut r.disk, rig(BLKIF_X86_64).disk);
+    drop(disk);
+    assert_eq!(*dropped_on.lock().unwrap(), Some(std::thread::current().id()));
+}

@@ -47,6 +47,11 @@ const PRIVCMD_MMAPBATCH_V2: u64 = xen_sys::IOCTL_PRIVCMD_MMAPBATCH_V2 as u64;
 const PRIVCMD_MMAP_RESOURCE: u64 = xen_sys::IOCTL_PRIVCMD_MMAP_RESOURCE as u64;
 const EVTCHN_NOTIFY: u64 = xen_sys::IOCTL_EVTCHN_NOTIFY as u64;
 const EVTCHN_UNBIND: u64 = xen_sys::IOCTL_EVTCHN_UNBIND as u64;
+const EVTCHN_BIND_INTERDOMAIN: u64 = xen_sys::IOCTL_EVTCHN_BIND_INTERDOMAIN as u64;
+const EVTCHN_RESET: u64 = xen_sys::IOCTL_EVTCHN_RESET as u64;
+const GNTDEV_MAP_GRANT_REF: u64 = xen_sys::IOCTL_GNTDEV_MAP_GRANT_REF as u64;
+const GNTDEV_UNMAP_GRANT_REF: u64 = xen_sys::IOCTL_GNTDEV_UNMAP_GRANT_REF as u64;
+const GNTDEV_GRANT_COPY: u64 = xen_sys::IOCTL_GNTDEV_GRANT_COPY as u64;
 
 /// Every thread: the Rust runtime (allocation, locks, sleeps, clocks,
 /// thread exit), logging (stderr, and `send` on the already connected
@@ -263,6 +268,39 @@ pub const QMP_CLOSE: Group = Group {
     calls: &[any(libc::SYS_shutdown), any(libc::SYS_unlink), any(libc::SYS_unlinkat)],
 };
 
+/// A qdisk disk's data path: request data moved between the frontend's
+/// grants and our buffers by the hypervisor's grant copy (gntdev, opened
+/// at start-up). The worker copies read data in on completion; the device
+/// thread copies write data out before submitting.
+pub const GRANT_COPY: Group = Group {
+    name: "grant-copy",
+    calls: &[when(libc::SYS_ioctl, 1, &[GNTDEV_GRANT_COPY])],
+};
+
+/// A qdisk disk's connection to its frontend: the ring pages mapped and
+/// unmapped through gntdev (the ioctl, then mmap/munmap of the device),
+/// the frontend's event channel bound, unbound, reset after an overflow
+/// and waited on (poll; pending ports read, unmasked by write), on
+/// descriptors opened before the thread started.
+pub const QDISK_RING: Group = Group {
+    name: "qdisk-ring",
+    calls: &[
+        when(
+            libc::SYS_ioctl,
+            1,
+            &[
+                GNTDEV_MAP_GRANT_REF,
+                GNTDEV_UNMAP_GRANT_REF,
+                EVTCHN_BIND_INTERDOMAIN,
+                EVTCHN_UNBIND,
+                EVTCHN_RESET,
+            ],
+        ),
+        any(libc::SYS_poll),
+        any(libc::SYS_ppoll),
+    ],
+};
+
 /// The groups a kind of thread is allowed.
 pub fn groups(kind: ThreadKind) -> &'static [&'static Group] {
     match kind {
@@ -293,5 +331,22 @@ pub fn groups(kind: ThreadKind) -> &'static [&'static Group] {
         ThreadKind::RunState => &[&RUNTIME, &DEVICES],
         ThreadKind::XsCommand => &[&RUNTIME, &DEVICES, &XENSTORE],
         ThreadKind::SerialPty => &[&RUNTIME, &DEVICES, &PTY],
+        // The supervisor's filter stays under its device threads' own (and
+        // theirs under their workers'): it holds everything they do, plus
+        // opening a new disk's image and event channel (a disk libxl adds
+        // later, xl block-attach) and starting its thread. The xenstore
+        // connection and gntdev are opened before it, so no socket.
+        ThreadKind::QdiskSupervisor => &[
+            &RUNTIME,
+            &SPAWN,
+            &XENSTORE,
+            &OPEN_IMAGES,
+            &DEVICES,
+            &QDISK_RING,
+            &GRANT_COPY,
+        ],
+        // Opens nothing: it starts a block engine worker per connection.
+        ThreadKind::QdiskDevice => &[&RUNTIME, &SPAWN, &XENSTORE, &DEVICES, &QDISK_RING, &GRANT_COPY],
+        ThreadKind::QdiskWorker => &[&RUNTIME, &DEVICES, &GRANT_COPY],
     }
 }

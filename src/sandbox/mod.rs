@@ -69,10 +69,19 @@ pub enum ThreadKind {
     XsCommand,
     /// The serial console's pty reader.
     SerialPty,
+    /// The qdisk supervisor: finds the PV disks libxl adds in xenstore,
+    /// opens each image and event channel, starts its device thread.
+    QdiskSupervisor,
+    /// One qdisk disk's xenbus state machine and ring: maps the ring,
+    /// binds the event channel, copies write data from the grants.
+    QdiskDevice,
+    /// A qdisk disk's block engine worker: the host I/O, and read data
+    /// copied into the frontend's grants on completion.
+    QdiskWorker,
 }
 
 impl ThreadKind {
-    pub const ALL: [ThreadKind; 11] = [
+    pub const ALL: [ThreadKind; 14] = [
         ThreadKind::Ioreq,
         ThreadKind::Qtest,
         ThreadKind::Probe,
@@ -84,6 +93,9 @@ impl ThreadKind {
         ThreadKind::RunState,
         ThreadKind::XsCommand,
         ThreadKind::SerialPty,
+        ThreadKind::QdiskSupervisor,
+        ThreadKind::QdiskDevice,
+        ThreadKind::QdiskWorker,
     ];
 
     pub fn name(self) -> &'static str {
@@ -99,6 +111,9 @@ impl ThreadKind {
             ThreadKind::RunState => "runstate",
             ThreadKind::XsCommand => "xs-command",
             ThreadKind::SerialPty => "serial-pty",
+            ThreadKind::QdiskSupervisor => "qdisk",
+            ThreadKind::QdiskDevice => "qdisk-device",
+            ThreadKind::QdiskWorker => "qdisk-worker",
         }
     }
 }

@@ -56,15 +56,36 @@ pub struct QdiskService {
 }
 
 impl QdiskService {
+    /// Open what every disk shares (the xenstore connection, gntdev) on the
+    /// calling thread, then start the supervisor, filtered from its first
+    /// instruction. Failures are logged: a domain without qdisk disks
+    /// needs neither.
     pub fn start(domid: DomId, policy: QdiskPolicy) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let stats: QdiskStatsTable = Arc::default();
+        let shared = match (XenStore::open(), GrantDevice::open()) {
+            (Ok(xs), gntdev) => Some((Arc::new(xs), gntdev.map_err(|e| e.to_string()))),
+            (Err(e), _) => {
+                log::error!("qdisk: {e}; PV disks are not served");
+                None
+            }
+        };
         let (s, t) = (stop.clone(), stats.clone());
-        let supervisor = std::thread::Builder::new()
-            .name("qdisk".into())
-            .spawn(move || supervise(domid, policy, s, t))
-            .map_err(|e| log::error!("qdisk: cannot start the backend thread: {e}"))
-            .ok();
+        let supervisor = shared.and_then(|(xs, gntdev)| {
+            let sup = Supervisor { domid, policy, xs, gntdev, stop: s, stats: t };
+            // libxl wrote the nodes of the disks the domain starts with
+            // before it started us: those are opened here, before -runas
+            // and -chroot drop privileges (dm_restrict).
+            let first = sup.new_devices(&mut HashSet::new());
+            std::thread::Builder::new()
+                .name("qdisk".into())
+                .spawn(move || {
+                    crate::sandbox::enter_or_exit(crate::sandbox::ThreadKind::QdiskSupervisor);
+                    supervise(sup, first);
+                })
+                .map_err(|e| log::error!("qdisk: cannot start the backend thread: {e}"))
+                .ok()
+        });
         QdiskService { stop, supervisor, stats }
     }
 
@@ -82,36 +103,57 @@ fn base_path(domid: DomId) -> String {
     format!("/local/domain/0/backend/qdisk/{domid}")
 }
 
-fn supervise(domid: DomId, policy: QdiskPolicy, stop: Arc<AtomicBool>, stats: QdiskStatsTable) {
-    let xs = match XenStore::open() {
-        Ok(xs) => xs,
-        Err(e) => {
-            log::error!("qdisk: {e}");
-            return;
+struct Supervisor {
+    domid: DomId,
+    policy: QdiskPolicy,
+    xs: Arc<XenStore>,
+    /// gntdev, or why it could not be opened (said once a disk needs it).
+    gntdev: std::result::Result<Arc<GrantDevice>, String>,
+    stop: Arc<AtomicBool>,
+    stats: QdiskStatsTable,
+}
+
+impl Supervisor {
+    /// The devices under our backend path not seen before, each opened
+    /// (None: it cannot be served, and the backend says why).
+    fn new_devices(&self, seen: &mut HashSet<String>) -> Vec<(String, Option<Device>)> {
+        let mut found = Vec::new();
+        for devid in self.xs.directory(&base_path(self.domid)) {
+            if devid.parse::<u32>().is_err() || !seen.insert(devid.clone()) {
+                continue;
+            }
+            let dev = prepare_device(self, &devid);
+            found.push((devid, dev));
         }
-    };
-    let mut started: HashSet<String> = HashSet::new();
+        found
+    }
+}
+
+fn supervise(sup: Supervisor, first: Vec<(String, Option<Device>)>) {
+    let mut started: HashSet<String> = first.iter().map(|(id, _)| id.clone()).collect();
     let mut threads = Vec::new();
+    let mut found = first;
     let mut tick = 0u32;
-    while !stop.load(Ordering::SeqCst) {
-        if tick.is_multiple_of(SCAN_EVERY) {
-            for devid in xs.directory(&base_path(domid)) {
-                if devid.parse::<u32>().is_err() || started.contains(&devid) {
-                    continue;
-                }
-                started.insert(devid.clone());
-                let (stop, stats, id) = (stop.clone(), stats.clone(), devid.clone());
-                match std::thread::Builder::new()
-                    .name(format!("qdisk-{devid}"))
-                    .spawn(move || serve_device(domid, &id, policy, &stop, &stats))
-                {
-                    Ok(t) => threads.push(t),
-                    Err(e) => log::error!("qdisk {devid}: cannot start its thread: {e}"),
-                }
+    loop {
+        for (devid, dev) in found.drain(..) {
+            let Some(dev) = dev else { continue };
+            let stop = sup.stop.clone();
+            match std::thread::Builder::new().name(format!("qdisk-{devid}")).spawn(move || {
+                crate::sandbox::enter_or_exit(crate::sandbox::ThreadKind::QdiskDevice);
+                dev.run(&stop);
+            }) {
+                Ok(t) => threads.push(t),
+                Err(e) => log::error!("qdisk {devid}: cannot start its thread: {e}"),
             }
         }
-        tick = tick.wrapping_add(1);
+        if sup.stop.load(Ordering::SeqCst) {
+            break;
+        }
         std::thread::sleep(Duration::from_millis(u64::from(POLL_MS)));
+        tick = tick.wrapping_add(1);
+        if tick.is_multiple_of(SCAN_EVERY) {
+            found = sup.new_devices(&mut started);
+        }
     }
     for t in threads {
         let _ = t.join();
@@ -145,8 +187,12 @@ pub fn parse_params(params: &str) -> Result<(&'static str, &str), String> {
     Ok((format, path))
 }
 
-struct Device<'a> {
-    xs: XenStore,
+struct Device {
+    xs: Arc<XenStore>,
+    gntdev: Arc<GrantDevice>,
+    /// This disk's own event-channel descriptor (a reset after an overflow
+    /// touches no other disk).
+    evtchn: Arc<EventChannels>,
     be: String,
     fe: String,
     domid: DomId,
@@ -154,12 +200,11 @@ struct Device<'a> {
     backend: SharedBackend,
     limits: DiskLimits,
     policy: QdiskPolicy,
-    stats: &'a QdiskStatsTable,
+    stats: QdiskStatsTable,
 }
 
 struct Connection {
     qdisk: Qdisk,
-    evtchn: Arc<EventChannels>,
     port: EvtchnPort,
 }
 
@@ -167,11 +212,11 @@ fn read_u32(xs: &XenStore, path: &str) -> Option<u32> {
     xs.read(path).and_then(|v| v.trim().parse().ok())
 }
 
-fn serve_device(domid: DomId, devid: &str, policy: QdiskPolicy, stop: &AtomicBool, stats: &QdiskStatsTable) {
-    let xs = match XenStore::open() {
-        Ok(xs) => xs,
-        Err(e) => return log::error!("qdisk {devid}: {e}"),
-    };
+/// What a disk's thread needs, opened on the supervisor (the device thread
+/// opens nothing). None: the disk cannot be served; the backend is Closed
+/// with `hotplug-error` saying why.
+fn prepare_device(sup: &Supervisor, devid: &str) -> Option<Device> {
+    let (xs, domid) = (&sup.xs, sup.domid);
     let be = format!("{}/{devid}", base_path(domid));
     let fe = xs.read(&format!("{be}/frontend")).unwrap_or_else(|| format!("/local/domain/{domid}/device/vbd/{devid}"));
     let vdev = xs.read(&format!("{be}/dev")).unwrap_or_else(|| devid.to_string());
@@ -181,33 +226,39 @@ fn serve_device(domid: DomId, devid: &str, policy: QdiskPolicy, stop: &AtomicBoo
         open_image(&ImageSpec { file: path.to_string(), format: format.to_string(), cache: CacheMode::Writeback, read_only })
             .map_err(|e| e.to_string())
     });
-    let image = match opened {
-        Ok(b) => b,
+    let channels = || -> std::result::Result<_, String> {
+        let gntdev = sup.gntdev.clone()?;
+        let evtchn = EventChannels::open().map_err(|e| e.to_string())?;
+        Ok((gntdev, Arc::new(evtchn)))
+    };
+    let (image, (gntdev, evtchn)) = match opened.and_then(|image| Ok((image, channels()?))) {
+        Ok(v) => v,
         Err(e) => {
             log::error!("qdisk {vdev}: {e}");
             let _ = xs.write(&format!("{be}/hotplug-error"), &e);
             let _ = xs.write(&format!("{be}/state"), &XENBUS_STATE_CLOSED.to_string());
-            return;
+            return None;
         }
     };
     let sectors = image.size() >> BLKIF_SECTOR_SHIFT;
     let read_only = read_only || image.read_only();
     log::info!("qdisk {vdev} (devid {devid}): {params} {} sectors{}", sectors, if read_only { " read-only" } else { "" });
-    let dev = Device {
-        xs,
+    Some(Device {
+        xs: xs.clone(),
+        gntdev,
+        evtchn,
         be,
         fe,
         domid,
         vdev,
         backend: share(image),
         limits: DiskLimits { sectors, read_only, discard: !read_only },
-        policy,
-        stats,
-    };
-    dev.run(stop);
+        policy: sup.policy,
+        stats: sup.stats.clone(),
+    })
 }
 
-impl Device<'_> {
+impl Device {
     fn write(&self, leaf: &str, value: &str) {
         if let Err(e) = self.xs.write(&format!("{}/{leaf}", self.be), value) {
             log::warn!("qdisk {}: {e}", self.vdev);
@@ -304,11 +355,9 @@ impl Device<'_> {
             Some("x86_32-abi") => BLKIF_X86_32,
             Some(other) => return Err(format!("protocol {other:?} is not served")),
         };
-        let gntdev = GrantDevice::open().map_err(|e| e.to_string())?;
-        let mapping = gntdev.map(self.domid, &refs).map_err(|e| e.to_string())?;
+        let mapping = self.gntdev.map(self.domid, &refs).map_err(|e| e.to_string())?;
         let ring = BackRing::attach(Arc::new(mapping), layout).map_err(|e| e.to_string())?;
-        let evtchn = Arc::new(EventChannels::open().map_err(|e| e.to_string())?);
-        let port = evtchn.bind_interdomain(self.domid, remote_port).map_err(|e| e.to_string())?;
+        let port = self.evtchn.bind_interdomain(self.domid, remote_port).map_err(|e| e.to_string())?;
         let opts = QdiskOptions {
             drive: self.vdev.clone(),
             werror: self.policy.werror,
@@ -320,37 +369,40 @@ impl Device<'_> {
             ring,
             self.backend.clone(),
             self.limits,
-            Arc::new(XenGrantCopier { dev: gntdev, domid: self.domid }),
-            Arc::new(EvtchnNotifier { evtchn: evtchn.clone(), port }),
+            Arc::new(XenGrantCopier { dev: self.gntdev.clone(), domid: self.domid }),
+            Arc::new(EvtchnNotifier { evtchn: self.evtchn.clone(), port }),
             opts,
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| {
+            let _ = self.evtchn.unbind(port);
+            e.to_string()
+        })?;
         log::info!(
             "qdisk {}: connected, {} ring page(s), {}, event channel {remote_port} -> local {port}",
             self.vdev,
             refs.len(),
             layout.protocol
         );
-        Ok(Connection { qdisk, evtchn, port })
+        Ok(Connection { qdisk, port })
     }
 
     /// Serve requests for about `period`, waking on the event channel.
     fn serve_for(&self, c: &Connection, period: Duration) {
-        let mut fds = [PollFd::new(c.evtchn.as_fd(), PollFlags::POLLIN)];
+        let mut fds = [PollFd::new(self.evtchn.as_fd(), PollFlags::POLLIN)];
         let ms = period.as_millis().min(u128::from(u16::MAX)) as u16;
         let _ = poll(&mut fds, PollTimeout::from(ms));
         let mut ports = [0u32; 8];
         loop {
-            match c.evtchn.pending(&mut ports) {
+            match self.evtchn.pending(&mut ports) {
                 Ok(0) => break,
                 Ok(n) => {
                     for p in &ports[..n] {
-                        let _ = c.evtchn.unmask(*p);
+                        let _ = self.evtchn.unmask(*p);
                     }
                 }
                 Err(super::XenError::EvtchnOverflow) => {
-                    let _ = c.evtchn.reset();
-                    let _ = c.evtchn.unmask(c.port);
+                    let _ = self.evtchn.reset();
+                    let _ = self.evtchn.unmask(c.port);
                     break;
                 }
                 Err(e) => {
@@ -376,7 +428,7 @@ impl Device<'_> {
         if let Err(e) = c.qdisk.flush() {
             log::error!("qdisk {}: flush at disconnect: {e}", self.vdev);
         }
-        let _ = c.evtchn.unbind(c.port);
+        let _ = self.evtchn.unbind(c.port);
         log::info!("qdisk {}: disconnected", self.vdev);
         // Dropping the Qdisk joins its worker and unmaps the ring.
     }
