@@ -676,7 +676,7 @@ fn cell_text(op: ErrorOp, errno: i32, option: &'static str) -> String {
 }
 
 /// The README's fault table: rows path x fault, columns policy.
-pub(super) fn matrix_table() -> String {
+pub fn matrix_table() -> String {
     let mut text = String::from("| path | fault | report | ignore | stop | enospc |\n| --- | --- | --- | --- | --- | --- |\n");
     for op in MATRIX_PATHS {
         for (fault, errno) in FAULTS {
@@ -688,7 +688,7 @@ pub(super) fn matrix_table() -> String {
 }
 
 /// Scenario names behind the matrix (old and new), for the count.
-pub(super) fn matrix_scenario_names() -> Vec<String> {
+pub fn matrix_scenario_names() -> Vec<String> {
     let mut names = Vec::new();
     for op in MATRIX_PATHS {
         for (fault, _) in FAULTS {

@@ -2288,7 +2288,7 @@ fn atapi_more_scenarios(out: &mut Vec<Scenario>) {
 }
 
 #[path = "fault_matrix.rs"]
-mod fault_matrix;
+pub mod fault_matrix;
 #[path = "reset.rs"]
 mod reset;
 
