@@ -372,7 +372,7 @@ mod comparator_tests {
         assert!(readme.contains(&table), "README.md's fault matrix table is stale; the current one:\n{table}");
         let all: std::collections::HashSet<String> = scenarios::all().into_iter().map(|s| s.name).collect();
         let cells = scenarios::fault_matrix::matrix_scenario_names();
-        assert_eq!(cells.len(), 175, "10 paths x 5 faults x 4 policies, less 25 disk reads under enospc");
+        assert_eq!(cells.len(), 185, "10 paths x 5 faults x 4 policies, less 15 disk reads under enospc");
         for name in cells {
             assert!(all.contains(&name), "the table names a missing scenario {name}");
         }
