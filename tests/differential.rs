@@ -363,6 +363,21 @@ mod comparator_tests {
         );
     }
 
+    /// The README's fault table is the one the matrix's definition makes,
+    /// and every scenario it names exists.
+    #[test]
+    fn readme_carries_the_fault_matrix_table() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let table = scenarios::fault_matrix::matrix_table();
+        assert!(readme.contains(&table), "README.md's fault matrix table is stale; the current one:\n{table}");
+        let all: std::collections::HashSet<String> = scenarios::all().into_iter().map(|s| s.name).collect();
+        let cells = scenarios::fault_matrix::matrix_scenario_names();
+        assert_eq!(cells.len(), 185, "10 paths x 5 faults x 4 policies, less 15 disk reads under enospc");
+        for name in cells {
+            assert!(all.contains(&name), "the table names a missing scenario {name}");
+        }
+    }
+
     #[test]
     fn selection_accepts_names_lists_and_prefixes() {
         assert!(selected("a/b", &None));

@@ -63,6 +63,9 @@ pub struct Drive {
     /// Served as a qcow2 image (made from the raw pattern by qemu-img
     /// convert) instead of raw.
     pub qcow2: bool,
+    /// `discard=unmap`: QEMU passes TRIM to the image only with it (we
+    /// always do), so TRIM fault scenarios set it.
+    pub discard: bool,
 }
 
 impl Drive {
@@ -75,6 +78,7 @@ impl Drive {
             rerror: None,
             rules: Vec::new(),
             qcow2: false,
+            discard: false,
         }
     }
     pub fn cdrom(index: u8) -> Self {
@@ -86,6 +90,7 @@ impl Drive {
             rerror: None,
             rules: Vec::new(),
             qcow2: false,
+            discard: false,
         }
     }
     pub fn empty_cdrom(index: u8) -> Self {
@@ -231,6 +236,9 @@ pub fn build_argv(dir: &Path, machine: &Machine) -> Result<(Vec<String>, Vec<Dri
                 format!("blkdebug:{}:{}", rules.display(), path.display())
             };
             let _ = write!(spec, ",format={format},cache=writeback,file={file}");
+            if drive.discard {
+                spec.push_str(",discard=unmap");
+            }
             images.push((drive.clone(), path));
         }
         if let Some(werror) = drive.werror {
