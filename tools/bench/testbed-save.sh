@@ -13,6 +13,7 @@ repo=$(cd "$here/../.." && pwd)
 out=$repo/build/bench/testbed-save
 which=(ours qemu)
 [ "${1:-}" = --dm-only ] && which=("$2")
+mkdir -p "$out"
 pids=()
 for dm in "${which[@]}"; do
     args=()
@@ -21,7 +22,6 @@ for dm in "${which[@]}"; do
     "$repo/tools/testbed/run.sh" "${args[@]}" --logs "$out/$dm" save-migrate > "$out-$dm.verdict" 2>&1 &
     pids+=($!)
 done
-mkdir -p "$out"
 for p in "${pids[@]}"; do wait "$p"; done
 for dm in "${which[@]}"; do echo "$dm: $(grep -E '^(PASS|FAIL|RECORD) ' "$out-$dm.verdict" || echo 'no verdict')"; done
 # stat DM KIND KEY: median (min..max) of "KEY <n> s" / "KEY <n> bytes" over the BENCH KIND lines
