@@ -98,39 +98,51 @@ impl crate::machine::GuestMemory for NoMemory {
     }
 }
 
-#[test]
-fn the_guest_stays_paused_until_the_retried_write_completed_and_raised_its_irq() {
-    let log: Log = Arc::default();
+/// A controller whose one disk's PIO WRITE SECTORS (LBA 0, interrupts on)
+/// is held by werror=enospc because the host is full.
+struct HeldWrite {
+    /// First, so dropped before `ide`, whose drop joins the disk's worker.
+    _open_at_end: OpenOnDrop,
+    disk: HostDisk,
+    vm: VmControl,
+    ide: Arc<Mutex<IdeController>>,
+}
+
+fn held_pio_write(irq14_log: Log) -> HeldWrite {
     let disk = HostDisk(Arc::new((Mutex::new((true, true)), Condvar::new())));
     let drive = disk_on(Box::new(disk.clone()), ErrorPolicy::Enospc, ErrorPolicy::Report);
     let vm = VmControl::new(RunState::Running, EventSink::new());
-    let irq14: Arc<dyn IrqLine> = Arc::new(Irq(log.clone()));
+    let irq14: Arc<dyn IrqLine> = Arc::new(Irq(irq14_log));
     let irq15: Arc<dyn IrqLine> = Arc::new(Irq(Log::default()));
     let ide = Arc::new(Mutex::new(IdeController::new([Some(drive), None, None, None], Arc::new(NoMemory), [irq14, irq15], vm.clone())));
     IdeController::start_engine(&ide).unwrap();
-    // Declared after `ide`, so dropped before it.
-    let _open_at_end = OpenOnDrop(disk.clone());
-    let gate = Mutex::new(HoldGate::new(Box::new(Pauser(log.clone()))));
-
-    // PIO WRITE SECTORS, one sector at LBA 0 on the master, interrupts on.
+    let held = HeldWrite { _open_at_end: OpenOnDrop(disk.clone()), disk, vm, ide };
     for (off, v) in [(6u64, 0xe0u8), (2, 1), (3, 0), (4, 0), (5, 0), (7, 0x30)] {
-        ide.lock().unwrap().write(0x1f0, off, &[v]);
+        held.ide.lock().unwrap().write(0x1f0, off, &[v]);
     }
     for _ in 0..256 {
-        ide.lock().unwrap().write(0x1f0, 0, &[0, 0]);
+        held.ide.lock().unwrap().write(0x1f0, 0, &[0, 0]);
     }
-    assert!(wait_idle(&ide, Duration::from_secs(10)));
-    assert_eq!(vm.state(), RunState::IoError);
-    step_hold(&gate, &ide, vm.state());
+    assert!(wait_idle(&held.ide, Duration::from_secs(10)));
+    assert_eq!(held.vm.state(), RunState::IoError);
+    held
+}
+
+#[test]
+fn the_guest_stays_paused_until_the_retried_write_completed_and_raised_its_irq() {
+    let log: Log = Arc::default();
+    let HeldWrite { disk, vm, ide, .. } = &held_pio_write(log.clone());
+    let gate = Mutex::new(HoldGate::new(Box::new(Pauser(log.clone()))));
+    step_hold(&gate, ide, vm.state());
     assert!(gate.lock().unwrap().is_paused());
     log.lock().unwrap().clear();
 
     // Space is back, but the retried write is slow to reach the image.
     disk.set(false, false);
-    ide.lock().unwrap().restart_held_requests_and_run(&vm);
+    ide.lock().unwrap().restart_held_requests_and_run(vm);
     assert_eq!(vm.state(), RunState::Running);
     for _ in 0..20 {
-        step_hold(&gate, &ide, vm.state());
+        step_hold(&gate, ide, vm.state());
         std::thread::sleep(Duration::from_millis(5));
     }
     let seen = log.lock().unwrap().clone();
@@ -139,7 +151,7 @@ fn the_guest_stays_paused_until_the_retried_write_completed_and_raised_its_irq()
     disk.set(false, true);
     let end = Instant::now() + Duration::from_secs(10);
     while gate.lock().unwrap().is_paused() && Instant::now() < end {
-        step_hold(&gate, &ide, vm.state());
+        step_hold(&gate, ide, vm.state());
         std::thread::sleep(Duration::from_millis(1));
     }
     let log = log.lock().unwrap().clone();
@@ -156,22 +168,7 @@ fn the_guest_stays_paused_until_the_retried_write_completed_and_raised_its_irq()
 /// still completes on cont.
 #[test]
 fn during_a_domain_paused_hold_requests_are_served_as_by_a_busy_controller_and_the_held_write_survives() {
-    let disk = HostDisk(Arc::new((Mutex::new((true, true)), Condvar::new())));
-    let drive = disk_on(Box::new(disk.clone()), ErrorPolicy::Enospc, ErrorPolicy::Report);
-    let vm = VmControl::new(RunState::Running, EventSink::new());
-    let irq14: Arc<dyn IrqLine> = Arc::new(Irq(Log::default()));
-    let irq15: Arc<dyn IrqLine> = Arc::new(Irq(Log::default()));
-    let ide = Arc::new(Mutex::new(IdeController::new([Some(drive), None, None, None], Arc::new(NoMemory), [irq14, irq15], vm.clone())));
-    IdeController::start_engine(&ide).unwrap();
-    let _open_at_end = OpenOnDrop(disk.clone());
-    for (off, v) in [(6u64, 0xe0u8), (2, 1), (3, 0), (4, 0), (5, 0), (7, 0x30)] {
-        ide.lock().unwrap().write(0x1f0, off, &[v]);
-    }
-    for _ in 0..256 {
-        ide.lock().unwrap().write(0x1f0, 0, &[0, 0]);
-    }
-    assert!(wait_idle(&ide, Duration::from_secs(10)));
-    assert_eq!(vm.state(), RunState::IoError);
+    let HeldWrite { disk, vm, ide, .. } = &held_pio_write(Log::default());
     assert!(ide.lock().unwrap().begin_guest_request(), "without a domain pause a vCPU waits at our ports");
 
     ide.lock().unwrap().set_serve_while_held(true);
@@ -183,7 +180,7 @@ fn during_a_domain_paused_hold_requests_are_served_as_by_a_busy_controller_and_t
         ide.end_guest_request();
         s[0]
     };
-    assert_eq!(status(&ide) & 0x80, 0x80, "the held channel shows BSY");
+    assert_eq!(status(ide) & 0x80, 0x80, "the held channel shows BSY");
     {
         let mut ide = ide.lock().unwrap();
         assert!(!ide.begin_guest_request());
@@ -194,10 +191,10 @@ fn during_a_domain_paused_hold_requests_are_served_as_by_a_busy_controller_and_t
     assert_eq!(vm.state(), RunState::IoError);
 
     disk.set(false, true);
-    ide.lock().unwrap().restart_held_requests_and_run(&vm);
-    assert!(wait_idle(&ide, Duration::from_secs(10)));
+    ide.lock().unwrap().restart_held_requests_and_run(vm);
+    assert!(wait_idle(ide, Duration::from_secs(10)));
     assert_eq!(vm.state(), RunState::Running);
     assert!(ide.lock().unwrap().held_drive_ids().is_empty());
-    assert_eq!(status(&ide), 0x50, "the held write completed");
+    assert_eq!(status(ide), 0x50, "the held write completed");
     ide.lock().unwrap().set_serve_while_held(false);
 }
