@@ -111,7 +111,9 @@ xen_cmd() {
 LINUX_CMD="console=hvc0 earlyprintk=xen"
 
 run_one() {
-    local name=$1 sdir="$SCEN_DIR/$1" ldir="$LOGS/$1" work="$OUT/run$XEN_TAG/$1"
+    # The work folder is this run's own: two run.sh at once (ours and
+    # --dm qemu, tools/bench/testbed-save.sh) may run the same scenario.
+    local name=$1 sdir="$SCEN_DIR/$1" ldir="$LOGS/$1" work="$OUT/run$XEN_TAG/$1.$BASHPID"
     local TIMEOUT=300 NEEDS_GUEST=0 NEEDS_KERNEL=0 NEEDS_FS=0 QEMU_RECORD=0 XFAIL_CHECKS="" DOM0_MEM=768 HOST_MEM=2048
     # shellcheck disable=SC1090
     . "$sdir/scenario.conf"
@@ -158,6 +160,7 @@ run_one() {
       | if [ $VERBOSE = 1 ]; then tee "$ldir/console.log"; else cat > "$ldir/console.log"; fi \
       || rc=$?
     end=$(date +%s)
+    rm -rf "$work"
 
     # rebuild dom0's files from the "@@TB@@ <file> <line>" dump
     perl -ne 'if (/^\[[ 0-9.]+\] \@\@TB\@\@ (\S+) ?(.*)$/) { my ($f, $l) = ($1, $2);
