@@ -7,6 +7,7 @@
 # save). Both testbeds run at once (one per core), so both DMs see the same
 # host load. Prints one table of medians (min..max); the logs stay in
 # build/bench/testbed-save/<dm>/save-migrate/. Takes ~15-30 min.
+# --table: print the table from the logs of the last run only.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -15,6 +16,7 @@ which=(ours qemu)
 [ "${1:-}" = --dm-only ] && which=("$2")
 mkdir -p "$out"
 pids=()
+[ "${1:-}" = --table ] && which=()
 for dm in "${which[@]}"; do
     args=()
     [ "$dm" = qemu ] && args=(--dm qemu)
@@ -23,6 +25,7 @@ for dm in "${which[@]}"; do
     pids+=($!)
 done
 for p in "${pids[@]}"; do wait "$p"; done
+[ "${1:-}" = --table ] && which=(ours qemu)
 for dm in "${which[@]}"; do echo "$dm: $(grep -E '^(PASS|FAIL|RECORD) ' "$out-$dm.verdict" || echo 'no verdict')"; done
 # stat DM KIND KEY: median (min..max) of "KEY <n> s" / "KEY <n> bytes" over the BENCH KIND lines
 stat() {
@@ -30,7 +33,7 @@ stat() {
         sort -n | awk '{ v[NR] = $1 } END {
             if (NR == 0) { print "-"; exit }
             m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-            printf "%g (%g..%g)", m, v[1], v[NR] }'
+            printf "%.10g (%.10g..%.10g)", m, v[1], v[NR] }'
 }
 printf '\n%-40s %22s %22s\n' "median (min..max), $(date +%F), load $(cut -d' ' -f1-3 /proc/loadavg)" xen-ioemu "QEMU 7.2"
 row() { printf '%-40s %22s %22s\n' "$1" "$(stat ours "$2" "$3")" "$(stat qemu "$2" "$3")"; }
