@@ -115,6 +115,11 @@ impl Dm {
     }
     /// WRITE DMA of `data` at `lba`; returns (BM status, ATA status, error).
     fn write_dma(&mut self, lba: u64, data: &[u8]) -> (u8, u8, u8) {
+        self.issue_write_dma(lba, data);
+        self.run_dma()
+    }
+    /// WRITE DMA up to its command byte: PRD table, data, taskfile.
+    fn issue_write_dma(&mut self, lba: u64, data: &[u8]) {
         self.outb(BMDMA, 0);
         self.outb(BMDMA + 2, 0x06);
         let mut prd = BUFFER.to_le_bytes().to_vec();
@@ -124,6 +129,10 @@ impl Dm {
         self.memwrite(BUFFER, data);
         self.taskfile(lba, (data.len() / 512) as u8);
         self.outb(0x1f7, 0xca);
+    }
+    /// Start the bus master, wait for its interrupt and stop it; returns
+    /// (BM status, ATA status, error).
+    fn run_dma(&mut self) -> (u8, u8, u8) {
         self.outb(BMDMA, 0x01);
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.inb(BMDMA + 2) & 0x04 == 0 {
@@ -250,26 +259,12 @@ fn step(dm: &mut Dm, g: &mut Guest, rng: &mut Rng, kill_now: bool) {
         g.sectors[l as usize].in_flight = Some(version);
     }
     if dma {
-        dm.outb(BMDMA, 0);
-        dm.outb(BMDMA + 2, 0x06);
-        let mut prd = BUFFER.to_le_bytes().to_vec();
-        prd.extend_from_slice(&(data.len() as u32 | 0x8000_0000).to_le_bytes());
-        dm.memwrite(PRD_TABLE, &prd);
-        dm.outl(BMDMA + 4, PRD_TABLE);
-        dm.memwrite(BUFFER, &data);
-        dm.taskfile(lba, count as u8);
-        dm.outb(0x1f7, 0xca);
+        dm.issue_write_dma(lba, &data);
         if kill_now {
             return dm.send_only(&format!("outb {BMDMA:#x} 0x1"));
         }
-        dm.outb(BMDMA, 0x01);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while dm.inb(BMDMA + 2) & 0x04 == 0 {
-            assert!(Instant::now() < deadline, "WRITE DMA did not complete");
-        }
-        let s = dm.wait_not_busy();
+        let (_, s, _) = dm.run_dma();
         assert_eq!(s, 0x50, "WRITE DMA status");
-        dm.outb(BMDMA, 0);
     } else {
         dm.taskfile(lba, count as u8);
         dm.outb(0x1f7, 0x30);

@@ -15,7 +15,7 @@
 //! layer's unit tests).
 
 use super::{
-    cd_dma_read, hex, hexdump, identify_words, make_dirty, note_qmp_state, packet, pio_in, pio_out, read10,
+    cd_dma_read_error, hex, identify_words, make_dirty, note_qmp_state, packet, pio_in, pio_out, read10,
     scenario, set_multiple, Deviation, Scenario,
 };
 use crate::image;
@@ -342,28 +342,9 @@ fn error_scenario(op: ErrorOp, policy: Policy) -> Scenario {
                 fact!(s, "sense key/asc", format!("{:x}/{:02x}", sense[2] & 0x0f, sense[12]), "5/21".to_string());
                 note_qmp_state(s)
             }
-            ErrorOp::CdDma => {
-                let bm = cd_dma_read(s, 4, 2)?;
-                note!(s, "cd dma: bm status", hex(bm));
-                s.note_taskfile("cd dma")?;
-                note_qmp_state(s)?;
-                // Which policy QEMU applies to an ATAPI DMA read is
-                // observed, not assumed: both sides must agree.
-                if s.runstate()? == "io-error" {
-                    s.cont()?;
-                    s.wait_event("RESUME", Duration::from_secs(3))?;
-                    let bm = s.wait_dma()?;
-                    note!(s, "cd dma after cont: bm status", hex(bm));
-                    s.wait_not_busy()?;
-                    s.note_taskfile("after cont")?;
-                    note_qmp_state(s)?;
-                }
-                s.bm_command(0)?;
-                s.note_mem(BUFFER, 4096, 2048)?;
-                let sense = packet(s, "request sense", [0x03, 0, 0, 0, 18, 0, 0, 0, 0, 0, 0, 0], 18)?;
-                note!(s, "sense", hexdump(&sense));
-                Ok(())
-            }
+            // Which policy QEMU applies to an ATAPI DMA read is observed,
+            // not assumed: both sides must agree.
+            ErrorOp::CdDma => cd_dma_read_error(s, &|s| Ok(s.runstate()? == "io-error")),
             ErrorOp::Flush => {
                 make_dirty(s)?;
                 s.select(0)?;

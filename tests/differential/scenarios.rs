@@ -1729,33 +1729,33 @@ fn atapi_dma_error_scenarios(out: &mut Vec<Scenario>) {
         out.push(scenario(
             format!("error/cd-read10-dma/rerror-{policy}"),
             vec![Drive::disk(0), drive],
-            move |s| {
-                let bm = cd_dma_read(s, 4, 2)?;
-                note!(s, "cd dma: bm status", hex(bm));
-                s.note_taskfile("cd dma")?;
-                note_qmp_state(s)?;
-                if policy == "stop" {
-                    s.cont()?;
-                    s.wait_event("RESUME", Duration::from_secs(3))?;
-                    let bm = s.wait_dma()?;
-                    note!(s, "cd dma after cont: bm status", hex(bm));
-                    s.wait_not_busy()?;
-                    s.note_taskfile("after cont")?;
-                    note_qmp_state(s)?;
-                }
-                s.bm_command(0)?;
-                s.note_mem(BUFFER, 4096, 2048)?;
-                let sense = packet(
-                    s,
-                    "request sense",
-                    [0x03, 0, 0, 0, 18, 0, 0, 0, 0, 0, 0, 0],
-                    18,
-                )?;
-                note!(s, "sense", hexdump(&sense));
-                Ok(())
-            },
+            move |s| cd_dma_read_error(s, &|_| Ok(policy == "stop")),
         ));
     }
+}
+
+/// A CD READ(10) by DMA whose host read fails: bus master status,
+/// taskfile and QMP state; if `resumes` says so, `cont` and what the
+/// retried read leaves; then guest memory and the sense data.
+pub(crate) fn cd_dma_read_error(s: &mut Session, resumes: &dyn Fn(&mut Session) -> Result<bool, String>) -> Step {
+    let bm = cd_dma_read(s, 4, 2)?;
+    note!(s, "cd dma: bm status", hex(bm));
+    s.note_taskfile("cd dma")?;
+    note_qmp_state(s)?;
+    if resumes(s)? {
+        s.cont()?;
+        s.wait_event("RESUME", Duration::from_secs(3))?;
+        let bm = s.wait_dma()?;
+        note!(s, "cd dma after cont: bm status", hex(bm));
+        s.wait_not_busy()?;
+        s.note_taskfile("after cont")?;
+        note_qmp_state(s)?;
+    }
+    s.bm_command(0)?;
+    s.note_mem(BUFFER, 4096, 2048)?;
+    let sense = packet(s, "request sense", [0x03, 0, 0, 0, 18, 0, 0, 0, 0, 0, 0, 0], 18)?;
+    note!(s, "sense", hexdump(&sense));
+    Ok(())
 }
 
 // ---- PCI configuration space -----------------------------------------------------------
