@@ -15,17 +15,17 @@ out=$repo/build/bench/testbed-save
 which=(ours qemu)
 [ "${1:-}" = --dm-only ] && which=("$2")
 mkdir -p "$out"
-pids=()
-[ "${1:-}" = --table ] && which=()
-for dm in "${which[@]}"; do
-    args=()
-    [ "$dm" = qemu ] && args=(--dm qemu)
-    echo "== $(date +%T) save-migrate with $dm"
-    "$repo/tools/testbed/run.sh" "${args[@]}" --logs "$out/$dm" save-migrate > "$out-$dm.verdict" 2>&1 &
-    pids+=($!)
-done
-for p in "${pids[@]}"; do wait "$p"; done
-[ "${1:-}" = --table ] && which=(ours qemu)
+if [ "${1:-}" != --table ]; then
+    pids=()
+    for dm in "${which[@]}"; do
+        args=()
+        [ "$dm" = qemu ] && args=(--dm qemu)
+        echo "== $(date +%T) save-migrate with $dm"
+        "$repo/tools/testbed/run.sh" "${args[@]}" --logs "$out/$dm" save-migrate > "$out-$dm.verdict" 2>&1 &
+        pids+=($!)
+    done
+    for p in "${pids[@]}"; do wait "$p"; done
+fi
 for dm in "${which[@]}"; do echo "$dm: $(grep -E '^(PASS|FAIL|RECORD) ' "$out-$dm.verdict" || echo 'no verdict')"; done
 # stat DM KIND KEY: median (min..max) of "KEY <n> s" / "KEY <n> bytes" over the BENCH KIND lines
 stat() {

@@ -61,8 +61,9 @@ impl IdeController {
     /// a real controller would answer it (a held channel shows BSY and
     /// ignores commands), and the pause is taken when no vCPU has one open.
     pub fn begin_guest_request(&mut self) -> bool {
-        let served_anyway = self.serve_while_held && self.vm.state() == RunState::IoError;
-        if !self.vm.is_running() && !served_anyway {
+        let state = self.vm.state();
+        let served_anyway = self.serve_while_held && state == RunState::IoError;
+        if state != RunState::Running && !served_anyway {
             return true;
         }
         self.serving_guest_request = true;
