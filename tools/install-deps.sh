@@ -15,10 +15,19 @@ if [ -n "$missing" ] || ! ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1; the
 fi
 if [ -n "$missing" ]; then
     # The whole list, not just the missing ones: installing one alone can make
-    # apt remove another (a machine with qemu-utils 10.0 from backports lost it
-    # when qemu-system-x86 7.2 came in), so apt must resolve them together.
+    # apt remove another, so apt must resolve them together.
+    install=$PKGS
+    downgrade=""
+    # A machine can come with qemu-utils 10.0 from bookworm-backports and no
+    # source list for it. Its "Breaks: qemu-system-common (<< 8.0)" makes
+    # apt refuse QEMU 7.2 beside it ("held broken packages"), so take
+    # bookworm's own qemu-utils (7.2, the version the tests use as oracle).
+    if dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null | grep -q '~bpo'; then
+        install=${install/qemu-utils/qemu-utils\/bookworm}
+        downgrade=--allow-downgrades
+    fi
     # shellcheck disable=SC2086
-    apt-get install -y -q $PKGS
+    apt-get install -y -q $downgrade $install
 fi
 for p in $PKGS; do
     dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' ||
