@@ -9,6 +9,7 @@ mod ops;
 pub mod platform;
 mod qtest;
 mod xen;
+mod xenpv;
 
 use crate::block::{self, BlockBackend};
 use crate::control::cmdline::{self, Command, DriveSpec, Flavour, MachineConfig};
@@ -123,6 +124,7 @@ pub fn run(args: Vec<String>) -> i32 {
     let result = match config.flavour {
         Flavour::Qtest => qtest::run_qtest(config),
         Flavour::QemuXen | Flavour::Traditional | Flavour::Probe => xen::run_xen(config),
+        Flavour::XenPv => xenpv::run_xenpv(config),
     };
     match result {
         Ok(code) => code,

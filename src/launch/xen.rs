@@ -118,7 +118,7 @@ impl IoHandler for MachineIo {
 }
 
 /// Signals that end the device model: libxl sends SIGHUP on `xl destroy`.
-fn block_exit_signals() -> SigSet {
+pub(super) fn block_exit_signals() -> SigSet {
     let mut set = SigSet::empty();
     for s in [Signal::SIGHUP, Signal::SIGTERM, Signal::SIGINT] {
         set.add(s);
@@ -131,7 +131,7 @@ fn block_exit_signals() -> SigSet {
 
 /// Exit signals stay blocked in every thread, so without this thread
 /// `xl destroy` (SIGHUP) could never end us: failing to start it is fatal.
-fn spawn_signal_thread(set: SigSet, on_signal: impl Fn(Signal) + Send + 'static) -> Result<(), LaunchError> {
+pub(super) fn spawn_signal_thread(set: SigSet, on_signal: impl Fn(Signal) + Send + 'static) -> Result<(), LaunchError> {
     super::spawn_essential("signals", move || {
         crate::sandbox::enter_or_exit(crate::sandbox::ThreadKind::Signals);
         loop {

@@ -308,6 +308,8 @@ pub fn groups(kind: ThreadKind) -> &'static [&'static Group] {
         ThreadKind::Qtest => &[&RUNTIME, &DEVICES, &QTEST, &QMP_CLOSE],
         // libxl's option probe only waits for QMP's quit.
         ThreadKind::Probe => &[&RUNTIME, &QMP_CLOSE],
+        // Waits, then joins the qdisk threads (which flush their images).
+        ThreadKind::PvMain => &[&RUNTIME, &QMP_CLOSE],
         ThreadKind::BlockWorker => &[&RUNTIME, &DEVICES],
         ThreadKind::QmpListener => &[
             &RUNTIME,

@@ -52,6 +52,9 @@ pub enum ThreadKind {
     Qtest,
     /// libxl 4.20+'s `-machine none` option probe: waits for quit.
     Probe,
+    /// `-machine xenpv`'s main thread (a PV or PVH domain's qdisk-only
+    /// device model): waits for quit or a signal, then stops the backends.
+    PvMain,
     /// One block engine worker per drive.
     BlockWorker,
     /// A QMP monitor's accept loop; it spawns the sessions.
@@ -81,10 +84,11 @@ pub enum ThreadKind {
 }
 
 impl ThreadKind {
-    pub const ALL: [ThreadKind; 14] = [
+    pub const ALL: [ThreadKind; 15] = [
         ThreadKind::Ioreq,
         ThreadKind::Qtest,
         ThreadKind::Probe,
+        ThreadKind::PvMain,
         ThreadKind::BlockWorker,
         ThreadKind::QmpListener,
         ThreadKind::QmpSession,
@@ -103,6 +107,7 @@ impl ThreadKind {
             ThreadKind::Ioreq => "ioreq",
             ThreadKind::Qtest => "qtest",
             ThreadKind::Probe => "probe",
+            ThreadKind::PvMain => "xenpv",
             ThreadKind::BlockWorker => "block-worker",
             ThreadKind::QmpListener => "qmp-listener",
             ThreadKind::QmpSession => "qmp-session",
@@ -141,6 +146,7 @@ static ENABLED: AtomicBool = AtomicBool::new(false);
 /// starts any thread.
 pub fn enable() -> Result<(), SandboxError> {
     sigsys::install().map_err(SandboxError::Handler)?;
+    sigsys::prepare_malloc();
     ENABLED.store(true, Ordering::SeqCst);
     Ok(())
 }

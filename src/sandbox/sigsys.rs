@@ -194,3 +194,29 @@ fn syscall_name(nr: libc::c_long) -> Option<&'static str> {
         _ => return None,
     })
 }
+
+/// Two things glibc's malloc does once per process open a file, and a
+/// filtered thread that happened to be the one to do them would be killed
+/// (both found on real Xen, in a PVH guest's qdisk worker):
+/// - past 8 arenas (one per thread that allocates) it reads
+///   /sys/devices/system/cpu/online to learn its limit, 8 per CPU: the same
+///   limit is set up front, so it never needs to ask;
+/// - the first time a thread's arena shrinks, free() reads
+///   /proc/sys/vm/overcommit_memory and keeps the answer: a short-lived
+///   thread here grows and frees its arena, so the answer is in before any
+///   filter.
+pub(super) fn prepare_malloc() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let limit = libc::c_int::try_from(cpus.saturating_mul(8)).unwrap_or(libc::c_int::MAX);
+    // SAFETY: mallopt only sets a malloc tunable; it takes no pointers.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, limit) };
+    // 1 MiB in chunks below the mmap threshold (128 KiB), so they come from
+    // the thread's own arena and their free shrinks it.
+    let shrink = std::thread::spawn(|| {
+        let chunks: Vec<Vec<u8>> = (0..64).map(|_| vec![1u8; 16 << 10]).collect();
+        chunks.len()
+    });
+    if shrink.join().is_err() {
+        log::warn!("sandbox: the malloc set-up thread failed");
+    }
+}

@@ -9,6 +9,8 @@ use std::process::Command;
 const CHILD_ENV: &str = "XEN_IOEMU_SANDBOX_CHILD";
 /// What a child exits with when its call came back (was allowed).
 const RETURNED: i32 = 42;
+/// More threads than glibc's first arena count check (8 on 64-bit).
+const MANY_THREADS: usize = 24;
 
 /// The child's side: does nothing unless run by `run_child`.
 #[test]
@@ -95,6 +97,35 @@ fn sandbox_child() {
             }
             "spawn" => {
                 std::thread::spawn(|| ()).join().expect("thread ran");
+            }
+            // A thread's arena grows by 1 MiB, then shrinks: glibc reads
+            // /proc/sys/vm/overcommit_memory at the first shrink.
+            "arena-shrink" => {
+                std::thread::spawn(|| {
+                    let chunks: Vec<Vec<u8>> = (0..64).map(|_| vec![1u8; 16 << 10]).collect();
+                    chunks.len()
+                })
+                .join()
+                .expect("thread ran");
+            }
+            // Many threads allocating at once: glibc gives each a malloc
+            // arena, and past 8 of them asks how many CPUs there are.
+            "many-arenas" => {
+                let all = std::sync::Arc::new(std::sync::Barrier::new(MANY_THREADS));
+                let threads: Vec<_> = (0..MANY_THREADS)
+                    .map(|_| {
+                        let all = all.clone();
+                        std::thread::spawn(move || {
+                            all.wait();
+                            let held = vec![1u8; 64 << 10];
+                            all.wait();
+                            held.len()
+                        })
+                    })
+                    .collect();
+                for t in threads {
+                    t.join().expect("thread ran");
+                }
             }
             other => panic!("unknown call {other}"),
         }
@@ -239,6 +270,23 @@ fn the_allowed_set_lets_the_real_work_happen() {
     // process with SIGSYS before our handler can write its line.
     let ended = run_child(ThreadKind::Ioreq, "spawn");
     assert_eq!(ended.signal, Some(libc::SIGSYS), "ioreq spawn: {:?} {}", ended.code, ended.stderr);
+}
+
+#[test]
+fn many_threads_allocating_at_once_open_no_file() {
+    // Found on real Xen (a PVH guest's qdisk): past 8 malloc arenas glibc
+    // reads /sys/devices/system/cpu/online (openat) unless M_ARENA_MAX is
+    // set, and a qdisk worker may not open files. `enable` sets it.
+    assert_returned(ThreadKind::QdiskDevice, "many-arenas");
+}
+
+#[test]
+fn a_thread_freeing_much_memory_opens_no_file() {
+    // Found on real Xen (the same qdisk worker, once M_ARENA_MAX was set):
+    // the first time a thread's arena shrinks, glibc's free() opens
+    // /proc/sys/vm/overcommit_memory; `enable` has it done before any
+    // filter.
+    assert_returned(ThreadKind::QdiskDevice, "arena-shrink");
 }
 
 #[test]

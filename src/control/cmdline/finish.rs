@@ -9,13 +9,13 @@ impl Parser {
     pub(super) fn machine_option(&mut self, option: &str, opts: &OptValue) -> Result<(), ConfigError> {
         if let Some(kind) = opts.get("type") {
             match kind {
-                "xenfv" | "pc" | "none" => self.machine = Some(kind.to_string()),
-                "help" => return Err(invalid(option, "machines: pc, xenfv, none")),
+                "xenfv" | "pc" | "none" | "xenpv" => self.machine = Some(kind.to_string()),
+                "help" => return Err(invalid(option, "machines: pc, xenfv, xenpv, none")),
                 other if other.starts_with("pc-i440fx") || other.starts_with("xenfv-") => {
                     self.machine = Some(if other.starts_with("xenfv") { "xenfv" } else { "pc" }.to_string())
                 }
                 other => {
-                    return Err(invalid(option, format!("machine '{other}' is not supported (pc, xenfv or none)")))
+                    return Err(invalid(option, format!("machine '{other}' is not supported (pc, xenfv, xenpv or none)")))
                 }
             }
         }
@@ -75,6 +75,27 @@ impl Parser {
             return Err(ConfigError::Conflict("-qtest: cannot be combined with -xen-domid/-d".into()));
         }
         let probe = self.machine.as_deref() == Some("none");
+        let xenpv = self.machine.as_deref() == Some("xenpv");
+        if xenpv != self.xen_attach {
+            return Err(if xenpv {
+                invalid("-machine", "xenpv needs -xen-attach (libxl passes both for a PV or PVH domain)")
+            } else {
+                invalid("-xen-attach", "only with -machine xenpv (a PV or PVH domain's device model)")
+            });
+        }
+        if xenpv {
+            if self.xen_domid.is_none() {
+                return Err(invalid("-machine", "xenpv needs -xen-domid N"));
+            }
+            // A PV or PVH domain has no emulated hardware: what would need
+            // it is a configuration libxl never writes.
+            if !self.drives.is_empty() || self.devices.iter().any(|d| d.driver.starts_with("ide-")) {
+                return Err(invalid("-drive", "-machine xenpv has no IDE controller: PV disks come from xenstore (qdisk)"));
+            }
+            if self.kernel.is_some() {
+                return Err(invalid("-kernel", "-machine xenpv: the domain builder loads a PV or PVH kernel, not the device model"));
+            }
+        }
         let flavour = if self.qtest.is_some() {
             if !accel_list.is_empty() && !accel_list.iter().any(|a| *a == "qtest" || *a == "tcg") {
                 return Err(invalid("-qtest", "needs -accel qtest (or tcg)"));
@@ -82,6 +103,8 @@ impl Parser {
             Flavour::Qtest
         } else if probe && domid.is_none() {
             Flavour::Probe
+        } else if xenpv {
+            Flavour::XenPv
         } else if self.xen_domid.is_some() {
             Flavour::QemuXen
         } else if self.trad_domid.is_some() {

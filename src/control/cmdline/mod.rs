@@ -34,6 +34,9 @@ pub enum Flavour {
     /// libxl 4.20+ spawns the DM once with `-machine none` to ask which
     /// options it knows, then quits it.
     Probe,
+    /// `-machine xenpv -xen-attach`: a PV or PVH domain's device model,
+    /// which serves its qdisk disks only (no ioreq server, no devices).
+    XenPv,
 }
 
 /// Where the device state of a restore comes from.
@@ -206,12 +209,12 @@ fn option_arity(name: &str) -> Option<Option<Option<&'static str>>> {
         "qtest-log" | "cdrom" | "hda" | "hdb" | "hdc" | "hdd" | "bios" | "cpu" | "xen-domid"
         | "d" | "domain-name" | "videoram" | "vcpu_avail" | "vcpus" | "k" | "usbdevice"
         | "soundhw" | "loadvm" | "incoming" | "runas" | "chroot" | "L" | "D" | "kernel"
-        | "append" | "initrd" | "pidfile" | "trace" | "xen-attach" | "uuid"
+        | "append" | "initrd" | "pidfile" | "trace" | "uuid"
         | "option-rom" | "overcommit" | "action" | "acpitable" | "spice" => with_value(None),
         "nodefaults" | "no-user-config" | "nographic" | "no-shutdown" | "no-reboot"
         | "no-acpi" | "acpi" | "S" | "xen-domid-restrict" | "usb" | "vncunused"
         | "no-hpet" | "enable-kvm" | "daemonize" | "version" | "h" | "help" | "snapshot"
-        | "std-vga" | "localtime" | "full-screen" | "no-fd-bootchk" | "sdl" => Some(None),
+        | "std-vga" | "localtime" | "full-screen" | "no-fd-bootchk" | "sdl" | "xen-attach" => Some(None),
         _ => None,
     }
 }
@@ -273,6 +276,7 @@ struct Parser {
     /// Every accelerator named by -accel or -machine accel=, in order.
     accels: Vec<String>,
     machine: Option<String>,
+    xen_attach: bool,
     xen_domid: Option<u32>,
     trad_domid: Option<u32>,
     name: Option<String>,
@@ -466,7 +470,8 @@ impl Parser {
             "initrd" => self.initrd = Some(PathBuf::from(raw)),
             "append" => self.append = Some(raw.to_string()),
             "L" => self.firmware_dir = Some(PathBuf::from(raw)),
-            "xen-attach" => return Err(invalid(option, "attaching to a running domain is not supported")),
+            // libxl's PV/PVH device model: checked against -machine in finish.
+            "xen-attach" => self.xen_attach = true,
             "vnc" if opts.get("vnc") != Some("none") => {
                     self.warnings.push(format!("-vnc {raw}: no display is emulated; ignored"));
             }

@@ -76,6 +76,17 @@ fn qemu_xen_nested_probe_argv() {
     assert_eq!(c.qmp.len(), 2);
 }
 
+/// libxl_dm.c for a PV or PVH domain with a qdisk disk (Xen 4.17-4.21):
+/// `-xen-attach` is a flag, so `-name` after it stays an option.
+#[test]
+fn qemu_xen_pv_domain_argv() {
+    let c = run("-xen-domid 4 -no-shutdown -chardev socket,id=libxl-cmd,path=/var/run/xen/qmp-libxl-4,server=on,wait=off -mon chardev=libxl-cmd,mode=control -chardev socket,id=libxenstat-cmd,path=/var/run/xen/qmp-libxenstat-4,server=on,wait=off -mon chardev=libxenstat-cmd,mode=control -nodefaults -no-user-config -xen-attach -name pvh-guest -nographic -machine xenpv -m 257");
+    assert_eq!((c.flavour, c.domid, c.ram_mib), (Flavour::XenPv, Some(4), 257));
+    assert_eq!(c.name.as_deref(), Some("pvh-guest"));
+    assert!(c.drives.is_empty());
+    assert_eq!(c.qmp.len(), 2);
+}
+
 #[test]
 fn qemu_xen_dm_restrict_with_fd_and_no_platform_device() {
     let c = run("-xen-domid 9 -chardev socket,id=libxl-cmd,fd=17,server=on,wait=off -mon chardev=libxl-cmd,mode=control -S -xen-domid-restrict -chroot /var/run/xen/qemu-root-9 -runas xen-qemuuser-9 -smp 2,maxcpus=4 -no-acpi -machine pc,accel=xen,suppress-vmdesc=on,max-ram-below-4g=3G -m 512");
@@ -227,7 +238,7 @@ fn every_error_is_one_line_naming_the_option() {
         ("-xen-domid 1 -mon chardev=nope,mode=control", "-mon: chardev=nope names no -chardev"),
         ("-xen-domid 1 -device virtio-blk-pci,drive=d", "-device: virtio-blk-pci,drive=d: only ide-hd and ide-cd can attach a drive"),
         ("-xen-domid 1 -device ide-hd,drive=nope", "-device ide-hd: drive=nope: no -drive if=none,id=nope"),
-        ("-xen-domid 1 -machine q35", "-machine: machine 'q35' is not supported (pc, xenfv or none)"),
+        ("-xen-domid 1 -machine q35", "-machine: machine 'q35' is not supported (pc, xenfv, xenpv or none)"),
         ("-xen-domid 1 -drive file=/a,bogus=1", "-drive: bogus=: unknown drive property"),
         ("-xen-domid 1 -serial tcp:1.2.3.4:5", "-serial: 'tcp:1.2.3.4:5': only pty, null, stdio, file:PATH and none are supported"),
         ("-d 1 -hda /a", "-drive: qemu-xen-traditional (-d) takes its disks from xenstore"),
