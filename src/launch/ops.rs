@@ -220,7 +220,8 @@ impl MachineOps for PcOps {
     }
 }
 
-/// The QMP of libxl's probe run (`-machine none`): no devices at all.
+/// The QMP of a machine without devices: libxl's probe run (`-machine
+/// none`) and a PV domain's device model (`-machine xenpv`).
 pub struct ProbeOps {
     vm: VmControl,
     on_quit: Box<dyn Fn() + Send + Sync>,

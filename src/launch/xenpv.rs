@@ -7,51 +7,11 @@
 
 use super::xen::{block_exit_signals, spawn_signal_thread};
 use super::LaunchError;
-use crate::control::{MachineConfig, MachineError, MachineOps, QmpInfo, QmpServer, XenstoreRead};
-use crate::machine::{DriveInfo, EventSink, RunState, VmControl};
+use crate::control::{MachineConfig, QmpInfo, QmpServer, XenstoreRead};
+use crate::machine::{EventSink, RunState, VmControl};
 use crate::xen::XenStore;
 use nix::sys::signal::Signal;
 use std::sync::{Arc, Condvar, Mutex};
-
-/// What QMP can do to a PV domain's device model. The domain's vCPUs are
-/// Xen's, not ours: `stop`/`cont` only change the state query-status shows
-/// (libxl pauses and unpauses the domain itself).
-pub struct PvOps {
-    vm: VmControl,
-    drives: Box<dyn Fn() -> Vec<DriveInfo> + Send + Sync>,
-    on_quit: Box<dyn Fn() + Send + Sync>,
-}
-
-impl MachineOps for PvOps {
-    fn run_state(&self) -> RunState {
-        self.vm.state()
-    }
-    fn stop(&self) {
-        self.vm.stop(RunState::Paused);
-    }
-    fn cont(&self) -> Result<(), MachineError> {
-        self.vm.set_running();
-        Ok(())
-    }
-    fn block_info(&self) -> Vec<DriveInfo> {
-        (self.drives)()
-    }
-    fn eject(&self, device: &str, _force: bool) -> Result<(), MachineError> {
-        Err(MachineError::NoSuchDevice(device.to_string()))
-    }
-    fn change_medium(&self, device: &str, _filename: &str, _read_only: Option<bool>) -> Result<(), MachineError> {
-        Err(MachineError::NoSuchDevice(device.to_string()))
-    }
-    fn chardevs(&self) -> Vec<(String, String)> {
-        Vec::new()
-    }
-    fn system_reset(&self) -> Result<(), MachineError> {
-        Err(MachineError::NoMachine)
-    }
-    fn quit(&self) {
-        (self.on_quit)();
-    }
-}
 
 /// The PV devices libxl left to the device model that this one does not
 /// serve (the framebuffer, keyboard, secondary consoles, PV USB), as
@@ -92,14 +52,16 @@ pub fn run_xenpv(config: MachineConfig) -> Result<i32, LaunchError> {
         *done.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
         done.1.notify_all();
     };
-    let ops = Arc::new(PvOps {
-        vm: vm.clone(),
-        drives: Box::new(Vec::new),
-        on_quit: Box::new({
+    // No emulated devices: the probe's QMP (the domain's vCPUs are Xen's;
+    // stop/cont only change what query-status shows, libxl pauses and
+    // unpauses the domain itself).
+    let ops = Arc::new(super::ops::ProbeOps::new(
+        vm.clone(),
+        Box::new({
             let done = done.clone();
             move || finish(&done)
         }),
-    });
+    ));
     let _qmp = QmpServer::start_all(&config.qmp, ops, &events, &QmpInfo { name: config.name.clone(), vcpus: config.vcpus })
         .map_err(|source| LaunchError::Qmp { label: "libxl-cmd", source })?;
     spawn_signal_thread(exit_signals, {
@@ -141,26 +103,7 @@ pub fn run_xenpv(config: MachineConfig) -> Result<i32, LaunchError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
-
-    struct FakeXenstore(BTreeMap<String, String>);
-
-    impl XenstoreRead for FakeXenstore {
-        fn read(&self, path: &str) -> Option<String> {
-            self.0.get(path).cloned()
-        }
-        fn directory(&self, path: &str) -> Vec<String> {
-            let prefix = format!("{path}/");
-            let mut children: Vec<String> = self
-                .0
-                .keys()
-                .filter_map(|k| k.strip_prefix(&prefix))
-                .map(|rest| rest.split('/').next().unwrap_or_default().to_string())
-                .collect();
-            children.dedup();
-            children
-        }
-    }
+    use crate::control::cmdline::tests::FakeStore;
 
     #[test]
     fn only_the_devices_meant_for_a_device_model_are_reported_unserved() {
@@ -173,7 +116,10 @@ mod tests {
             // Another domain's devices are not ours.
             ("/local/domain/0/backend/vfb/4/0/vnc", "1"),
         ];
-        let xs = FakeXenstore(nodes.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        let mut xs = FakeStore::default();
+        for (path, value) in nodes {
+            xs.set(path, value);
+        }
         assert_eq!(unserved_pv_devices(&xs, 3), vec!["vfb/0", "vkbd/0", "console/1"]);
         assert!(unserved_pv_devices(&xs, 5).is_empty());
     }

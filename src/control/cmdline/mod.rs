@@ -503,4 +503,4 @@ impl Parser {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -258,11 +258,12 @@ fn fifth_drive_finds_no_free_slot() {
     );
 }
 
+/// An in-memory xenstore (also for launch's tests).
 #[derive(Default)]
-struct FakeStore(std::collections::BTreeMap<String, String>);
+pub(crate) struct FakeStore(std::collections::BTreeMap<String, String>);
 
 impl FakeStore {
-    fn set(&mut self, path: &str, value: &str) {
+    pub(crate) fn set(&mut self, path: &str, value: &str) {
         self.0.insert(path.to_string(), value.to_string());
     }
     fn vbd(&mut self, devid: u32, dev: &str, kind: &str, params: &str, mode: &str, cdrom: bool) {
