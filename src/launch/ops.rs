@@ -6,6 +6,7 @@ use crate::devices::ide::IdeController;
 use crate::machine::pc::{BusEffects, PcMachine};
 use crate::machine::savestate::MachineState;
 use crate::machine::{DriveInfo, Event, RunState, VmControl};
+use crate::pvblock::{drive_infos, PvDiskTable};
 use std::sync::{Arc, Mutex};
 
 pub struct PcOps {
@@ -26,6 +27,8 @@ pub struct PcOps {
     /// `-S`: a loaded state leaves the VM paused for `cont`; without it the
     /// VM runs (and held requests re-run) as soon as the state is in.
     start_paused: bool,
+    /// The qdisk disks (a PVHVM guest's), listed after the IDE drives.
+    pv_disks: Option<PvDiskTable>,
 }
 
 /// How long `stop` and a save wait for requests on the host.
@@ -51,7 +54,13 @@ impl PcOps {
             dirty_flush: Box::new(|| {}),
             on_state_loaded: Box::new(|_| {}),
             start_paused: false,
+            pv_disks: None,
         }
+    }
+
+    pub fn with_pv_disks(mut self, disks: PvDiskTable) -> Self {
+        self.pv_disks = Some(disks);
+        self
     }
 
     pub fn with_dirty_log(mut self, dirty_log: Box<dyn Fn(bool) + Send + Sync>, flush: Box<dyn Fn() + Send + Sync>) -> Self {
@@ -184,7 +193,11 @@ impl MachineOps for PcOps {
     }
 
     fn block_info(&self) -> Vec<DriveInfo> {
-        self.ide.lock().unwrap_or_else(|e| e.into_inner()).drives_info()
+        let mut drives = self.ide.lock().unwrap_or_else(|e| e.into_inner()).drives_info();
+        if let Some(disks) = &self.pv_disks {
+            drives.extend(drive_infos(disks));
+        }
+        drives
     }
 
     fn eject(&self, device: &str, force: bool) -> Result<(), MachineError> {
@@ -225,11 +238,18 @@ impl MachineOps for PcOps {
 pub struct ProbeOps {
     vm: VmControl,
     on_quit: Box<dyn Fn() + Send + Sync>,
+    /// A PV domain's qdisk disks.
+    pv_disks: PvDiskTable,
 }
 
 impl ProbeOps {
     pub fn new(vm: VmControl, on_quit: Box<dyn Fn() + Send + Sync>) -> Self {
-        ProbeOps { vm, on_quit }
+        ProbeOps { vm, on_quit, pv_disks: PvDiskTable::default() }
+    }
+
+    pub fn with_pv_disks(mut self, disks: PvDiskTable) -> Self {
+        self.pv_disks = disks;
+        self
     }
 }
 
@@ -245,7 +265,7 @@ impl MachineOps for ProbeOps {
         Ok(())
     }
     fn block_info(&self) -> Vec<DriveInfo> {
-        Vec::new()
+        drive_infos(&self.pv_disks)
     }
     fn eject(&self, device: &str, _force: bool) -> Result<(), MachineError> {
         Err(MachineError::NoSuchDevice(device.to_string()))

@@ -342,6 +342,7 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
             apply_bus_effects(&dm, server_id, &power, &mut limiter, effects);
         }
     };
+    let pv_disks = crate::pvblock::PvDiskTable::default();
     let ops = Arc::new(
         PcOps::new(
             machine.clone(),
@@ -355,7 +356,8 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
             let memory = memory.clone();
             Box::new(move || memory.flush_dirty_log())
         })
-        .with_state_loaded(Box::new(deferred_effects), config.start_paused),
+        .with_state_loaded(Box::new(deferred_effects), config.start_paused)
+        .with_pv_disks(pv_disks.clone()),
     );
     let _qmp = QmpServer::start_all(&config.qmp, ops, &events, &QmpInfo { name: config.name.clone(), vcpus: config.vcpus })
         .map_err(|source| LaunchError::Qmp { label: "libxl-cmd", source })?;
@@ -397,6 +399,7 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
     let qdisks = crate::xen::qdisk::QdiskService::start(
         domid16,
         crate::xen::qdisk::QdiskPolicy { werror: pv.werror, rerror: pv.rerror, retry_interval: pv.retry_interval },
+        pv_disks,
     );
     if config.domid_restrict {
         server.restrict().map_err(xen_err)?;

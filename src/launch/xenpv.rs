@@ -1,9 +1,8 @@
 //! `-machine xenpv`: the device model libxl starts for a PV or PVH domain
 //! that has disks only a device model serves (qcow2, `backendtype=qdisk`).
 //! There is no emulated hardware, so no ioreq server: the qdisk backend,
-//! QMP (libxl's query-status; query-block and query-blockstats answer an
-//! empty list for now: the qdisk connections keep no per-drive figures
-//! yet) and the exit signals, until `xl destroy` (SIGHUP) or QMP `quit`.
+//! QMP (libxl's query-status; query-block and query-blockstats list the
+//! qdisk disks, for libxenstat and so xentop) and the exit signals, until `xl destroy` (SIGHUP) or QMP `quit`.
 
 use super::xen::{block_exit_signals, spawn_signal_thread};
 use super::LaunchError;
@@ -55,13 +54,17 @@ pub fn run_xenpv(config: MachineConfig) -> Result<i32, LaunchError> {
     // No emulated devices: the probe's QMP (the domain's vCPUs are Xen's;
     // stop/cont only change what query-status shows, libxl pauses and
     // unpauses the domain itself).
-    let ops = Arc::new(super::ops::ProbeOps::new(
-        vm.clone(),
-        Box::new({
-            let done = done.clone();
-            move || finish(&done)
-        }),
-    ));
+    let pv_disks = crate::pvblock::PvDiskTable::default();
+    let ops = Arc::new(
+        super::ops::ProbeOps::new(
+            vm.clone(),
+            Box::new({
+                let done = done.clone();
+                move || finish(&done)
+            }),
+        )
+        .with_pv_disks(pv_disks.clone()),
+    );
     let _qmp = QmpServer::start_all(&config.qmp, ops, &events, &QmpInfo { name: config.name.clone(), vcpus: config.vcpus })
         .map_err(|source| LaunchError::Qmp { label: "libxl-cmd", source })?;
     spawn_signal_thread(exit_signals, {
@@ -78,6 +81,7 @@ pub fn run_xenpv(config: MachineConfig) -> Result<i32, LaunchError> {
     let qdisks = crate::xen::qdisk::QdiskService::start(
         domid16,
         crate::xen::qdisk::QdiskPolicy { werror: pv.werror, rerror: pv.rerror, retry_interval: pv.retry_interval },
+        pv_disks,
     );
     // Under dm_restrict libxl asks QMP query-status instead.
     if !config.domid_restrict {

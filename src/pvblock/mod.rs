@@ -18,12 +18,14 @@
 //!   and answers them; host errors go through werror/rerror as for IDE.
 
 pub mod backend;
+pub mod info;
 pub mod request;
 pub mod ring;
 #[cfg(test)]
 mod tests;
 
 pub use backend::{Qdisk, QdiskOptions, QdiskStats};
+pub use info::{drive_infos, PvDiskInfo, PvDiskTable};
 pub use request::{BlkRequest, Rejection, RequestKind, Segment};
 pub use ring::{BackRing, RingError};
 

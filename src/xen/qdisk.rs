@@ -24,12 +24,12 @@ use super::xenstore::{XenStore, XenstoreRead};
 use crate::block::engine::{share, SharedBackend};
 use crate::block::{open_image, CacheMode, ErrorPolicy, ImageSpec};
 use crate::pvblock::request::DiskLimits;
-use crate::pvblock::{BackRing, Notifier, Qdisk, QdiskOptions, QdiskStats};
+use crate::pvblock::{BackRing, Notifier, PvDiskInfo, PvDiskTable, Qdisk, QdiskOptions};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 use xen_sys::blkif::*;
@@ -46,23 +46,18 @@ pub struct QdiskPolicy {
 const POLL_MS: u16 = 100;
 const SCAN_EVERY: u32 = 10;
 
-/// Counters of the connected disks by vdev, for query-blockstats.
-pub type QdiskStatsTable = Arc<Mutex<HashMap<String, QdiskStats>>>;
-
 pub struct QdiskService {
     stop: Arc<AtomicBool>,
     supervisor: Option<JoinHandle<()>>,
-    pub stats: QdiskStatsTable,
 }
 
 impl QdiskService {
     /// Open what every disk shares (the xenstore connection, gntdev) on the
     /// calling thread, then start the supervisor, filtered from its first
     /// instruction. Failures are logged: a domain without qdisk disks
-    /// needs neither.
-    pub fn start(domid: DomId, policy: QdiskPolicy) -> Self {
+    /// needs neither. The served disks are kept in `disks` for QMP.
+    pub fn start(domid: DomId, policy: QdiskPolicy, disks: PvDiskTable) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let stats: QdiskStatsTable = Arc::default();
         let shared = match (XenStore::open(), GrantDevice::open()) {
             (Ok(xs), gntdev) => Some((Arc::new(xs), gntdev.map_err(|e| e.to_string()))),
             (Err(e), _) => {
@@ -70,9 +65,9 @@ impl QdiskService {
                 None
             }
         };
-        let (s, t) = (stop.clone(), stats.clone());
+        let s = stop.clone();
         let supervisor = shared.and_then(|(xs, gntdev)| {
-            let sup = Supervisor { domid, policy, xs, gntdev, stop: s, stats: t };
+            let sup = Supervisor { domid, policy, xs, gntdev, stop: s, disks };
             // libxl wrote the nodes of the disks the domain starts with
             // before it started us: those are opened here, before -runas
             // and -chroot drop privileges (dm_restrict).
@@ -86,7 +81,7 @@ impl QdiskService {
                 .map_err(|e| log::error!("qdisk: cannot start the backend thread: {e}"))
                 .ok()
         });
-        QdiskService { stop, supervisor, stats }
+        QdiskService { stop, supervisor }
     }
 
     /// Stop every backend: in-flight requests complete and images are
@@ -110,7 +105,7 @@ struct Supervisor {
     /// gntdev, or why it could not be opened (said once a disk needs it).
     gntdev: std::result::Result<Arc<GrantDevice>, String>,
     stop: Arc<AtomicBool>,
-    stats: QdiskStatsTable,
+    disks: PvDiskTable,
 }
 
 impl Supervisor {
@@ -200,7 +195,7 @@ struct Device {
     backend: SharedBackend,
     limits: DiskLimits,
     policy: QdiskPolicy,
-    stats: QdiskStatsTable,
+    disks: PvDiskTable,
 }
 
 struct Connection {
@@ -242,6 +237,9 @@ fn prepare_device(sup: &Supervisor, devid: &str) -> Option<Device> {
     };
     let sectors = image.size() >> BLKIF_SECTOR_SHIFT;
     let read_only = read_only || image.read_only();
+    let file = parse_params(&params).map(|(_, path)| path.to_string()).unwrap_or_default();
+    let info = PvDiskInfo { devid: devid.to_string(), file, read_only, size: image.size(), ..PvDiskInfo::default() };
+    sup.disks.lock().unwrap_or_else(|e| e.into_inner()).insert(vdev.clone(), info);
     log::info!("qdisk {vdev} (devid {devid}): {params} {} sectors{}", sectors, if read_only { " read-only" } else { "" });
     Some(Device {
         xs: xs.clone(),
@@ -254,7 +252,7 @@ fn prepare_device(sup: &Supervisor, devid: &str) -> Option<Device> {
         backend: share(image),
         limits: DiskLimits { sectors, read_only, discard: !read_only },
         policy: sup.policy,
-        stats: sup.stats.clone(),
+        disks: sup.disks.clone(),
     })
 }
 
@@ -333,7 +331,7 @@ impl Device {
         if let Err(e) = self.backend.lock().unwrap_or_else(|e| e.into_inner()).flush() {
             log::error!("qdisk {}: flushing the image at exit: {e}", self.vdev);
         }
-        self.stats.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.vdev);
+        self.disks.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.vdev);
     }
 
     fn connect(&self) -> Result<Connection, String> {
@@ -415,7 +413,9 @@ impl Device {
             c.qdisk.retry_held();
         }
         c.qdisk.process();
-        self.stats.lock().unwrap_or_else(|e| e.into_inner()).insert(self.vdev.clone(), c.qdisk.stats());
+        if let Some(disk) = self.disks.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&self.vdev) {
+            disk.current = c.qdisk.stats();
+        }
     }
 
     fn disconnect(&self, c: Connection) {
@@ -429,6 +429,10 @@ impl Device {
             log::error!("qdisk {}: flush at disconnect: {e}", self.vdev);
         }
         let _ = self.evtchn.unbind(c.port);
+        if let Some(disk) = self.disks.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&self.vdev) {
+            disk.current = c.qdisk.stats();
+            disk.end_connection();
+        }
         log::info!("qdisk {}: disconnected", self.vdev);
         // Dropping the Qdisk joins its worker and unmaps the ring.
     }

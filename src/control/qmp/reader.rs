@@ -34,8 +34,10 @@ pub(super) fn read_commands(stream: FdStream, outbox: &Outbox, session: &mut Ses
                 discarding = true;
                 continue;
             }
-            Line::Text(text) => text,
+            Line::Text(text) => (text, true),
+            Line::Unterminated(text) => (text, false),
         };
+        let (line, ended_by_newline) = line;
         if discarding {
             if line.trim_ascii_start().first() != Some(&b'{') {
                 continue;
@@ -49,7 +51,9 @@ pub(super) fn read_commands(stream: FdStream, outbox: &Outbox, session: &mut Ses
             continue;
         }
         pending.push_str(&String::from_utf8_lossy(&line));
-        pending.push('\n');
+        if ended_by_newline {
+            pending.push('\n');
+        }
         let mut stream = serde_json::Deserializer::from_str(&pending).into_iter::<Value>();
         let mut consumed = 0;
         loop {
@@ -84,12 +88,17 @@ pub(super) fn read_commands(stream: FdStream, outbox: &Outbox, session: &mut Ses
 
 enum Line {
     Text(Vec<u8>),
+    /// What arrived so far ends like a JSON object but has no newline:
+    /// libxenstat (xentop) sends its commands so and waits 10 ms for the
+    /// answer, so it is parsed now instead of waiting for a newline.
+    Unterminated(Vec<u8>),
     TooLong,
     Eof,
 }
 
-/// Reads up to '\n'; a longer line is consumed and dropped in pieces so it
-/// never occupies more than `limit` bytes of memory.
+/// Reads up to '\n' (or to the end of what has arrived, when that ends in
+/// '}'); a longer line is consumed and dropped in pieces so it never
+/// occupies more than `limit` bytes of memory.
 fn read_bounded_line<R: Read>(reader: &mut BufReader<R>, limit: usize) -> std::io::Result<Line> {
     let mut line = Vec::new();
     let mut too_long = false;
@@ -120,10 +129,14 @@ fn read_bounded_line<R: Read>(reader: &mut BufReader<R>, limit: usize) -> std::i
                 line.extend_from_slice(chunk);
             }
         }
-        let consumed = found_newline.map(|at| at + 1).unwrap_or(available.len());
+        let available_len = available.len();
+        let consumed = found_newline.map(|at| at + 1).unwrap_or(available_len);
         reader.consume(consumed);
         if found_newline.is_some() {
             return Ok(if too_long { Line::TooLong } else { Line::Text(line) });
+        }
+        if !too_long && consumed == available_len && line.trim_ascii_end().last() == Some(&b'}') {
+            return Ok(Line::Unterminated(line));
         }
     }
 }
@@ -177,5 +190,25 @@ mod tests {
         assert!(matches!(read_bounded_line(&mut reader, 50).unwrap(), Line::Text(t) if t == b"short"));
         assert!(matches!(read_bounded_line(&mut reader, 50).unwrap(), Line::Text(t) if t == b"last"));
         assert!(matches!(read_bounded_line(&mut reader, 50).unwrap(), Line::Eof));
+    }
+
+    /// Gives its bytes once, then fails: a reader that waited for more
+    /// (a newline) would hit the failure.
+    struct OnceThenStuck(Option<Vec<u8>>);
+
+    impl Read for OnceThenStuck {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let data = self.0.take().ok_or_else(|| std::io::Error::other("blocked: waited for a newline"))?;
+            buf[..data.len()].copy_from_slice(&data);
+            Ok(data.len())
+        }
+    }
+
+    #[test]
+    fn a_command_without_a_newline_is_taken_as_it_arrives() {
+        // libxenstat's exact bytes.
+        let command = br#"{ "execute": "qmp_capabilities" }"#.to_vec();
+        let mut reader = BufReader::new(OnceThenStuck(Some(command.clone())));
+        assert!(matches!(read_bounded_line(&mut reader, 4096).unwrap(), Line::Unterminated(t) if t == command));
     }
 }
