@@ -395,12 +395,7 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
 
     // Before "running": libxl has written the qdisk backend nodes already
     // and does not wait for them, the guest's frontend will.
-    let pv = config.pv_disk_policy;
-    let qdisks = crate::xen::qdisk::QdiskService::start(
-        domid16,
-        crate::xen::qdisk::QdiskPolicy { werror: pv.werror, rerror: pv.rerror, retry_interval: pv.retry_interval },
-        pv_disks,
-    );
+    let qdisks = super::start_qdisks(&config, domid16, pv_disks);
     if config.domid_restrict {
         server.restrict().map_err(xen_err)?;
     } else {

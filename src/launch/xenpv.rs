@@ -77,12 +77,7 @@ pub fn run_xenpv(config: MachineConfig) -> Result<i32, LaunchError> {
 
     // libxl wrote the disks' backend nodes before it started us; they are
     // opened here, before privileges are dropped.
-    let pv = config.pv_disk_policy;
-    let qdisks = crate::xen::qdisk::QdiskService::start(
-        domid16,
-        crate::xen::qdisk::QdiskPolicy { werror: pv.werror, rerror: pv.rerror, retry_interval: pv.retry_interval },
-        pv_disks,
-    );
+    let qdisks = super::start_qdisks(&config, domid16, pv_disks);
     // Under dm_restrict libxl asks QMP query-status instead.
     if !config.domid_restrict {
         xenstore.report_state(domid16, "running").map_err(LaunchError::Xen)?;
