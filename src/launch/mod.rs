@@ -209,8 +209,6 @@ pub(crate) fn ignore_signal(sig: nix::sys::signal::Signal) {
     }
 }
 
-/// `-chroot DIR` and `-runas USER[:GROUP]` (or `UID:GID`), applied after
-/// every privileged set-up step, as QEMU does for dm_restrict.
 /// Start the qdisk backend with the `-global xen-block.*` policy; the
 /// disks it serves go into `disks` for QMP.
 fn start_qdisks(config: &MachineConfig, domid: u16, disks: crate::pvblock::PvDiskTable) -> crate::xen::qdisk::QdiskService {
@@ -222,6 +220,8 @@ fn start_qdisks(config: &MachineConfig, domid: u16, disks: crate::pvblock::PvDis
     )
 }
 
+/// `-chroot DIR` and `-runas USER[:GROUP]` (or `UID:GID`), applied after
+/// every privileged set-up step, as QEMU does for dm_restrict.
 pub(crate) fn drop_privileges(config: &MachineConfig) -> Result<(), LaunchError> {
     use nix::unistd::{chdir, chroot, setgid, setgroups, setuid, Gid, Group, Uid, User};
     let target = match &config.runas {

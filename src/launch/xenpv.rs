@@ -2,7 +2,8 @@
 //! that has disks only a device model serves (qcow2, `backendtype=qdisk`).
 //! There is no emulated hardware, so no ioreq server: the qdisk backend,
 //! QMP (libxl's query-status; query-block and query-blockstats list the
-//! qdisk disks, for libxenstat and so xentop) and the exit signals, until `xl destroy` (SIGHUP) or QMP `quit`.
+//! qdisk disks, for libxenstat and so xentop) and the exit signals, until
+//! `xl destroy` (SIGHUP) or QMP `quit`.
 
 use super::xen::{block_exit_signals, spawn_signal_thread};
 use super::LaunchError;
