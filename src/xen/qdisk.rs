@@ -217,7 +217,9 @@ fn prepare_device(sup: &Supervisor, devid: &str) -> Option<Device> {
     let vdev = xs.read(&format!("{be}/dev")).unwrap_or_else(|| devid.to_string());
     let params = xs.read(&format!("{be}/params")).unwrap_or_default();
     let read_only = xs.read(&format!("{be}/mode")).is_none_or(|m| !m.starts_with('w'));
-    let opened = parse_params(&params).and_then(|(format, path)| {
+    let parsed = parse_params(&params);
+    let file = parsed.as_ref().map(|(_, path)| path.to_string()).unwrap_or_default();
+    let opened = parsed.and_then(|(format, path)| {
         open_image(&ImageSpec { file: path.to_string(), format: format.to_string(), cache: CacheMode::Writeback, read_only })
             .map_err(|e| e.to_string())
     });
@@ -237,7 +239,6 @@ fn prepare_device(sup: &Supervisor, devid: &str) -> Option<Device> {
     };
     let sectors = image.size() >> BLKIF_SECTOR_SHIFT;
     let read_only = read_only || image.read_only();
-    let file = parse_params(&params).map(|(_, path)| path.to_string()).unwrap_or_default();
     let info = PvDiskInfo { devid: devid.to_string(), file, read_only, size: image.size(), ..PvDiskInfo::default() };
     sup.disks.lock().unwrap_or_else(|e| e.into_inner()).insert(vdev.clone(), info);
     log::info!("qdisk {vdev} (devid {devid}): {params} {} sectors{}", sectors, if read_only { " read-only" } else { "" });
@@ -385,6 +386,17 @@ impl Device {
     }
 
     /// Serve requests for about `period`, waking on the event channel.
+    /// The connection's counters into the QMP table; `ended`: they join
+    /// the disk's earlier ones.
+    fn record_stats(&self, qdisk: &Qdisk, ended: bool) {
+        if let Some(disk) = self.disks.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&self.vdev) {
+            disk.current = qdisk.stats();
+            if ended {
+                disk.end_connection();
+            }
+        }
+    }
+
     fn serve_for(&self, c: &Connection, period: Duration) {
         let mut fds = [PollFd::new(self.evtchn.as_fd(), PollFlags::POLLIN)];
         let ms = period.as_millis().min(u128::from(u16::MAX)) as u16;
@@ -413,9 +425,7 @@ impl Device {
             c.qdisk.retry_held();
         }
         c.qdisk.process();
-        if let Some(disk) = self.disks.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&self.vdev) {
-            disk.current = c.qdisk.stats();
-        }
+        self.record_stats(&c.qdisk, false);
     }
 
     fn disconnect(&self, c: Connection) {
@@ -429,10 +439,7 @@ impl Device {
             log::error!("qdisk {}: flush at disconnect: {e}", self.vdev);
         }
         let _ = self.evtchn.unbind(c.port);
-        if let Some(disk) = self.disks.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&self.vdev) {
-            disk.current = c.qdisk.stats();
-            disk.end_connection();
-        }
+        self.record_stats(&c.qdisk, true);
         log::info!("qdisk {}: disconnected", self.vdev);
         // Dropping the Qdisk joins its worker and unmaps the ring.
     }

@@ -9,6 +9,21 @@ TB_FAILS=0
 
 tb_now() { cut -d' ' -f1 /proc/uptime; }
 tb_say() { echo "SCENARIO[$(tb_now)]: $*"; }
+# tb_check_qdisk_xvdb IMAGE QSTATE VBD_RD DMLOG: the checks every qdisk
+# scenario makes of xvdb (devid 51728): the guest's 16 MiB at MiB 1 are in
+# IMAGE, the backend was Connected (QSTATE, read while the guest tested
+# it), xentop's reads (VBD_RD) for the record, and (ours) the ring
+# connected in DMLOG.
+tb_check_qdisk_xvdb() {
+    want=$(tb_guest_md5)
+    got=$(tb_region_md5 "$1" 1 16)
+    tb_say "guest pattern md5=$want, qdisk image region md5=$got"
+    tb_check "the guest's blocks are in the qdisk image file" [ -n "$want" -a "$want" = "$got" ]
+    tb_check "the qdisk backend of xvdb was Connected (state 4)" [ "$2" = 4 ]
+    # For the record only (see tb_xentop_vbd_reads).
+    tb_say "xentop's reads of xvdb (51728): ${3:-not listed}"
+    tb_check_ours "the DM connected xvdb's ring" grep -q 'qdisk xvdb: connected' "$4"
+}
 # tb_xentop_vbd_reads DEVID: xentop's VBD lines said, then the read count of
 # VBD DEVID on stdout (empty if not listed). libxenstat asks the DM's
 # libxenstat-cmd QMP socket for the qdisk disks; on this testbed it lists

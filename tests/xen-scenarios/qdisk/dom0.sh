@@ -24,14 +24,7 @@ tb_check "the kernel got xl's cmdline, without xen_emul_unplug=never" tb_console
 tb_check "guest unplugged IDE: its boot disk is xvda (GUEST: found the boot disk (xvda))" tb_guest_says "$domid" 'found the boot disk \(xvda\)'
 tb_check "guest O_DIRECT write + read-back md5 match on xvdb (GUEST: RESULT PASS)" tb_guest_says "$domid" 'RESULT PASS'
 tb_check "no disk errors on the guest console" tb_console_lacks 'failed command|exception Emask|I/O error'
-want=$(tb_guest_md5)
-got=$(tb_region_md5 $IMG/qdisk-data.img 1 16)
-tb_say "guest pattern md5=$want, qdisk image region md5=$got"
-tb_check "the guest's blocks are in the qdisk image file" [ -n "$want" -a "$want" = "$got" ]
-tb_check "the qdisk backend of xvdb was Connected (state 4)" [ "$qstate" = 4 ]
-# For the record only (see tb_xentop_vbd_reads).
-tb_say "xentop's reads of xvdb (51728): ${vbd_rd:-not listed}"
-tb_check_ours "the DM connected xvdb's ring" grep -q 'qdisk xvdb: connected' /var/log/xen/qemu-dm-qdisk.log
+tb_check_qdisk_xvdb $IMG/qdisk-data.img "$qstate" "$vbd_rd" /var/log/xen/qemu-dm-qdisk.log
 grep -E "\(d$domid\) .*(blkfront|xvdb)" "$TB_CONSOLE" | head -8
 w=$(sed -n "s/.*(d$domid) .*GUEST: write rc=0 in .*(\([0-9.]*\) MB\/s).*/\1/p" "$TB_CONSOLE" | tail -1)
 r=$(sed -n "s/.*(d$domid) .*GUEST: read back md5=.*(\([0-9.]*\) MB\/s).*/\1/p" "$TB_CONSOLE" | tail -1)
