@@ -7,6 +7,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 
 const CHILD_ENV: &str = "XEN_IOEMU_SANDBOX_CHILD";
+/// The image a child's block call works on.
+const IMAGE_ENV: &str = "XEN_IOEMU_SANDBOX_IMAGE";
 /// What a child exits with when its call came back (was allowed).
 const RETURNED: i32 = 42;
 /// More threads than glibc's first arena count check (8 on 64-bit).
@@ -23,6 +25,17 @@ fn sandbox_child() {
         .into_iter()
         .find(|k| k.name() == kind)
         .expect("known kind");
+    // Images are opened before the filter, as the supervisors do.
+    let mut qcow2 = (call == "qcow2-partial-cluster-write").then(|| {
+        let path = std::env::var(IMAGE_ENV).expect("image path");
+        crate::block::qcow2::ImagoImage::open(
+            std::path::Path::new(&path),
+            crate::block::ImageFormat::Qcow2,
+            crate::block::CacheMode::Writeback,
+            false,
+        )
+        .expect("qcow2 opens")
+    });
     enable().expect("SIGSYS handler installs");
     install(kind).expect("filter installs");
     // SAFETY: each call is made with valid (or deliberately bad, but
@@ -85,6 +98,16 @@ fn sandbox_child() {
             "openat" => {
                 libc::openat(libc::AT_FDCWD, c"/dev/null".as_ptr(), libc::O_RDONLY);
             }
+            // A 4 KiB guest write into an unallocated 64 KiB cluster: imago
+            // writes the rest of the new cluster as zeroes, which grows the
+            // file by ftruncate (found on real Xen: ext4 on a qcow2 qdisk
+            // disk killed the DM at its first such write).
+            "qcow2-partial-cluster-write" => {
+                use crate::block::BlockBackend;
+                let img = qcow2.as_mut().expect("opened above");
+                img.write_at(0, &[0x5a; 4096]).expect("write");
+                img.flush().expect("flush");
+            }
             "pread" => {
                 let mut b = [0u8; 1];
                 libc::pread(-1, b.as_mut_ptr().cast(), 1, 0);
@@ -140,7 +163,12 @@ struct Ended {
 }
 
 fn run_child(kind: ThreadKind, call: &str) -> Ended {
+    run_child_with(kind, call, &[])
+}
+
+fn run_child_with(kind: ThreadKind, call: &str, env: &[(&str, &std::path::Path)]) -> Ended {
     let out = Command::new(std::env::current_exe().unwrap())
+        .envs(env.iter().copied())
         .args([
             "--exact",
             "sandbox::tests::sandbox_child",
@@ -322,4 +350,16 @@ fn qdisk_threads_may_do_their_own_work_only() {
     assert_returned(ThreadKind::QdiskSupervisor, "openat");
     assert_returned(ThreadKind::QdiskSupervisor, "spawn");
     assert_killed(ThreadKind::QdiskSupervisor, "socket-unix", &format!("{} (socket)", libc::SYS_socket));
+}
+
+#[test]
+fn block_threads_may_grow_a_qcow2_image_for_a_partial_cluster_write() {
+    for kind in [ThreadKind::BlockWorker, ThreadKind::QdiskWorker] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk.qcow2");
+        crate::block::testimg::create(&path, "qcow2", "16M", &[]);
+        let ended = run_child_with(kind, "qcow2-partial-cluster-write", &[(IMAGE_ENV, &path)]);
+        assert_eq!((ended.signal, ended.code), (None, Some(RETURNED)), "{}: {}", kind.name(), ended.stderr);
+        assert_eq!(crate::block::testimg::check(&path).errors, 0, "{}", kind.name());
+    }
 }

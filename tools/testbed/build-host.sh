@@ -93,6 +93,10 @@ cp "$R/usr/share/seabios/bios-256k.bin" "$I/usr/share/seabios/"
 # Debian's QEMU as the reference device model (qemu-xen flavour), at the
 # path libxl uses by default.
 copy_elf_with_libs "$R" "$R/usr/libexec/xen-qemu-system-i386" "$I/usr/libexec/xen-qemu-system-i386" "$I"
+# qemu-img (the suite's qemu-utils) for the qcow2 scenarios: dom0 builds
+# their images and checks them afterwards (`qemu-img check`, `convert`),
+# with QEMU's own qcow2 code as the oracle.
+copy_elf_with_libs "$R" "$(in_root usr/bin/qemu-img)" "$I/usr/bin/qemu-img" "$I"
 
 # QEMU reads a keymap even for "-vnc none"; the keymaps are data files of
 # qemu-system-data, installed on the build machine with qemu-system-x86.

@@ -100,7 +100,7 @@ host_packages() {
         echo "xen-hypervisor-$XV-amd64 xen-utils-$XV xen-utils-common xenstore-utils
  libxenmisc$XV libxencall1 libxenevtchn1 libxenforeignmemory1 libxengnttab1
  libxenstore4 libxentoollog1 libxenhypfs1 libxendevicemodel1 libxentoolcore1
- libyajl2 busybox-static seabios qemu-system-xen $(kernel_pkg linux-image-amd64)
+ libyajl2 busybox-static seabios qemu-system-xen qemu-utils $(kernel_pkg linux-image-amd64)
  bash mount util-linux e2fsprogs libext2fs2 libcom-err2 libss2" ;;
     *)
         # trixie's binaries need trixie's glibc (2.41) and libraries: the
@@ -110,7 +110,7 @@ host_packages() {
         list="$(dirname "$TB_APT_CONFIG")/host-packages"
         if [ ! -s "$list" ] || [ -n "$(find "$(dirname "$TB_APT_CONFIG")/lists" -maxdepth 1 -name '*_Packages*' -newer "$list" | head -1)" ]; then
             lib_closure "xen-hypervisor-$XV-amd64" "xen-utils-$XV" xen-utils-common xenstore-utils \
-                busybox-static seabios qemu-system-xen qemu-system-data "$(kernel_pkg linux-image-amd64)" \
+                busybox-static seabios qemu-system-xen qemu-system-data qemu-utils "$(kernel_pkg linux-image-amd64)" \
                 bash mount util-linux e2fsprogs libc6 libgcc-s1 > "$list.new"
             mv "$list.new" "$list"
         fi

@@ -260,6 +260,28 @@ tb_image_md5s() {
     done < "$2"
 }
 
+# tb_check_qcow2_clean QCOW2 SYNCED: QEMU's view of a qcow2 image the guest
+# filled with ext4 files: `qemu-img check` finds no corruption (rc 0; rc 3
+# = leaked clusters only, which are counted and printed, not failed), and
+# in qemu-img's raw copy dom0's e2fsck -f -n is clean and debugfs reads
+# every file of SYNCED with its md5.
+tb_check_qcow2_clean() {
+    qemu-img check "$1" > $TB_OUT/qemu-img-check.log 2>&1
+    rc=$?
+    sed 's/^/  qemu-img check: /' $TB_OUT/qemu-img-check.log
+    leaks=$(sed -n 's/^\([0-9]*\) leaked clusters.*/\1/p' $TB_OUT/qemu-img-check.log | head -1)
+    tb_say "qemu-img check rc=$rc, leaked clusters: ${leaks:-0}"
+    tb_check "qemu-img check: no errors (rc $rc; 0 clean, 3 leaks only)" [ $rc -eq 0 -o $rc -eq 3 ]
+    qemu-img convert -O raw "$1" /tmp/qcow2-as-raw.img
+    e2fsck -f -n /tmp/qcow2-as-raw.img > $TB_OUT/dom0-e2fsck.log 2>&1
+    rc=$?
+    sed 's/^/  dom0 e2fsck: /' $TB_OUT/dom0-e2fsck.log
+    tb_check "dom0: e2fsck -f -n of qemu-img's raw copy is clean (rc $rc)" [ $rc -eq 0 ]
+    tb_image_md5s /tmp/qcow2-as-raw.img "$2" > /tmp/image-md5s.txt
+    tb_check "dom0: debugfs reads every fsynced file with its md5 from qemu-img's copy" cmp -s "$2" /tmp/image-md5s.txt
+    rm -f /tmp/qcow2-as-raw.img
+}
+
 # tb_wait_syslog REGEX SECONDS
 tb_wait_syslog() {
     n=0
