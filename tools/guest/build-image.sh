@@ -47,7 +47,7 @@ esac
 # e2fsck and mke2fs in the guest (busybox has no real e2fsck)
 PKGS="$PKGS e2fsprogs libext2fs2 libcom-err2 libss2"
 # shellcheck disable=SC2086
-KEY=$( { echo "$GUEST_KERNEL"; packages_key $PKGS; sha256sum "$here/build-image.sh" "$here/guest-init.sh"; } | sha256sum | cut -c1-16)
+KEY=$( { echo "$GUEST_KERNEL"; packages_key $PKGS; sha256sum "$here/build-image.sh" "$here/guest-init.sh" "$here/diskbench.c"; } | sha256sum | cut -c1-16)
 C="$OUT/cache/guest-$KEY"
 if [ -e "$C/.done" ]; then
     ln -sfn "cache/guest-$KEY/guest.img" "$OUT/guest.img"
@@ -73,6 +73,8 @@ for applet in sh mount umount insmod dd md5sum cat echo sleep grep sed cut tr he
     ln -s busybox "$I/bin/$applet"
 done
 mkdir -p "$I/sbin" "$I/etc" "$I/mnt"
+# diskbench (O_DIRECT figures issued from one loop, not one dd per request)
+gcc -static -O2 -Wall -Wextra -Werror -o "$I/bin/diskbench" "$here/diskbench.c"
 for f in sbin/e2fsck sbin/mke2fs; do
     copy_elf_with_libs "$R" "$R/$f" "$I/$f" "$I"
 done

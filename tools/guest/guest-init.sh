@@ -34,6 +34,12 @@
 #     BENCH <phase> ..." lines (MB/s, busy-loop rate as % of idle) between
 #     "GUEST: BENCH begin" and "GUEST: BENCH end" (3 s idle either side, for
 #     dom0 to sample the DM's CPU time), then verifies every read by md5.
+#   TBJOB mode=iobench devs=xvda,xvdb start_mb=33 mb=16 ops=2000
+#     per disk, tools/guest/diskbench.c's O_DIRECT figures on the region:
+#     sequential write and read of mb MiB (1 MiB requests), then ops random
+#     4 KiB writes and reads in it; "GUEST: BENCH dev=D op=OP ... MBps=M
+#     iops=I" lines (tools/bench/testbed-iobench.sh), then "GUEST: BENCH
+#     end" and 3 s idle.
 #   TBJOB mode=fsloop dev=sdb files=64 kb=64
 #     the save/restore/migrate workload: mounts the ext4 disk, verifies
 #     seed/, then writes data/f000..f(files-1) over and over (kb KiB of
@@ -121,11 +127,12 @@ say "found the boot disk ($where) as /dev/$boot, $(cat /sys/block/$boot/size) se
 job=$(dd if=/dev/$boot bs=512 skip=65536 count=1 iflag=direct 2>/dev/null | tr -d '\000' | head -n 1)
 case $job in TBJOB\ *) ;; *) say "no job at sector 65536 of /dev/$boot"; finish FAIL ;; esac
 say "job: $job"
-dev=sda; start_mb=33; mb=16; expect=ok; mode=raw; files=32; kb=64; then=poweroff; devs=sda
+dev=sda; start_mb=33; mb=16; expect=ok; mode=raw; files=32; kb=64; then=poweroff; devs=sda; ops=2000
 for kv in $job; do
     case $kv in
     mode=*) mode=${kv#mode=} ;;
     files=*) files=${kv#files=} ;;
+    ops=*) ops=${kv#ops=} ;;
     kb=*) kb=${kv#kb=} ;;
     then=*) then=${kv#then=} ;;
     dev=*) dev=${kv#dev=} ;;
@@ -271,6 +278,24 @@ if [ "$mode" = bench ]; then
 fi
 
 # ($dev is the kernel's name by now, found by ATA position above)
+# iobench: per disk of devs, diskbench's four O_DIRECT figures on the
+# region [start_mb, start_mb + mb) MiB: sequential write and read of mb MiB
+# in 1 MiB requests, then ops random 4 KiB writes and reads in it.
+if [ "$mode" = iobench ]; then
+    ok=1
+    for d in $devs; do
+        k=$(disk_at "$(position_of "$d")") || { say "no disk for $d"; finish FAIL; }
+        for op in seqwrite seqread randwrite randread; do
+            n=$mb; case $op in rand*) n=$ops ;; esac
+            diskbench "$k" $op "$start_mb" "$mb" "$n" "$d" > /dev/kmsg || ok=0
+        done
+    done
+    # 3 s idle before the power-off, for dom0 to sample the DM's CPU time
+    say "BENCH end"
+    sleep 3
+    [ $ok = 1 ] && finish PASS
+    finish FAIL
+fi
 if [ "$mode" = fscheck ]; then
     fs_check
 fi
