@@ -260,6 +260,19 @@ tb_image_md5s() {
     done < "$2"
 }
 
+# tb_small_qcow2_fs DIR QCOW2: the ext4 data disk of tb_fs_image as a qcow2
+# file (qemu-img convert) on a tmpfs at DIR sized to its allocation plus
+# 2 MiB, so that the guest's file writes fill the host.
+tb_small_qcow2_fs() {
+    tb_fs_image /var/lib/xen/images/fs.raw
+    tb_small_fs "$1" 80
+    qemu-img convert -O qcow2 /var/lib/xen/images/fs.raw "$2"
+    rm -f /var/lib/xen/images/fs.raw
+    used=$(tb_alloc_kb "$2")
+    mount -o remount,size=$((used + 2048))k "$1"
+    tb_say "qcow2 image: $used KiB allocated; data fs: $(df -k "$1" | tail -1)"
+}
+
 # tb_check_qcow2_clean QCOW2 SYNCED: QEMU's view of a qcow2 image the guest
 # filled with ext4 files: `qemu-img check` finds no corruption (rc 0; rc 3
 # = leaked clusters only, which are counted and printed, not failed), and

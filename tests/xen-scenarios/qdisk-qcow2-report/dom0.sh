@@ -8,13 +8,7 @@
 # check finds no error (leaks counted) and dom0's e2fsck + debugfs on
 # qemu-img's raw copy agree.
 IMG=/var/lib/xen/images
-tb_fs_image $IMG/fs.raw
-tb_small_fs $IMG/small 80
-qemu-img convert -O qcow2 $IMG/fs.raw $IMG/small/data.qcow2
-rm -f $IMG/fs.raw
-used=$(tb_alloc_kb $IMG/small/data.qcow2)
-mount -o remount,size=$((used + 2048))k $IMG/small
-tb_say "qcow2 image: $used KiB allocated; data fs: $(df -k $IMG/small | tail -1)"
+tb_small_qcow2_fs $IMG/small $IMG/small/data.qcow2
 tb_guest_disk $IMG/boot.img 40 "TBJOB mode=fs dev=xvdb files=64 kb=64 then=poweroff"
 tb_guest_kernel
 tb_create guest.cfg
