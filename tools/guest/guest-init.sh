@@ -277,7 +277,6 @@ if [ "$mode" = bench ]; then
     finish FAIL
 fi
 
-# ($dev is the kernel's name by now, found by ATA position above)
 # iobench: per disk of devs, diskbench's four O_DIRECT figures on the
 # region [start_mb, start_mb + mb) MiB: sequential write and read of mb MiB
 # in 1 MiB requests, then ops random 4 KiB writes and reads in it.
@@ -296,6 +295,7 @@ if [ "$mode" = iobench ]; then
     [ $ok = 1 ] && finish PASS
     finish FAIL
 fi
+# ($dev is the kernel's name by now, found by ATA position above)
 if [ "$mode" = fscheck ]; then
     fs_check
 fi
