@@ -300,7 +300,8 @@ impl IoreqDecoder {
             return None;
         }
         // Extended config space ends at 4 KiB; an access must not cross it.
-        if segment != 0 || reg + u32::from(size) > 0x1000 {
+        // `reg` is the whole low 32 bits of addr, so the sum is done in u64.
+        if segment != 0 || u64::from(reg) + u64::from(size) > 0x1000 {
             if self.should_log(Complaint::PciSegment) {
                 warn!("PCI config access to {segment:04x}:{bus:02x}:{devfn:02x} reg {reg:#x} is outside config space");
             }

@@ -339,6 +339,7 @@ fn pci_config_hostile_values_are_refused() {
         (1u64 << 48 | 0x10, 4u32, "segment 1"),
         (0xfff, 2, "crosses 4 KiB"),
         (0xffff_fff0, 4, "register beyond config space"),
+        (0xffff_ffff, 4, "register + size overflows 32 bits"),
         (0x10, 3, "size 3"),
         (0x10, 8, "size 8"),
     ];
