@@ -5,8 +5,12 @@
 use super::IdeController;
 use crate::block::engine::{BlockQueue, EngineError, IdleWaiter};
 use crate::vm::{RunState, VmControl};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, TryLockError, Weak};
 use std::time::Duration;
+
+/// How often a worker looks again at a busy controller lock to deliver a
+/// completion (see `start_engine`).
+const DELIVERY_RETRY: Duration = Duration::from_micros(100);
 
 impl IdeController {
     /// Give every drive its queue on the I/O engine. Completions take the
@@ -20,10 +24,24 @@ impl IdeController {
         for (c, ch) in ctl.channels.iter_mut().enumerate() {
             for (u, drive) in ch.drives_mut_indexed() {
                 let (weak, completions) = (weak.clone(), completions.clone());
-                let on_complete = Arc::new(move |done| {
+                let on_complete = Arc::new(move |done: crate::block::engine::Completion| {
+                    let tag = done.tag;
                     completions.push(c, u, done);
-                    if let Some(ctl) = weak.upgrade() {
-                        ctl.lock().unwrap_or_else(|e| e.into_inner()).deliver_completions();
+                    let Some(ctl) = weak.upgrade() else { return };
+                    // Never block on the controller lock here: its holder
+                    // may be draining this channel (a bus-master stop, a
+                    // reset), waiting under the lock for the *next* request
+                    // of this drive, which this worker runs only once this
+                    // callback returns. So: deliver if the lock is free,
+                    // stop trying once someone else took the completion
+                    // (the drain, or another worker's delivery).
+                    loop {
+                        match ctl.try_lock() {
+                            Ok(mut ctl) => return ctl.deliver_completions(),
+                            Err(TryLockError::Poisoned(p)) => return p.into_inner().deliver_completions(),
+                            Err(TryLockError::WouldBlock) if !completions.contains(c, u, tag) => return,
+                            Err(TryLockError::WouldBlock) => std::thread::sleep(DELIVERY_RETRY),
+                        }
                     }
                 });
                 drive.queue = Some(BlockQueue::spawn(&drive.id, mem.clone(), on_complete)?);

@@ -60,6 +60,11 @@ impl CompletionQueue {
         self.items.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
     }
 
+    /// Whether the completion of `tag` on (channel, unit) is still queued.
+    pub(crate) fn contains(&self, channel: usize, unit: usize, tag: u64) -> bool {
+        self.items.lock().unwrap_or_else(|e| e.into_inner()).iter().any(|(c, u, done)| *c == channel && *u == unit && done.tag == tag)
+    }
+
     pub(crate) fn pop(&self) -> Option<(usize, usize, Completion)> {
         self.items.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
     }
@@ -83,7 +88,19 @@ impl CompletionQueue {
 impl Channel {
     /// Send `op` to drive `u`'s queue. False when the drive has no medium
     /// or no queue; the caller aborts the command then.
+    ///
+    /// At most one request of a channel is on the host: a drain (bus-master
+    /// stop, reset, unplug) waits under the controller lock for the one in
+    /// flight, which only works if its worker is not stuck behind an older
+    /// request of the channel whose completion callback waits for that
+    /// lock. So a request still in flight here (a command to the other
+    /// unit, which the selected unit's BSY does not block) is drained and
+    /// dropped first, as a reset would: the guest was never told it ended.
     pub(super) fn submit(&mut self, u: usize, op: IoOp, pending: Pending) -> bool {
+        if self.units[u].drive.is_none() {
+            return false;
+        }
+        self.drain_and_drop();
         let Some(drive) = self.units[u].drive.as_mut() else { return false };
         let (Some(queue), Some(medium)) = (drive.queue.as_mut(), drive.medium.as_ref()) else { return false };
         let tag = queue.submit(medium.backend(), op);

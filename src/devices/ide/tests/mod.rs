@@ -388,5 +388,6 @@ mod qcow2;
 mod real_fs;
 mod registers;
 mod savestate;
+mod storm;
 mod unplug;
 mod versus_qemu;
