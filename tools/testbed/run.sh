@@ -96,6 +96,8 @@ HOST="$OUT/host$XEN_TAG"
 # dom0's terminal for `xl console` (static: dom0 has only the libraries of
 # the packages unpacked into it)
 gcc -static -O2 -Wall -Wextra -Werror -o "$OUT/fw/ptyrun" "$TESTBED_DIR/ptyrun.c"
+# dom0's watcher of a DM under a hostile guest (the storm scenario)
+gcc -static -O2 -Wall -Wextra -Werror -o "$OUT/fw/dmwatch" "$TESTBED_DIR/dmwatch.c"
 need_guest=0
 for n in "${names[@]}"; do grep -q '^NEEDS_GUEST=1' "$SCEN_DIR/$n/scenario.conf" && need_guest=1; done
 [ $need_guest = 1 ] && "$REPO_DIR/tools/guest/build-image.sh" "$OUT" >/dev/null
@@ -124,8 +126,8 @@ run_one() {
     cp "$TESTBED_DIR/dom0-lib.sh" "$T/lib.sh"
     cp "$TESTBED_DIR/dm-wrap.sh" "$TESTBED_DIR/hotplug-ok.sh" "$T/"
     cp -r "$sdir" "$T/scenario"
-    cp "$OUT/fw/idetest.elf" "$T/fw/"
-    cp "$OUT/fw/ptyrun" "$T/"
+    cp "$OUT/fw/idetest.elf" "$OUT/fw/storm.elf" "$T/fw/"
+    cp "$OUT/fw/ptyrun" "$OUT/fw/dmwatch" "$T/"
     [ "$NEEDS_GUEST" = 1 ] && cp "$OUT/guest.img" "$OUT/guest.unplug-at" "$OUT/cd-a.iso" "$OUT/cd-b.iso" "$T/images/"
     # xl kernel=/ramdisk= scenarios: the guest's kernel and initrd beside its image.
     [ "$NEEDS_KERNEL" = 1 ] && cp -L "$OUT/vmlinuz" "$OUT/initrd.gz" "$T/images/"
