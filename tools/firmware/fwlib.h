@@ -25,6 +25,22 @@ static inline void outsw(uint16_t port, const void *buf, uint32_t words)
 {
     __asm__ volatile("cld; rep outsw" : "+S"(buf), "+c"(words) : "d"(port) : "memory");
 }
+static inline void insb(uint16_t port, void *buf, uint32_t n)
+{
+    __asm__ volatile("cld; rep insb" : "+D"(buf), "+c"(n) : "d"(port) : "memory");
+}
+static inline void outsb(uint16_t port, const void *buf, uint32_t n)
+{
+    __asm__ volatile("cld; rep outsb" : "+S"(buf), "+c"(n) : "d"(port) : "memory");
+}
+static inline void insl(uint16_t port, void *buf, uint32_t n)
+{
+    __asm__ volatile("cld; rep insl" : "+D"(buf), "+c"(n) : "d"(port) : "memory");
+}
+static inline void outsl(uint16_t port, const void *buf, uint32_t n)
+{
+    __asm__ volatile("cld; rep outsl" : "+S"(buf), "+c"(n) : "d"(port) : "memory");
+}
 
 /* gcc may turn loops into these calls even when freestanding. */
 void *memset(void *d, int c, uint32_t n) { uint8_t *p = d; while (n--) *p++ = (uint8_t)c; return d; }
@@ -46,6 +62,15 @@ static __attribute__((unused)) void putdec(uint32_t v)
 static __attribute__((unused)) uint32_t pci_addr(uint32_t bdf, uint32_t reg) { return 0x80000000u | (bdf << 8) | (reg & 0xfc); }
 static __attribute__((unused)) uint32_t pci_read32(uint32_t bdf, uint32_t reg) { outl(0xcf8, pci_addr(bdf, reg)); return inl(0xcfc); }
 static __attribute__((unused)) void pci_write32(uint32_t bdf, uint32_t reg, uint32_t v) { outl(0xcf8, pci_addr(bdf, reg)); outl(0xcfc, v); }
+
+/* The first function on bus 0 (dev 0-31, fn 0-7) with this vendor:device
+ * dword, or 0xffffffff. */
+static __attribute__((unused)) uint32_t pci_find(uint32_t id)
+{
+    for (uint32_t bdf = 0; bdf < 256; bdf++)
+        if (pci_read32(bdf, 0) == id) return bdf;
+    return 0xffffffffu;
+}
 
 
 void fw_main(void);

@@ -122,17 +122,9 @@ static uint32_t first_mismatch(const uint8_t *a, const uint8_t *b, uint32_t byte
     return bytes;
 }
 
-static uint32_t find_piix3_ide(void)
-{
-    for (uint32_t bdf = 0; bdf < 256; bdf++) {   /* bus 0, dev 0-31, fn 0-7 */
-        if (pci_read32(bdf, 0) == 0x70108086u) return bdf;
-    }
-    return 0xffffffffu;
-}
-
 static int check_pci(void)
 {
-    uint32_t bdf = find_piix3_ide();
+    uint32_t bdf = pci_find(0x70108086u);
     verdict("pci-find-8086:7010", bdf != 0xffffffffu);
     if (bdf == 0xffffffffu) { putc_e9('\n'); return 0; }
     puts_e9(" at 00:"); puthex(bdf >> 3, 2); putc_e9('.'); puthex(bdf & 7, 1); putc_e9('\n');

@@ -36,8 +36,8 @@
 #include "fwlib.h"
 
 #define PROTECT_LO  0x00100000u
-#define PROTECT_HI  0x00400000u
-#define SCRATCH_LO  0x00400000u
+#define PROTECT_HI  0x00410000u    /* code, stack, data, and the PRD area */
+#define SCRATCH_LO  0x00410000u    /* data the DM moves: above the PRD area */
 #define SCRATCH_HI  0x03c00000u    /* the scenario gives the guest 64 MiB */
 #define PRD_AREA    0x00400000u    /* PRD tables the storm writes: 64 KiB */
 #define PLATFORM_MMIO 0xf0000000u
@@ -127,7 +127,7 @@ static void port_read(uint16_t port, int width)
 /* -------- memory the DM may write -------- */
 static uint32_t scratch_addr(uint32_t len)
 {
-    return SCRATCH_LO + 0x10000u + below(SCRATCH_HI - SCRATCH_LO - 0x10000u - len);
+    return SCRATCH_LO + below(SCRATCH_HI - SCRATCH_LO - len);
 }
 static int hits_protected(uint32_t addr, uint32_t len)
 {
@@ -161,8 +161,7 @@ static void write_prd_table(uint32_t table, uint32_t n)
         uint32_t bytes = len ? len : 0x10000u;
         uint32_t addr = wild_address(bytes);
         if (below(4) == 0) addr |= 1;                   /* odd addresses */
-        if (hits_protected(addr, bytes) || ((uint64_t)addr + bytes > PRD_AREA && addr < PRD_AREA + 0x10000u))
-            addr = scratch_addr(bytes);
+        if (hits_protected(addr, bytes)) addr = scratch_addr(bytes);
         int eot = (i + 1 == n) || below(16) == 0;
         p[2 * i] = addr;
         p[2 * i + 1] = len | (eot ? 0x80000000u : 0);
@@ -246,16 +245,10 @@ static void op_string(void)
         for (uint32_t i = 0; i < count; i++) b[i] = safe_command(real_commands[below(sizeof real_commands)]);
     }
     int in = !is_command_port(port) && below(2);
-    if (width == 2) {
-        if (in) __asm__ volatile("cld; rep insw" : "+D"(buf), "+c"(count) : "d"(port) : "memory");
-        else __asm__ volatile("cld; rep outsw" : "+S"(buf), "+c"(count) : "d"(port) : "memory");
-    } else if (width == 4) {
-        if (in) __asm__ volatile("cld; rep insl" : "+D"(buf), "+c"(count) : "d"(port) : "memory");
-        else __asm__ volatile("cld; rep outsl" : "+S"(buf), "+c"(count) : "d"(port) : "memory");
-    } else {
-        if (in) __asm__ volatile("cld; rep insb" : "+D"(buf), "+c"(count) : "d"(port) : "memory");
-        else __asm__ volatile("cld; rep outsb" : "+S"(buf), "+c"(count) : "d"(port) : "memory");
-    }
+    void *p = (void *)buf;
+    if (width == 2) { if (in) insw(port, p, count); else outsw(port, p, count); }
+    else if (width == 4) { if (in) insl(port, p, count); else outsl(port, p, count); }
+    else { if (in) insb(port, p, count); else outsb(port, p, count); }
     strings++;
 }
 
@@ -280,9 +273,9 @@ static void op_command(void)
     case 0: bm_start(ch); break;
     case 1: {                                           /* a PIO data phase, maybe cut short */
         uint32_t words = 6 + below(1024);
-        uint32_t buf = scratch_addr(words * 2);
-        if (cmd == 0xa0 || below(2)) __asm__ volatile("cld; rep outsw" : "+S"(buf), "+c"(words) : "d"(b) : "memory");
-        else __asm__ volatile("cld; rep insw" : "+D"(buf), "+c"(words) : "d"(b) : "memory");
+        void *buf = (void *)scratch_addr(words * 2);
+        if (cmd == 0xa0 || below(2)) outsw(b, buf, words);
+        else insw(b, buf, words);
         strings++;
         break;
     }
@@ -368,11 +361,8 @@ static void re_enable(void)
 
 static void find_functions(void)
 {
-    for (uint32_t bdf = 0; bdf < 256; bdf++) {
-        uint32_t id = pci_read32(bdf, 0);
-        if (id == 0x70108086u) bdf_ide = bdf;
-        if (id == 0x00015853u) bdf_platform = bdf;
-    }
+    bdf_ide = pci_find(0x70108086u);
+    bdf_platform = pci_find(0x00015853u);
     puts_e9("STORM: ide at "); puthex(bdf_ide, 2); puts_e9(" platform at "); puthex(bdf_platform, 2); putc_e9('\n');
 }
 

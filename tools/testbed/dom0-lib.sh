@@ -182,12 +182,18 @@ tb_firmware_run() {
     sleep 2
     tb_check "domain still alive after the firmware finished" [ -n "$(tb_domid "$name")" ]
     tb_dm_figures "$domid" "$name"
-    xl destroy "$name"
-    tb_check "xl destroy rc=0" [ $? -eq 0 ]
-    tb_check "xl destroy ends the device model" tb_wait_dm_exit "$domid" 20
-    tb_check "device model exit status 0" [ "$(tb_dm_exit "$domid")" = 0 ]
-    tb_check "domain gone" tb_wait_domain_gone "$name" 10
+    tb_destroy_clean "$name" "$domid"
     tail -20 "/var/log/xen/qemu-dm-$name.log" 2>/dev/null
+}
+
+# tb_destroy_clean NAME DOMID: xl destroy, checked: rc 0, the DM ends within
+# 20 s with status 0, the domain is gone within 10 s.
+tb_destroy_clean() {
+    xl destroy "$1"
+    tb_check "xl destroy rc=0" [ $? -eq 0 ]
+    tb_check "xl destroy ends the device model" tb_wait_dm_exit "$2" 20
+    tb_check "device model exit status 0" [ "$(tb_dm_exit "$2")" = 0 ]
+    tb_check "domain gone" tb_wait_domain_gone "$1" 10
 }
 
 # tb_dm_figures DOMID NAME: the running device model's memory and (ours)

@@ -3,7 +3,7 @@
 //! re-run of held requests on `cont`.
 
 use super::IdeController;
-use crate::block::engine::{BlockQueue, EngineError, IdleWaiter};
+use crate::block::engine::{BlockQueue, Completion, EngineError, IdleWaiter};
 use crate::vm::{RunState, VmControl};
 use std::sync::{Arc, Mutex, TryLockError, Weak};
 use std::time::Duration;
@@ -24,7 +24,7 @@ impl IdeController {
         for (c, ch) in ctl.channels.iter_mut().enumerate() {
             for (u, drive) in ch.drives_mut_indexed() {
                 let (weak, completions) = (weak.clone(), completions.clone());
-                let on_complete = Arc::new(move |done: crate::block::engine::Completion| {
+                let on_complete = Arc::new(move |done: Completion| {
                     let tag = done.tag;
                     completions.push(c, u, done);
                     let Some(ctl) = weak.upgrade() else { return };
