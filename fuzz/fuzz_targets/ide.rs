@@ -64,9 +64,9 @@ struct Rig {
 
 fn rig() -> Rig {
     let host = Arc::new(HostCounters::default());
-    let hd0 = FaultyImage::new(vec![0; 1 << 20], false, host.clone());
+    let hd0 = FaultyImage::new(vec![0; 256 << 10], false, host.clone());
     let cd = FaultyImage::new(vec![0x5a; 2048 * 64], true, host.clone());
-    let hd1 = FaultyImage::new(vec![0; 512 << 10], false, host.clone());
+    let hd1 = FaultyImage::new(vec![0; 128 << 10], false, host.clone());
     let d0 = drive("ide0-hd0", MediaKind::Disk, Some(&hd0), ErrorPolicy::Enospc, ErrorPolicy::Report);
     let c1 = drive("ide1-cd0", MediaKind::Cdrom, Some(&cd), ErrorPolicy::Report, ErrorPolicy::Stop);
     let d2 = drive("ide1-hd1", MediaKind::Disk, Some(&hd1), ErrorPolicy::Stop, ErrorPolicy::Ignore);

@@ -11,6 +11,7 @@ mod qtest;
 mod xen;
 mod xenpv;
 
+use crate::block::engine::QueueKind;
 use crate::block::{self, BlockBackend};
 use crate::control::cmdline::{self, Command, DriveSpec, Flavour, MachineConfig};
 use crate::devices::ide::{DriveConfig, IdeController, MediaKind};
@@ -187,9 +188,22 @@ pub fn assemble_pc(
     irq14: Arc<dyn IrqLine>,
     irq15: Arc<dyn IrqLine>,
 ) -> Result<Arc<Mutex<IdeController>>, LaunchError> {
+    assemble_pc_as(machine, drives, mem, irq14, irq15, QueueKind::Threaded)
+}
+
+/// As [`assemble_pc`], with the drives' queues of `kind` (the fuzz targets
+/// run them inline).
+pub fn assemble_pc_as(
+    machine: &mut PcMachine,
+    drives: [Option<DriveConfig>; 4],
+    mem: Arc<dyn GuestMemory>,
+    irq14: Arc<dyn IrqLine>,
+    irq15: Arc<dyn IrqLine>,
+    kind: QueueKind,
+) -> Result<Arc<Mutex<IdeController>>, LaunchError> {
     let vm = machine.vm().clone();
     let ide = Arc::new(Mutex::new(IdeController::new(drives, mem, [irq14, irq15], vm)));
-    IdeController::start_engine(&ide)?;
+    IdeController::start_engine_as(&ide, kind)?;
     for (base, len) in [(0x1f0u16, 8u16), (0x3f6, 1), (0x170, 8), (0x376, 1)] {
         if let Err(e) = machine.add_port_device(ide.clone(), base, len) {
             log::error!("IDE ports {base:#x}: {e}");

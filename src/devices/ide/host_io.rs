@@ -3,7 +3,7 @@
 //! re-run of held requests on `cont`.
 
 use super::IdeController;
-use crate::block::engine::{BlockQueue, Completion, EngineError, IdleWaiter};
+use crate::block::engine::{BlockQueue, Completion, EngineError, IdleWaiter, QueueKind};
 use crate::vm::{RunState, VmControl};
 use std::sync::{Arc, Mutex, TryLockError, Weak};
 use std::time::Duration;
@@ -17,6 +17,15 @@ impl IdeController {
     /// controller's lock through a weak reference, so the workers never
     /// keep a destroyed controller alive.
     pub fn start_engine(this: &Arc<Mutex<IdeController>>) -> Result<(), EngineError> {
+        Self::start_engine_as(this, QueueKind::Threaded)
+    }
+
+    /// As [`start_engine`](Self::start_engine), with queues of `kind`. An
+    /// inline request completes inside the port access (or QMP command)
+    /// that submitted it, under this lock: its completion waits in the
+    /// queue for `end_guest_request` or the caller's `deliver_completions`,
+    /// as a worker's does while a guest request is served.
+    pub fn start_engine_as(this: &Arc<Mutex<IdeController>>, kind: QueueKind) -> Result<(), EngineError> {
         let weak: Weak<Mutex<IdeController>> = Arc::downgrade(this);
         let mut ctl = this.lock().unwrap_or_else(|e| e.into_inner());
         let mem = ctl.mem.clone();
@@ -24,6 +33,11 @@ impl IdeController {
         for (c, ch) in ctl.channels.iter_mut().enumerate() {
             for (u, drive) in ch.drives_mut_indexed() {
                 let (weak, completions) = (weak.clone(), completions.clone());
+                if kind == QueueKind::Inline {
+                    let on_complete = Arc::new(move |done: Completion| completions.push(c, u, done));
+                    drive.queue = Some(BlockQueue::inline(mem.clone(), on_complete));
+                    continue;
+                }
                 let on_complete = Arc::new(move |done: Completion| {
                     let tag = done.tag;
                     completions.push(c, u, done);
