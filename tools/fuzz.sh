@@ -82,6 +82,17 @@ for t in "${targets[@]}"; do
         failed+=("$t")
     fi
 done
+# FUZZ_MERGE=1 (long runs): what a run found is merged into the committed
+# corpus, minimised (libFuzzer's -merge=1 keeps only inputs that add
+# coverage), for a commit.
+if [ "${FUZZ_MERGE:-0}" = 1 ] && [ ${#failed[@]} = 0 ]; then
+    for t in "${targets[@]}"; do
+        before=$(find "fuzz/corpus/$t" -type f | wc -l)
+        nice -n 19 "$(bin_of "$t")/$t" -merge=1 -rss_limit_mb=1024 -timeout=30 "fuzz/corpus/$t" "$scratch/$t" >"$scratch/$t.merge.log" 2>&1 \
+            || { tail -n 20 "$scratch/$t.merge.log"; failed+=("$t (merge)"); }
+        echo "$t: corpus $before -> $(find "fuzz/corpus/$t" -type f | wc -l) files"
+    done
+fi
 if [ ${#failed[@]} -gt 0 ]; then
     stamp "crashed: ${failed[*]} (inputs in fuzz/artifacts/)"
     exit 1
