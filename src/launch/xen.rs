@@ -336,7 +336,7 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
     let deferred_effects = {
         let (dm, server_id) = (dm.clone(), server.id());
         let power = XenPowerControl::new(dm.clone());
-        let limiter = Mutex::new(crate::logging::RateLimiter::default());
+        let limiter = Mutex::new(crate::logging::RateLimiter::for_guest_lines());
         move |effects: BusEffects| {
             let mut limiter = limiter.lock().unwrap_or_else(|e| e.into_inner());
             apply_bus_effects(&dm, server_id, &power, &mut limiter, effects);
@@ -414,7 +414,7 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
         dm: dm.clone(),
         server_id: server.id(),
         power: XenPowerControl::new(dm.clone()),
-        log_limiter: Default::default(),
+        log_limiter: crate::logging::RateLimiter::for_guest_lines(),
     };
     // Start-up is over: images open, the ioreq server set up, sockets
     // bound, privileges dropped.

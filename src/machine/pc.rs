@@ -100,7 +100,7 @@ impl PcMachine {
             vm,
             resume_hooks: Vec::new(),
             power: Arc::new(PowerLatch::default()),
-            log_limiter: crate::logging::RateLimiter::default(),
+            log_limiter: crate::logging::RateLimiter::for_guest_lines(),
         }
     }
 

@@ -139,7 +139,7 @@ fn a_bar_over_another_device_is_not_decoded() {
 
 #[test]
 fn config_writes_while_a_bar_overlaps_log_a_bounded_number_of_warnings() {
-    use crate::logging::ratelimit::{Clock, RateLimiter, DEFAULT_BURST, DEFAULT_INTERVAL};
+    use crate::logging::ratelimit::{Clock, RateLimiter, GUEST_BURST, DEFAULT_INTERVAL};
     struct Fixed;
     impl Reset for Fixed {
         fn reset(&mut self) {}
@@ -153,7 +153,7 @@ fn config_writes_while_a_bar_overlaps_log_a_bounded_number_of_warnings() {
     }
     let (mut m, _) = machine_with_function();
     let clock = Clock::manual();
-    m.log_limiter = RateLimiter::new(DEFAULT_BURST, DEFAULT_INTERVAL, clock.clone());
+    m.log_limiter = RateLimiter::for_guest_lines_with(clock.clone());
     m.add_port_device(Arc::new(Mutex::new(Fixed)), 0x1f0, 8).unwrap();
     let _ = m.pci_config_write(0, 0x09, 0x20, 4, 0x01f1);
     let ((), lines) = crate::logging::testlog::capture(|| {
@@ -164,11 +164,11 @@ fn config_writes_while_a_bar_overlaps_log_a_bounded_number_of_warnings() {
         let _ = m.pci_config_write(0, 0x09, 0x04, 2, 0x0001);
     });
     let warnings: Vec<_> = lines.iter().filter(|(_, l)| l.contains("not decoded")).collect();
-    assert_eq!(warnings.len(), DEFAULT_BURST as usize + 1, "a burst, then one in the next interval");
+    assert_eq!(warnings.len(), GUEST_BURST as usize + 1, "a burst, then one in the next interval");
     let summary: Vec<_> = lines.iter().filter(|(_, l)| l.contains("suppressed")).collect();
     assert_eq!(summary.len(), 1);
-    assert_eq!(summary[0].1, format!("{} similar messages suppressed (pci-bar-not-decoded)", 10_000 - DEFAULT_BURST));
-    assert_eq!(lines.len(), DEFAULT_BURST as usize + 2);
+    assert_eq!(summary[0].1, format!("{} similar messages suppressed (pci-bar-not-decoded)", 10_000 - GUEST_BURST));
+    assert_eq!(lines.len(), GUEST_BURST as usize + 2);
 }
 
 /// A port device that counts its resets and, on a write, asks for the

@@ -108,7 +108,7 @@ impl XenPlatform {
             build: None,
             log_line: Vec::new(),
             unplugged: 0,
-            log_limiter: crate::logging::RateLimiter::default(),
+            log_limiter: crate::logging::RateLimiter::for_guest_lines(),
         }
     }
 
@@ -541,9 +541,9 @@ mod tests {
 
     #[test]
     fn unplug_and_log_port_floods_write_a_bounded_number_of_lines() {
-        use crate::logging::ratelimit::{Clock, RateLimiter, DEFAULT_BURST, DEFAULT_INTERVAL};
+        use crate::logging::ratelimit::{Clock, RateLimiter, GUEST_BURST};
         let (mut p, seen) = platform();
-        p.log_limiter = RateLimiter::new(DEFAULT_BURST, DEFAULT_INTERVAL, Clock::manual());
+        p.log_limiter = RateLimiter::for_guest_lines_with(Clock::manual());
         let ((), lines) = crate::logging::testlog::capture(|| {
             for _ in 0..10_000 {
                 p.write(0x10, 0, &1u16.to_le_bytes());
@@ -554,8 +554,8 @@ mod tests {
         assert_eq!(seen.lock().unwrap().len(), 10_000, "every unplug still takes effect");
         let unplug = lines.iter().filter(|(_, l)| l.contains("unplug")).count();
         let driver = lines.iter().filter(|(_, l)| l.contains("guest PV driver: x")).count();
-        assert_eq!(unplug, DEFAULT_BURST as usize);
-        assert_eq!(driver, DEFAULT_BURST as usize);
-        assert_eq!(lines.len(), 2 * DEFAULT_BURST as usize);
+        assert_eq!(unplug, GUEST_BURST as usize);
+        assert_eq!(driver, GUEST_BURST as usize);
+        assert_eq!(lines.len(), 2 * GUEST_BURST as usize);
     }
 }

@@ -183,7 +183,7 @@ impl Default for IoreqDecoder {
         IoreqDecoder {
             complaints: [0; COMPLAINT_KINDS],
             unknown_types_seen: [false; 256],
-            limiter: crate::logging::RateLimiter::default(),
+            limiter: crate::logging::RateLimiter::for_guest_lines(),
         }
     }
 }

@@ -408,10 +408,10 @@ fn unknown_types_complete_with_all_ones_and_log_once() {
 
 #[test]
 fn complaints_are_rate_limited_per_interval() {
-    use crate::logging::ratelimit::{Clock, RateLimiter, DEFAULT_BURST, DEFAULT_INTERVAL};
+    use crate::logging::ratelimit::{Clock, RateLimiter, GUEST_BURST, DEFAULT_INTERVAL};
     let clock = Clock::manual();
     let mut d = IoreqDecoder::new();
-    d.limiter = RateLimiter::new(DEFAULT_BURST, DEFAULT_INTERVAL, clock.clone());
+    d.limiter = RateLimiter::for_guest_lines_with(clock.clone());
     let (mut m, mem) = (FakeMachine::default(), FakeMemory::new(1, &[]));
     let bad = req(IOREQ_TYPE_PIO, IOREQ_READ, 0x1f0, 3);
     let ((), lines) = crate::logging::testlog::capture(|| {
@@ -423,9 +423,9 @@ fn complaints_are_rate_limited_per_interval() {
     });
     assert_eq!(d.complaint_count(Complaint::PioSize), 10_001, "every complaint is counted");
     let refused = lines.iter().filter(|(_, l)| l.contains("refused")).count();
-    assert_eq!(refused, DEFAULT_BURST as usize + 1);
-    assert!(lines.iter().any(|(_, l)| l == &format!("{} similar messages suppressed (ioreq-pio-size)", 10_000 - DEFAULT_BURST)));
-    assert_eq!(lines.len(), DEFAULT_BURST as usize + 2);
+    assert_eq!(refused, GUEST_BURST as usize + 1);
+    assert!(lines.iter().any(|(_, l)| l == &format!("{} similar messages suppressed (ioreq-pio-size)", 10_000 - GUEST_BURST)));
+    assert_eq!(lines.len(), GUEST_BURST as usize + 2);
 }
 
 
