@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use xen_ioemu::block::{CacheMode, ErrorPolicy};
 use xen_ioemu::block::engine::QueueKind;
 use xen_ioemu::devices::ide::{DriveConfig, IdeController, MediaKind};
-use xen_ioemu::launch::assemble_pc_as;
+use xen_ioemu::launch::assemble_pc;
 use xen_ioemu::machine::pc::PcMachine;
 use xen_ioemu::machine::{EventSink, IrqLine, RunState, VmControl};
 
@@ -70,7 +70,7 @@ impl Machine {
         let vm = VmControl::new(RunState::Running, EventSink::new());
         let mut pc = PcMachine::new(vm.clone());
         let mem = Arc::new(RecordingMemory::new(RAM));
-        let ide = assemble_pc_as(&mut pc, drives, mem.clone(), Arc::new(NoIrq), Arc::new(NoIrq), QueueKind::Inline)
+        let ide = assemble_pc(&mut pc, drives, mem.clone(), Arc::new(NoIrq), Arc::new(NoIrq), QueueKind::Inline)
             .expect("the IDE assembles");
         let mut m = Machine { pc, ide, mem, vm, host };
         // What the BIOS does: BAR4 at BM, I/O decoding and bus mastering.

@@ -180,20 +180,9 @@ impl ResumeHook for IdeResume {
 
 /// The PIIX3 IDE function both fronts share: legacy ports, 00:01.1 with
 /// its BAR4, and the re-run of held requests on `cont`. The platform
-/// functions around it come from `platform::add_platform`.
+/// functions around it come from `platform::add_platform`. The fronts run
+/// the drives' queues `QueueKind::Threaded`; the fuzz targets inline.
 pub fn assemble_pc(
-    machine: &mut PcMachine,
-    drives: [Option<DriveConfig>; 4],
-    mem: Arc<dyn GuestMemory>,
-    irq14: Arc<dyn IrqLine>,
-    irq15: Arc<dyn IrqLine>,
-) -> Result<Arc<Mutex<IdeController>>, LaunchError> {
-    assemble_pc_as(machine, drives, mem, irq14, irq15, QueueKind::Threaded)
-}
-
-/// As [`assemble_pc`], with the drives' queues of `kind` (the fuzz targets
-/// run them inline).
-pub fn assemble_pc_as(
     machine: &mut PcMachine,
     drives: [Option<DriveConfig>; 4],
     mem: Arc<dyn GuestMemory>,

@@ -2,6 +2,7 @@
 
 use super::ops::PcOps;
 use super::{assemble_pc, open_drives, LaunchError};
+use crate::block::engine::QueueKind;
 use crate::control::{MachineConfig, QmpInfo, QmpServer, QtestEndpoint};
 use crate::machine::pc::PcMachine;
 use crate::devices::cmos::CmosScope;
@@ -41,7 +42,7 @@ pub(super) fn run_qtest(config: MachineConfig) -> Result<i32, LaunchError> {
     let irqs = QtestIrqs::new(stream.clone());
 
     let mut machine = PcMachine::new(vm.clone());
-    let ide = assemble_pc(&mut machine, drives, ram.clone(), irqs.line(14), irqs.line(15))?;
+    let ide = assemble_pc(&mut machine, drives, ram.clone(), irqs.line(14), irqs.line(15), QueueKind::Threaded)?;
     let line = |n: u8| irqs.line(n as usize);
     let platform = super::platform::add_platform(
         &mut machine,

@@ -2,6 +2,7 @@
 
 use super::ops::PcOps;
 use super::{assemble_pc, open_drives, LaunchError};
+use crate::block::engine::QueueKind;
 use crate::control::{drives_from_xenstore, Flavour, MachineConfig, QmpInfo, QmpServer};
 use crate::devices::cmos::CmosScope;
 use crate::devices::ide::IdeController;
@@ -281,7 +282,7 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
     let irq = |n: u8| -> Arc<dyn IrqLine> { Arc::new(IsaIrq::new(dm.clone(), n)) };
 
     let mut machine = PcMachine::new(vm.clone());
-    let ide = assemble_pc(&mut machine, drives, memory.clone(), irq(14), irq(15))?;
+    let ide = assemble_pc(&mut machine, drives, memory.clone(), irq(14), irq(15), QueueKind::Threaded)?;
     let platform = super::platform::add_platform(
         &mut machine,
         &config,
