@@ -10,7 +10,8 @@
 #      and the guest's checksums verify.
 #
 # Needs root on Debian bookworm; installs what it needs (tools/install-deps.sh).
-# Takes about 10 minutes (Xen and the guest run under QEMU/TCG).
+# Takes about 3-4 minutes (Xen and the guest run under QEMU/TCG): 3 min 1 s
+# from a fresh clone on 2026-12-04, with the Debian packages already there.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 LOGS=build/testbed/logs
