@@ -56,9 +56,10 @@ jobs=${FUZZ_JOBS:-2}
 run_target() {
     local t=$1
     # First directory: where new inputs go; the committed corpus is read only.
+    local rc=0
     nice -n 19 "$(bin_of "$t")/$t" -max_total_time="$secs" -rss_limit_mb=1024 -timeout=30 -print_final_stats=1 \
-        -artifact_prefix="fuzz/artifacts/$t/" "$scratch/$t" "fuzz/corpus/$t" >"$scratch/$t.log" 2>&1
-    echo $? > "$scratch/$t.rc"
+        -artifact_prefix="fuzz/artifacts/$t/" "$scratch/$t" "fuzz/corpus/$t" >"$scratch/$t.log" 2>&1 || rc=$?
+    echo "$rc" > "$scratch/$t.rc"
 }
 running=0
 for t in "${targets[@]}"; do

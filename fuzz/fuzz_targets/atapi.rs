@@ -71,6 +71,12 @@ fn packet(r: &mut Rig, cdb: &[u8; 12], bcl: u16, dma: bool) {
     if st.is_none_or(|st| st & 0x88 != 0x08) || ireason.is_none_or(|ir| ir & 0x03 != 0x01) {
         return;
     }
+    // The limit the drive will honour is the one in its registers now: a
+    // raw PACKET (Op::Out) may already be waiting for its CDB, and then the
+    // limit written above was ignored (register writes are, while DRQ is
+    // set, as on QEMU) and the one of that earlier PACKET stands.
+    let (Some(lo), Some(hi)) = (m.access(0x1f4, 1, None), m.access(0x1f5, 1, None)) else { return };
+    let bcl = (hi as u16) << 8 | lo as u16;
     for w in cdb.chunks(2) {
         m.access(0x1f0, 2, Some(u16::from_le_bytes([w[0], w[1]]) as u32));
     }

@@ -1487,6 +1487,29 @@ fn atapi_scenarios(out: &mut Vec<Scenario>) {
         note!(s, "cd dma data", image::describe(&data, 2048));
         Ok(())
     }));
+    // Found by the atapi fuzz target (2026-12-04, a harness defect): a
+    // byte-count limit written while the drive waits for the CDB is ignored
+    // (DRQ is set), so the limit of the PACKET itself sizes the data phase.
+    out.push(scenario("atapi/limit-written-while-cdb-awaited", cd_secondary(), |s| {
+        s.ch = SECONDARY;
+        s.select(0)?;
+        s.set_reg(1, 0)?;
+        s.set_reg(4, 0x00)?;
+        s.set_reg(5, 0x08)?;
+        s.command(0xa0)?;
+        let status = s.wait_not_busy()?;
+        note!(s, "packet phase altstatus/ireason", format!("{} {}", hex(status), hex(s.reg(2)?)));
+        s.set_reg(4, 5)?;
+        s.set_reg(5, 0)?;
+        note!(s, "limit read back while the CDB is awaited", format!("{} {}", hex(s.reg(4)?), hex(s.reg(5)?)));
+        for pair in read10(0, 1).chunks(2) {
+            s.outw(SECONDARY.base, u16::from_le_bytes([pair[0], pair[1]]))?;
+        }
+        let status = s.wait_not_busy()?;
+        let count = u16::from(s.reg(4)?) | u16::from(s.reg(5)?) << 8;
+        note!(s, "first data phase altstatus/ireason/bytes", format!("{} {} {count}", hex(status), hex(s.reg(2)?)));
+        Ok(())
+    }));
     out.push(scenario("atapi/inquiry", cd_secondary(), |s| {
         let data = packet(s, "inquiry", [0x12, 0, 0, 0, 36, 0, 0, 0, 0, 0, 0, 0], 36)?;
         note!(s, "inquiry", hexdump(&data));
