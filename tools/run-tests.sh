@@ -3,7 +3,7 @@
 #   1. unit tests and scenario suites (cargo test --workspace), among them the
 #      differential suite against QEMU 7.2 and the block tests on real
 #      filesystems that fill up;
-#   2. a smoke run of every cargo-fuzz target (tools/fuzz.sh, 25 s each;
+#   2. a smoke run of every cargo-fuzz target (tools/fuzz.sh, 15 s each, two at a time;
 #      FUZZ_SECONDS changes it, FUZZ=0 skips it);
 #   3. the real-Xen scenarios: Debian's Xen 4.17 under QEMU/TCG with
 #      xen-ioemu as libxl's device model (tools/testbed/run.sh all);
@@ -29,8 +29,8 @@ cargo build --release --locked --workspace --all-targets
 stamp "cargo test (unit, scenario and differential suites)"
 cargo test --release --locked --workspace
 if [ "${FUZZ:-1}" != 0 ]; then
-    stamp "fuzz smoke run (tools/fuzz.sh: every target, ${FUZZ_SECONDS:-25} s each)"
-    tools/fuzz.sh "${FUZZ_SECONDS:-25}"
+    stamp "fuzz smoke run (tools/fuzz.sh: every target, ${FUZZ_SECONDS:-15} s each)"
+    tools/fuzz.sh "${FUZZ_SECONDS:-15}"
 fi
 if [ "${TESTBED:-1}" != 0 ]; then
     stamp "real-Xen scenarios (tools/testbed/run.sh -j 2 all: two nested Xens at once, one per core)"
