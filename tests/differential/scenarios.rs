@@ -1367,17 +1367,23 @@ fn flush_scenarios(out: &mut Vec<Scenario>) {
 
 // ---- ATAPI ---------------------------------------------------------------------------------
 
-/// Sends a PACKET command by PIO on the secondary channel and collects the
-/// data phases; every phase's status, interrupt reason and byte count is
-/// recorded.
-fn packet(s: &mut Session, label: &str, cdb: [u8; 12], byte_limit: u16) -> Result<Vec<u8>, String> {
+/// PACKET by PIO on the secondary master with `byte_limit`; returns the
+/// status once BSY is clear (the drive then waits for the CDB).
+fn packet_command(s: &mut Session, byte_limit: u16) -> Result<u8, String> {
     s.ch = SECONDARY;
     s.select(0)?;
     s.set_reg(1, 0)?;
     s.set_reg(4, byte_limit as u8)?;
     s.set_reg(5, (byte_limit >> 8) as u8)?;
     s.command(0xa0)?;
-    let status = s.wait_not_busy()?;
+    s.wait_not_busy()
+}
+
+/// Sends a PACKET command by PIO on the secondary channel and collects the
+/// data phases; every phase's status, interrupt reason and byte count is
+/// recorded.
+fn packet(s: &mut Session, label: &str, cdb: [u8; 12], byte_limit: u16) -> Result<Vec<u8>, String> {
+    let status = packet_command(s, byte_limit)?;
     let reason = s.reg(2)?;
     note!(
         s,
@@ -1491,13 +1497,7 @@ fn atapi_scenarios(out: &mut Vec<Scenario>) {
     // byte-count limit written while the drive waits for the CDB is ignored
     // (DRQ is set), so the limit of the PACKET itself sizes the data phase.
     out.push(scenario("atapi/limit-written-while-cdb-awaited", cd_secondary(), |s| {
-        s.ch = SECONDARY;
-        s.select(0)?;
-        s.set_reg(1, 0)?;
-        s.set_reg(4, 0x00)?;
-        s.set_reg(5, 0x08)?;
-        s.command(0xa0)?;
-        let status = s.wait_not_busy()?;
+        let status = packet_command(s, 0x0800)?;
         note!(s, "packet phase altstatus/ireason", format!("{} {}", hex(status), hex(s.reg(2)?)));
         s.set_reg(4, 5)?;
         s.set_reg(5, 0)?;
@@ -1672,13 +1672,7 @@ fn atapi_scenarios(out: &mut Vec<Scenario>) {
             move |s| {
                 let stops = policy == "stop";
                 if stops {
-                    s.ch = SECONDARY;
-                    s.select(0)?;
-                    s.set_reg(1, 0)?;
-                    s.set_reg(4, 0x00)?;
-                    s.set_reg(5, 0x08)?;
-                    s.command(0xa0)?;
-                    s.wait_not_busy()?;
+                    packet_command(s, 0x0800)?;
                     for pair in read10(4, 1).chunks(2) {
                         s.outw(SECONDARY.base, u16::from_le_bytes([pair[0], pair[1]]))?;
                     }
