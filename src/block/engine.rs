@@ -305,7 +305,8 @@ impl BlockQueue {
         }
     }
 
-    /// Queue a request; returns its tag. Never blocks on host I/O.
+    /// Queue a request; returns its tag. A threaded queue never blocks on
+    /// host I/O here; an inline one runs the request (and its callback) here.
     pub fn submit(&mut self, backend: &SharedBackend, op: IoOp) -> u64 {
         let tag = self.next_tag;
         self.next_tag += 1;
