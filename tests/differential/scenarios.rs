@@ -1367,6 +1367,14 @@ fn flush_scenarios(out: &mut Vec<Scenario>) {
 
 // ---- ATAPI ---------------------------------------------------------------------------------
 
+/// The 12 CDB bytes as six words to the secondary channel's data port.
+fn send_cdb(s: &mut Session, cdb: [u8; 12]) -> Step {
+    for pair in cdb.chunks(2) {
+        s.outw(SECONDARY.base, u16::from_le_bytes([pair[0], pair[1]]))?;
+    }
+    Ok(())
+}
+
 /// PACKET by PIO on the secondary master with `byte_limit`; returns the
 /// status once BSY is clear (the drive then waits for the CDB).
 fn packet_command(s: &mut Session, byte_limit: u16) -> Result<u8, String> {
@@ -1393,9 +1401,7 @@ fn packet(s: &mut Session, label: &str, cdb: [u8; 12], byte_limit: u16) -> Resul
     if status & DRQ == 0 {
         return Ok(Vec::new());
     }
-    for pair in cdb.chunks(2) {
-        s.outw(SECONDARY.base, u16::from_le_bytes([pair[0], pair[1]]))?;
-    }
+    send_cdb(s, cdb)?;
     let mut data = Vec::new();
     for phase in 0..64 {
         let status = s.wait_not_busy()?;
@@ -1479,9 +1485,7 @@ fn atapi_scenarios(out: &mut Vec<Scenario>) {
         s.set_reg(1, 0x01)?;
         s.command(0xa0)?;
         s.wait_not_busy()?;
-        for pair in read10(5, 3).chunks(2) {
-            s.outw(SECONDARY.base, u16::from_le_bytes([pair[0], pair[1]]))?;
-        }
+        send_cdb(s, read10(5, 3))?;
         s.bm_command(0x09)?;
         let bm = s.wait_dma()?;
         fact!(s, "cd dma: bm", hex(bm), hex(0x04));
@@ -1502,9 +1506,7 @@ fn atapi_scenarios(out: &mut Vec<Scenario>) {
         s.set_reg(4, 5)?;
         s.set_reg(5, 0)?;
         note!(s, "limit read back while the CDB is awaited", format!("{} {}", hex(s.reg(4)?), hex(s.reg(5)?)));
-        for pair in read10(0, 1).chunks(2) {
-            s.outw(SECONDARY.base, u16::from_le_bytes([pair[0], pair[1]]))?;
-        }
+        send_cdb(s, read10(0, 1))?;
         let status = s.wait_not_busy()?;
         let count = u16::from(s.reg(4)?) | u16::from(s.reg(5)?) << 8;
         note!(s, "first data phase altstatus/ireason/bytes", format!("{} {} {count}", hex(status), hex(s.reg(2)?)));
@@ -1673,9 +1675,7 @@ fn atapi_scenarios(out: &mut Vec<Scenario>) {
                 let stops = policy == "stop";
                 if stops {
                     packet_command(s, 0x0800)?;
-                    for pair in read10(4, 1).chunks(2) {
-                        s.outw(SECONDARY.base, u16::from_le_bytes([pair[0], pair[1]]))?;
-                    }
+                    send_cdb(s, read10(4, 1))?;
                     s.wait_event("STOP", Duration::from_millis(300))?;
                     s.note_taskfile("stopped")?;
                     note_qmp_state(s)?;
@@ -1722,9 +1722,7 @@ pub(super) fn cd_dma_read(s: &mut Session, lba: u32, blocks: u16) -> Result<u8, 
     s.set_reg(1, 0x01)?;
     s.command(0xa0)?;
     s.wait_not_busy()?;
-    for pair in read10(lba, blocks).chunks(2) {
-        s.outw(SECONDARY.base, u16::from_le_bytes([pair[0], pair[1]]))?;
-    }
+    send_cdb(s, read10(lba, blocks))?;
     s.bm_command(0x09)?;
     s.wait_dma()
 }
@@ -2266,9 +2264,7 @@ fn atapi_more_scenarios(out: &mut Vec<Scenario>) {
             s.set_reg(1, 0x01)?;
             s.command(0xa0)?;
             s.wait_not_busy()?;
-            for pair in read10(0, 1).chunks(2) {
-                s.outw(SECONDARY.base, u16::from_le_bytes([pair[0], pair[1]]))?;
-            }
+            send_cdb(s, read10(0, 1))?;
             s.note_taskfile("dma packet, engine idle")?;
             note!(s, "bm status", hex(s.bm_status()?));
             s.device_control(0x04)?;
