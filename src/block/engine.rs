@@ -229,18 +229,17 @@ pub enum QueueKind {
     Inline,
 }
 
-/// The inline queue's worker: the callback and the reused scratch buffer.
-struct InlineRunner {
-    mem: Arc<dyn GuestMemory>,
-    on_complete: CompletionFn,
-    scratch: Vec<u8>,
+/// Who runs a queue's requests.
+enum Runner {
+    /// The worker thread, fed through `tx` (None once `drop` closed it).
+    Thread { tx: Option<mpsc::Sender<Job>>, worker: Option<JoinHandle<()>> },
+    /// `submit` itself, with the callback and a reused scratch buffer.
+    Inline { mem: Arc<dyn GuestMemory>, on_complete: CompletionFn, scratch: Vec<u8> },
 }
 
-/// One drive's request queue and its worker thread.
+/// One drive's request queue and what runs it (a worker thread, or inline).
 pub struct BlockQueue {
-    tx: Option<mpsc::Sender<Job>>,
-    worker: Option<JoinHandle<()>>,
-    inline: Option<InlineRunner>,
+    runner: Runner,
     next_tag: u64,
     in_flight: Arc<InFlight>,
     submitted: Arc<AtomicUsize>,
@@ -283,9 +282,7 @@ impl BlockQueue {
             })
             .map_err(|source| EngineError::Spawn { drive: name.to_string(), source })?;
         Ok(BlockQueue {
-            tx: Some(tx),
-            worker: Some(worker),
-            inline: None,
+            runner: Runner::Thread { tx: Some(tx), worker: Some(worker) },
             next_tag: 1,
             in_flight,
             submitted: Arc::new(AtomicUsize::new(0)),
@@ -296,9 +293,7 @@ impl BlockQueue {
     /// `submit`, its callback with it.
     pub fn inline(mem: Arc<dyn GuestMemory>, on_complete: CompletionFn) -> Self {
         BlockQueue {
-            tx: None,
-            worker: None,
-            inline: Some(InlineRunner { mem, on_complete, scratch: Vec::new() }),
+            runner: Runner::Inline { mem, on_complete, scratch: Vec::new() },
             next_tag: 1,
             in_flight: Arc::new(InFlight::default()),
             submitted: Arc::new(AtomicUsize::new(0)),
@@ -312,17 +307,21 @@ impl BlockQueue {
         self.next_tag += 1;
         *self.in_flight.count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         self.submitted.fetch_add(1, Ordering::Relaxed);
-        if let Some(runner) = &mut self.inline {
-            let started = Instant::now();
-            let result = run(backend, &*runner.mem, op, &mut runner.scratch);
-            (runner.on_complete)(Completion { tag, result, elapsed: started.elapsed() });
-            self.finish_one();
-        } else if let Some(tx) = &self.tx {
-            if tx.send(Job { tag, backend: backend.clone(), op }).is_err() {
-                // The worker is gone (it only ends when the queue is
-                // dropped): count the request as done so waiters return.
+        match &mut self.runner {
+            Runner::Inline { mem, on_complete, scratch } => {
+                let started = Instant::now();
+                let result = run(backend, &**mem, op, scratch);
+                on_complete(Completion { tag, result, elapsed: started.elapsed() });
                 self.finish_one();
             }
+            Runner::Thread { tx: Some(tx), .. } => {
+                if tx.send(Job { tag, backend: backend.clone(), op }).is_err() {
+                    // The worker is gone (it only ends when the queue is
+                    // dropped): count the request as done so waiters return.
+                    self.finish_one();
+                }
+            }
+            Runner::Thread { tx: None, .. } => {}
         }
         tag
     }
@@ -369,8 +368,9 @@ impl Drop for BlockQueue {
     fn drop(&mut self) {
         // Closing the channel ends the worker once it has run everything
         // already queued: an accepted write is never dropped here.
-        self.tx = None;
-        if let Some(worker) = self.worker.take() {
+        let Runner::Thread { tx, worker } = &mut self.runner else { return };
+        *tx = None;
+        if let Some(worker) = worker.take() {
             // The owner of the queue can be dropped by its own worker (a
             // completion callback holding the last reference); that thread
             // ends by itself once the channel is closed.
