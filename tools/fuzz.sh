@@ -38,11 +38,12 @@ fi
 nice -n 19 cargo +nightly metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null
 stamp "building the targets (nightly, debug assertions; ASan for ${asan[*]})"
 nice -n 19 cargo +nightly fuzz build --fuzz-dir fuzz -s none --target-dir fuzz/target-nosan
-for t in "${asan[@]}"; do
-    nice -n 19 cargo +nightly fuzz build --fuzz-dir fuzz "$t"
+wants_asan() { [[ " ${asan[*]} " == *" $1 "* ]]; }
+for t in "${targets[@]}"; do
+    if wants_asan "$t"; then nice -n 19 cargo +nightly fuzz build --fuzz-dir fuzz "$t"; fi
 done
 bin_of() {
-    if [[ " ${asan[*]} " == *" $1 "* ]]; then
+    if wants_asan "$1"; then
         echo fuzz/target/x86_64-unknown-linux-gnu/release
     else
         echo fuzz/target-nosan/x86_64-unknown-linux-gnu/release
