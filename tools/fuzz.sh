@@ -21,6 +21,11 @@
 # allocator; they run without a sanitizer, and libFuzzer's -rss_limit_mb
 # still fails a run whose memory grows without bound.
 set -euo pipefail
+# The whole script is one brace group, so bash has read all of it before it
+# runs any: a long run survives an edit of this file (bash reads a script
+# as it goes, and an edit during the campaign of 2026-12-04 broke two
+# runs' corpus merges with a syntax error at the shifted offset).
+{
 cd "$(dirname "$0")/.."
 secs=${1:-25}
 shift || true
@@ -100,3 +105,5 @@ if [ ${#failed[@]} -gt 0 ]; then
     exit 1
 fi
 stamp "every target ran clean"
+exit 0
+}
