@@ -16,6 +16,8 @@ pub mod logging;
 pub mod machine;
 #[forbid(unsafe_code)]
 pub mod pvblock;
+#[forbid(unsafe_code)]
+pub mod pvconsole;
 pub mod qtest;
 pub mod sandbox;
 pub mod vm;

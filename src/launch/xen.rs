@@ -397,6 +397,8 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
     // Before "running": libxl has written the qdisk backend nodes already
     // and does not wait for them, the guest's frontend will.
     let qdisks = super::start_qdisks(&config, domid16, pv_disks);
+    // The PV consoles libxl left to us (xl channel=), opened here too.
+    let consoles = crate::xen::console::ConsoleService::start(domid16, &config.channel_sockets);
     if config.domid_restrict {
         server.restrict().map_err(xen_err)?;
     } else {
@@ -427,6 +429,7 @@ pub fn run_xen(config: MachineConfig) -> Result<i32, LaunchError> {
     step_hold(&gate, &ide, RunState::Shutdown);
     let flushed = ide.lock().unwrap_or_else(|e| e.into_inner()).flush_all();
     qdisks.shutdown();
+    consoles.shutdown();
     drop(server);
     served.map_err(xen_err)?;
     // Counts still held by the limiter would die with the process.

@@ -14,18 +14,14 @@ use nix::sys::signal::Signal;
 use std::sync::{Arc, Condvar, Mutex};
 
 /// The PV devices libxl left to the device model that this one does not
-/// serve (the framebuffer, keyboard, secondary consoles, PV USB), as
-/// "kind/devid": the guest's frontends would wait for them, so each is
-/// said in the log.
+/// serve (the framebuffer, keyboard, PV USB), as "kind/devid": the
+/// guest's frontends would wait for them, so each is said in the log.
+/// (Consoles are served: `crate::xen::console`.)
 pub fn unserved_pv_devices(xs: &dyn XenstoreRead, domid: u16) -> Vec<String> {
     let mut unserved = Vec::new();
-    for kind in ["vfb", "vkbd", "console", "qusb"] {
+    for kind in ["vfb", "vkbd", "qusb"] {
         let base = format!("/local/domain/0/backend/{kind}/{domid}");
         for devid in xs.directory(&base) {
-            // xenconsoled serves the consoles whose type says so.
-            if kind == "console" && xs.read(&format!("{base}/{devid}/type")).as_deref() != Some("ioemu") {
-                continue;
-            }
             unserved.push(format!("{kind}/{devid}"));
         }
     }
@@ -79,6 +75,8 @@ pub fn run_xenpv(config: MachineConfig) -> Result<i32, LaunchError> {
     // libxl wrote the disks' backend nodes before it started us; they are
     // opened here, before privileges are dropped.
     let qdisks = super::start_qdisks(&config, domid16, pv_disks);
+    // The PV consoles libxl left to us (xl channel=), opened here too.
+    let consoles = crate::xen::console::ConsoleService::start(domid16, &config.channel_sockets);
     // Under dm_restrict libxl asks QMP query-status instead.
     if !config.domid_restrict {
         xenstore.report_state(domid16, "running").map_err(LaunchError::Xen)?;
@@ -95,6 +93,7 @@ pub fn run_xenpv(config: MachineConfig) -> Result<i32, LaunchError> {
     }
     vm.shutdown();
     qdisks.shutdown();
+    consoles.shutdown();
     crate::logging::ratelimit::flush_global();
     log::info!("device model for domain {domid} exiting");
     Ok(0)
@@ -108,8 +107,9 @@ mod tests {
     #[test]
     fn only_the_devices_meant_for_a_device_model_are_reported_unserved() {
         let nodes = [
-            ("/local/domain/0/backend/console/3/0/type", "xenconsoled"),
-            ("/local/domain/0/backend/console/3/1/type", "ioemu"),
+            // Consoles are served (xen::console), whatever their type.
+            ("/local/domain/3/device/console/1/type", "ioemu"),
+            ("/local/domain/0/backend/console/3/1/frontend", "/local/domain/3/device/console/1"),
             ("/local/domain/0/backend/vfb/3/0/vnc", "1"),
             ("/local/domain/0/backend/vkbd/3/0/state", "1"),
             ("/local/domain/0/backend/qdisk/3/51712/params", "qcow2:/x.qcow2"),
@@ -120,7 +120,7 @@ mod tests {
         for (path, value) in nodes {
             xs.set(path, value);
         }
-        assert_eq!(unserved_pv_devices(&xs, 3), vec!["vfb/0", "vkbd/0", "console/1"]);
+        assert_eq!(unserved_pv_devices(&xs, 3), vec!["vfb/0", "vkbd/0"]);
         assert!(unserved_pv_devices(&xs, 5).is_empty());
     }
 }

@@ -22,7 +22,7 @@ pub mod info;
 pub mod request;
 pub mod ring;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use backend::{Qdisk, QdiskOptions, QdiskStats};
 pub use info::{drive_infos, PvDiskInfo, PvDiskTable};

@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use xen_sys::blkif::*;
 
-struct FakeRing(Mutex<Vec<u8>>);
+/// Shared memory as a plain byte array (the PV console's tests use it too).
+pub(crate) struct FakeRing(pub(crate) Mutex<Vec<u8>>);
 
 impl SharedRing for FakeRing {
     fn len(&self) -> usize {

@@ -306,6 +306,20 @@ pub const QDISK_RING: Group = Group {
     ],
 };
 
+/// A PV console's host end: the pty master read and written, or a client
+/// accepted (non-blocking) on the socket bound at start-up, read and
+/// written; the frontend kicked through its event channel.
+pub const CONSOLE_HOST: Group = Group {
+    name: "console-host",
+    calls: &[
+        any(libc::SYS_read),
+        any(libc::SYS_recvfrom),
+        any(libc::SYS_accept4),
+        any(libc::SYS_accept),
+        when(libc::SYS_ioctl, 1, &[FIONBIO, EVTCHN_NOTIFY]),
+    ],
+};
+
 /// The groups a kind of thread is allowed.
 pub fn groups(kind: ThreadKind) -> &'static [&'static Group] {
     match kind {
@@ -355,5 +369,7 @@ pub fn groups(kind: ThreadKind) -> &'static [&'static Group] {
         // Opens nothing: it starts a block engine worker per connection.
         ThreadKind::QdiskDevice => &[&RUNTIME, &SPAWN, &XENSTORE, &DEVICES, &QDISK_RING, &GRANT_COPY],
         ThreadKind::QdiskWorker => &[&RUNTIME, &DEVICES, &GRANT_COPY],
+        // The ring is mapped and the channel bound as a qdisk disk's are.
+        ThreadKind::ConsoleDevice => &[&RUNTIME, &XENSTORE, &QDISK_RING, &CONSOLE_HOST],
     }
 }

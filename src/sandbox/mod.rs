@@ -81,10 +81,13 @@ pub enum ThreadKind {
     /// A qdisk disk's block engine worker: the host I/O, and read data
     /// copied into the frontend's grants on completion.
     QdiskWorker,
+    /// One PV console's xenbus state machine and ring: maps the page,
+    /// binds the event channel, moves bytes to and from its pty or socket.
+    ConsoleDevice,
 }
 
 impl ThreadKind {
-    pub const ALL: [ThreadKind; 15] = [
+    pub const ALL: [ThreadKind; 16] = [
         ThreadKind::Ioreq,
         ThreadKind::Qtest,
         ThreadKind::Probe,
@@ -100,6 +103,7 @@ impl ThreadKind {
         ThreadKind::QdiskSupervisor,
         ThreadKind::QdiskDevice,
         ThreadKind::QdiskWorker,
+        ThreadKind::ConsoleDevice,
     ];
 
     pub fn name(self) -> &'static str {
@@ -119,6 +123,7 @@ impl ThreadKind {
             ThreadKind::QdiskSupervisor => "qdisk",
             ThreadKind::QdiskDevice => "qdisk-device",
             ThreadKind::QdiskWorker => "qdisk-worker",
+            ThreadKind::ConsoleDevice => "console",
         }
     }
 }

@@ -80,6 +80,13 @@ fn sandbox_child() {
                     std::ptr::null::<u8>(),
                 );
             }
+            // A console thread taking a client on its socket, on a bad descriptor.
+            "accept4" => {
+                libc::accept4(-1, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_NONBLOCK);
+            }
+            "ioctl-evtchn-notify" => {
+                libc::ioctl(-1, xen_sys::IOCTL_EVTCHN_NOTIFY as _, std::ptr::null::<u8>());
+            }
             "sendto-connected" => {
                 libc::sendto(-1, [0u8].as_ptr().cast(), 1, 0, std::ptr::null(), 0);
             }
@@ -362,4 +369,21 @@ fn block_threads_may_grow_a_qcow2_image_for_a_partial_cluster_write() {
         assert_eq!((ended.signal, ended.code), (None, Some(RETURNED)), "{}: {}", kind.name(), ended.stderr);
         assert_eq!(crate::block::testimg::check(&path).errors, 0, "{}", kind.name());
     }
+}
+
+#[test]
+fn console_threads_move_bytes_and_open_nothing() {
+    // The page is mapped and the channel bound at each connection; a
+    // socket client is accepted on the socket bound at start-up.
+    assert_returned(ThreadKind::ConsoleDevice, "ioctl-gntdev-map");
+    assert_returned(ThreadKind::ConsoleDevice, "ioctl-evtchn-notify");
+    assert_returned(ThreadKind::ConsoleDevice, "accept4");
+    // Its pty or socket was opened before the filter: nothing new is
+    // opened or created, nothing executed, no grant copies.
+    assert_killed(ThreadKind::ConsoleDevice, "openat", &format!("{} (openat)", libc::SYS_openat));
+    assert_killed(ThreadKind::ConsoleDevice, "socket-unix", &format!("{} (socket)", libc::SYS_socket));
+    assert_killed(ThreadKind::ConsoleDevice, "execve", &format!("{} (execve)", libc::SYS_execve));
+    assert_killed(ThreadKind::ConsoleDevice, "ioctl-grant-copy", &format!("{} (ioctl)", libc::SYS_ioctl));
+    // And the qdisk threads may not accept.
+    assert_killed(ThreadKind::QdiskDevice, "accept4", &format!("{} (accept4)", libc::SYS_accept4));
 }

@@ -44,6 +44,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod console;
 pub mod dm;
 pub mod evtchn;
 pub mod foreign_memory;

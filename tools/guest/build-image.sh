@@ -69,7 +69,7 @@ mkdir -p "$I"/{bin,dev,proc,sys,tmp,mods}
 cp "$R/bin/busybox" "$I/bin/busybox"
 for applet in sh mount umount insmod dd md5sum cat echo sleep grep sed cut tr head \
               mkdir ls poweroff sync blockdev stat hexdump awk seq test wc printf \
-              sort uniq basename tail ln rm; do
+              sort uniq basename tail ln rm stty; do
     ln -s busybox "$I/bin/$applet"
 done
 mkdir -p "$I/sbin" "$I/etc" "$I/mnt"

@@ -14,6 +14,8 @@
 #     md5=..." only after that file's fsync succeeded; stops at the first
 #     failure ("GUEST: write data/fNNN FAILED ..."); unmounts; then=check
 #     goes on with the check below in the same boot.
+#   (any job) channel=1: first say hello on the PV console /dev/hvc1 (an
+#     xl channel=) until dom0 answers a line; see tb_channel_answer.
 #   TBJOB mode=fscheck dev=sdb
 #     the check: mount + umount (the kernel replays the journal, if any),
 #     e2fsck -f -n (its lines as "GUEST: e2fsck: ...", "GUEST: e2fsck -f -n
@@ -140,8 +142,28 @@ for kv in $job; do
     mb=*) mb=${kv#mb=} ;;
     expect=*) expect=${kv#expect=} ;;
     devs=*) devs=$(echo "${kv#devs=}" | tr , ' ') ;;
+    channel=*) channel=${kv#channel=} ;;
     esac
 done
+# channel=1: an xl channel= (a PV console, /dev/hvc1) before the job: say
+# hello on it once a second until a line comes back from dom0.
+if [ "${channel:-0}" = 1 ]; then
+    n=0
+    while [ ! -c /dev/hvc1 ] && [ $n -lt 300 ]; do sleep 0.1; n=$((n+1)); done
+    [ -c /dev/hvc1 ] || { say "channel: no /dev/hvc1; xen devices: $(ls /sys/bus/xen/devices 2>/dev/null | tr '\n' ' ')"; finish FAIL; }
+    # Raw and quiet while open: hvc resets a tty's settings at its last close.
+    exec 3<>/dev/hvc1
+    stty raw -echo <&3 || say "channel: stty failed"
+    i=0; reply=""
+    while [ $i -lt 90 ] && [ -z "$reply" ]; do
+        echo "GUEST-CHANNEL-HELLO $i" >&3
+        read -r -t 1 reply <&3
+        i=$((i+1))
+    done
+    exec 3>&-
+    [ -n "$reply" ] || { say "channel: no reply from dom0 in 90 s"; finish FAIL; }
+    say "channel: got '$reply' after $i hello(s)"
+fi
 dev=$(disk_at "$(position_of "$dev")") || { say "no disk for $dev"; finish FAIL; }
 dma=$(cat /sys/class/ata_device/dev1.0/dma_mode 2>/dev/null || echo "?")
 say "$(grep -c ^processor /proc/cpuinfo) CPU(s) online"

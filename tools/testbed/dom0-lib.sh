@@ -404,3 +404,27 @@ tb_stop_fsloop() {
 
 # tb_libata_errors: the guest kernel's libata / block error lines.
 TB_LIBATA_ERRORS='failed command|exception Emask|I/O error|resetting link|SRST failed|hard resetting'
+
+# tb_channel_answer DOMID [DEVID]: dom0's end of an xl channel= with
+# connection=pty (a PV console the DM serves): the pty path the DM wrote
+# to the frontend's tty node (xl channel-list reads the same), read until
+# the guest's "GUEST-CHANNEL-HELLO" (guest-init.sh, job key channel=1),
+# then one reply line for the guest to print. Fails when the pty never
+# appears or no hello comes within 120 s.
+tb_channel_answer() {
+    node=/local/domain/$1/device/console/${2:-1}/tty
+    n=0
+    while tty=$(xenstore-read "$node" 2>/dev/null); [ -z "$tty" ] && [ $n -lt 60 ]; do sleep 1; n=$((n+1)); done
+    [ -n "$tty" ] && [ -c "$tty" ] || { tb_say "channel: no pty at $node (tty='$tty')"; return 1; }
+    out=$TB_OUT/channel-$1.out
+    cat "$tty" > "$out" 2>/dev/null &
+    catpid=$!
+    n=0
+    while ! grep -q GUEST-CHANNEL-HELLO "$out" && [ $n -lt 600 ]; do sleep 0.2; n=$((n+1)); done
+    ok=1
+    grep -q GUEST-CHANNEL-HELLO "$out" && { echo "DOM0-CHANNEL-REPLY to d$1" > "$tty"; ok=0; }
+    sleep 2
+    kill "$catpid" 2>/dev/null
+    tb_say "channel on $tty: read $(wc -c < "$out") bytes, first line '$(head -n 1 "$out" | tr -d '\r')'"
+    return $ok
+}

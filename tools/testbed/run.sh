@@ -98,6 +98,8 @@ HOST="$OUT/host$XEN_TAG"
 gcc -static -O2 -Wall -Wextra -Werror -o "$OUT/fw/ptyrun" "$TESTBED_DIR/ptyrun.c"
 # dom0's watcher of a DM under a hostile guest (the storm scenario)
 gcc -static -O2 -Wall -Wextra -Werror -o "$OUT/fw/dmwatch" "$TESTBED_DIR/dmwatch.c"
+# dom0's client of an xl channel on a unix socket (busybox nc has none)
+gcc -static -O2 -Wall -Wextra -Werror -o "$OUT/fw/chanclient" "$TESTBED_DIR/chanclient.c"
 need_guest=0
 for n in "${names[@]}"; do grep -q '^NEEDS_GUEST=1' "$SCEN_DIR/$n/scenario.conf" && need_guest=1; done
 [ $need_guest = 1 ] && "$REPO_DIR/tools/guest/build-image.sh" "$OUT" >/dev/null
@@ -127,7 +129,7 @@ run_one() {
     cp "$TESTBED_DIR/dm-wrap.sh" "$TESTBED_DIR/hotplug-ok.sh" "$T/"
     cp -r "$sdir" "$T/scenario"
     cp "$OUT/fw/idetest.elf" "$OUT/fw/storm.elf" "$T/fw/"
-    cp "$OUT/fw/ptyrun" "$OUT/fw/dmwatch" "$T/"
+    cp "$OUT/fw/ptyrun" "$OUT/fw/dmwatch" "$OUT/fw/chanclient" "$T/"
     [ "$NEEDS_GUEST" = 1 ] && cp "$OUT/guest.img" "$OUT/guest.unplug-at" "$OUT/cd-a.iso" "$OUT/cd-b.iso" "$T/images/"
     # xl kernel=/ramdisk= scenarios: the guest's kernel and initrd beside its image.
     [ "$NEEDS_KERNEL" = 1 ] && cp -L "$OUT/vmlinuz" "$OUT/initrd.gz" "$T/images/"

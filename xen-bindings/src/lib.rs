@@ -30,6 +30,7 @@
 use core::mem::size_of;
 
 pub mod blkif;
+pub mod console;
 pub mod domctl;
 pub mod gntdev;
 pub use domctl::*;

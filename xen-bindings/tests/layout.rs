@@ -32,6 +32,7 @@ const C_PRELUDE: &str = r#"
 #include <xen/sys/evtchn.h>
 #include <xen/sys/gntdev.h>
 #include <xen/grant_table.h>
+#include <xen/io/console.h>
 #include <xen/io/blkif.h>
 #include <xen/io/xenbus.h>
 /* The x86_32 ABI of blkif: the same structs with 64-bit fields 4-aligned,
@@ -365,6 +366,18 @@ fn expectations() -> Vec<(String, u64, String)> {
         constant!(VDISK_CDROM, "VDISK_CDROM");
         constant!(VDISK_REMOVABLE, "VDISK_REMOVABLE");
         constant!(VDISK_READONLY, "VDISK_READONLY");
+    }
+    {
+        use xen_sys::console::*;
+        constant!(XENCONS_IN, "offsetof(struct xencons_interface, in)");
+        constant!(XENCONS_IN_SIZE, "sizeof(((struct xencons_interface *)0)->in)");
+        constant!(XENCONS_OUT, "offsetof(struct xencons_interface, out)");
+        constant!(XENCONS_OUT_SIZE, "sizeof(((struct xencons_interface *)0)->out)");
+        constant!(XENCONS_IN_CONS, "offsetof(struct xencons_interface, in_cons)");
+        constant!(XENCONS_IN_PROD, "offsetof(struct xencons_interface, in_prod)");
+        constant!(XENCONS_OUT_CONS, "offsetof(struct xencons_interface, out_cons)");
+        constant!(XENCONS_OUT_PROD, "offsetof(struct xencons_interface, out_prod)");
+        constant!(XENCONS_INTERFACE_SIZE, "sizeof(struct xencons_interface)");
     }
     v
 }

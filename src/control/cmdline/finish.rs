@@ -125,7 +125,9 @@ impl Parser {
         let mut qmp = std::mem::take(&mut self.qmp);
         // The first entries come from -qmp, the rest from -chardev + -mon.
         let n_qmp_options = qmp.len();
-        let mut unused: Vec<&String> = self.chardevs.keys().filter(|id| !self.monitors.contains(id)).collect();
+        let channel_sockets = self.channel_sockets()?;
+        let mut unused: Vec<&String> =
+            self.chardevs.keys().filter(|id| !self.monitors.contains(id) && !is_channel(id)).collect();
         unused.sort();
         let unused: Vec<String> =
             unused.into_iter().map(|id| format!("-chardev id={id}: not used by any -mon; ignored")).collect();
@@ -162,6 +164,7 @@ impl Parser {
         };
         Ok(MachineConfig {
             pv_disk_policy,
+            channel_sockets,
             flavour,
             domid,
             name: self.name,
@@ -188,6 +191,36 @@ impl Parser {
             firmware_dir: self.firmware_dir.unwrap_or_else(|| DEFAULT_FIRMWARE_DIR.into()),
             warnings: self.warnings,
         })
+    }
+}
+
+/// libxl's chardev for xl `channel=` entry N (libxl_dm.c).
+fn is_channel(id: &str) -> bool {
+    id.strip_prefix("libxl-channel").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+impl Parser {
+    /// The listening sockets of the channel chardevs. A `pty` one needs
+    /// nothing here: its console's `output` is "pty", and the console
+    /// opens its own, as QEMU's does.
+    fn channel_sockets(&self) -> Result<Vec<(String, PathBuf)>, ConfigError> {
+        let mut ids: Vec<&String> = self.chardevs.keys().filter(|id| is_channel(id)).collect();
+        ids.sort();
+        let mut sockets = Vec::new();
+        for id in ids {
+            let opts = &self.chardevs[id];
+            match opts.get("driver") {
+                Some("pty") => {}
+                Some("socket") => match socket_endpoint("-chardev", opts, "path", id.clone())? {
+                    QmpEndpoint::UnixPath { path, .. } => sockets.push((id.clone(), path)),
+                    _ => return Err(invalid("-chardev", format!("id={id}: a channel needs a listening socket (path=...,server=on)"))),
+                },
+                other => {
+                    return Err(invalid("-chardev", format!("id={id}: a channel is a pty or a socket, not {}", other.unwrap_or("nothing"))))
+                }
+            }
+        }
+        Ok(sockets)
     }
 }
 

@@ -86,6 +86,10 @@ pub struct MachineConfig {
     /// `-global xen-block.werror/rerror/retry-interval`: the policy of
     /// every qdisk (PV) disk, which has no -drive of its own.
     pub pv_disk_policy: PvDiskPolicy,
+    /// The listening sockets of libxl's `-chardev socket,id=libxl-channelN`
+    /// (xl `channel=` with `connection=socket`), as (id, path): the PV
+    /// consoles whose xenstore `output` is "chardev:ID" are served on them.
+    pub channel_sockets: Vec<(String, PathBuf)>,
 }
 
 /// The error policy of the qdisk backend's disks. Defaults as for IDE

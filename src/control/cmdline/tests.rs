@@ -509,3 +509,34 @@ fn xen_block_globals_set_the_qdisk_policy_and_leave_ide_alone() {
     assert_eq!(c.pv_disk_policy, PvDiskPolicy { werror: ErrorPolicy::Report, rerror: ErrorPolicy::Stop, retry_interval: Duration::ZERO });
     assert_eq!(c.drives[0].werror, ErrorPolicy::Enospc, "an IDE disk keeps its own default");
 }
+
+#[test]
+fn libxl_channel_chardevs_become_the_consoles_host_ends() {
+    // libxl_dm.c: one -chardev per xl channel=, "server,nowait" (4.17) or
+    // "server=on,wait=off" spelling.
+    let c = run(&format!(
+        "{QEMU_XEN_417} -chardev pty,id=libxl-channel1 \
+         -chardev socket,id=libxl-channel2,path=/run/xen/chan2.sock,server,nowait \
+         -chardev socket,id=libxl-channel3,path=/run/xen/chan3.sock,server=on,wait=off"
+    ));
+    assert_eq!(
+        c.channel_sockets,
+        vec![
+            ("libxl-channel2".to_string(), PathBuf::from("/run/xen/chan2.sock")),
+            ("libxl-channel3".to_string(), PathBuf::from("/run/xen/chan3.sock")),
+        ]
+    );
+    assert!(!c.warnings.iter().any(|w| w.contains("libxl-channel")), "{:?}", c.warnings);
+    assert!(run(QEMU_XEN_417).channel_sockets.is_empty());
+    // Another chardev not used by a monitor is still only warned about.
+    let c = run(&format!("{QEMU_XEN_417} -chardev pty,id=other"));
+    assert!(c.warnings.iter().any(|w| w.contains("-chardev id=other: not used")));
+}
+
+#[test]
+fn a_channel_chardev_we_cannot_listen_on_is_refused_in_one_line() {
+    let e = error(&format!("{QEMU_XEN_417} -chardev socket,id=libxl-channel1,path=/run/c.sock,server=off"));
+    assert!(e.contains("-chardev") && e.contains("libxl-channel1") && e.contains("listening socket"), "{e}");
+    let e = error(&format!("{QEMU_XEN_417} -chardev file,id=libxl-channel1,path=/tmp/x"));
+    assert!(e.contains("libxl-channel1") && e.contains("pty or a socket, not file"), "{e}");
+}

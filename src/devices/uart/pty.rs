@@ -123,6 +123,11 @@ impl PtyReader {
         self.master.as_raw_fd()
     }
 
+    /// The master, to wait on with poll.
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.master.as_fd()
+    }
+
     /// Non-blocking read for a poll loop; Ok(0) when nothing is waiting.
     pub fn read_available(&self, buf: &mut [u8]) -> Result<usize, Errno> {
         match nix::unistd::read(self.master.as_raw_fd(), buf) {

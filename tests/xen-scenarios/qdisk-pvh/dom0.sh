@@ -4,10 +4,13 @@
 # write + read-back md5 match on xvdb (GUEST: RESULT PASS), the backend of
 # xvdb was Connected (state 4) while the guest tested it, the blocks are in
 # the image file, the backend answered blkfront's close at power-off, and
-# the DM exits 0 after libxl's SIGHUP.
+# the DM exits 0 after libxl's SIGHUP. An xl channel= with
+# connection=socket is served by the DM as a PV console: the guest's hello
+# on /dev/hvc1 reaches dom0's client on the DM's socket, and the client's
+# reply reaches the guest.
 IMG=/var/lib/xen/images
 DMLOG=/var/log/xen/qemu-dm-qdisk-pvh.log
-tb_guest_disk $IMG/pvh-boot.img 64 "TBJOB dev=xvdb start_mb=1 mb=16 expect=ok"
+tb_guest_disk $IMG/pvh-boot.img 64 "TBJOB dev=xvdb start_mb=1 mb=16 expect=ok channel=1"
 tb_guest_kernel
 truncate -s 64M $IMG/pvh-data.img
 t0=$(tb_now)
@@ -15,6 +18,12 @@ tb_create guest.cfg
 domid=$(tb_domid qdisk-pvh)
 tb_say "qdisk backend nodes: $(xenstore-ls /local/domain/0/backend/qdisk/$domid 2>&1 | tr '\n' ' ' | cut -c1-400)"
 tb_time_to_userspace "$t0" 300
+chpath=$(xenstore-read /local/domain/0/backend/console/$domid/1/path 2>&1)
+tb_say "channel: console 1 is on $chpath; consoles: $(xenstore-ls /local/domain/0/backend/console/$domid 2>&1 | tr '\n' ' ' | cut -c1-300)"
+/testbed/chanclient 120 "$chpath" GUEST-CHANNEL-HELLO "DOM0-CHANNEL-REPLY to d$domid" > $TB_OUT/channel.out 2>&1
+chan=$?
+tb_say "channel socket: read $(wc -c < $TB_OUT/channel.out) bytes, first line '$(head -n 1 $TB_OUT/channel.out)'"
+tb_check "channel: the guest's hello reached dom0's client on the socket, which answered" [ $chan = 0 ]
 tb_wait_console "\(d$domid\) .*GUEST: testing /dev/xvdb" 120
 qstate=$(xenstore-read /local/domain/0/backend/qdisk/$domid/51728/state 2>&1)
 tb_say "qdisk xvdb (51728) backend state while the guest tests it: $qstate"
@@ -23,6 +32,7 @@ tb_wait_console "\(d$domid\) .*GUEST: DONE" 300
 tb_linux_milestones
 tb_check "libxl started the DM with -xen-attach -machine xenpv" grep -q -- '-xen-attach.*-machine xenpv' $DMLOG
 tb_check_ours "the DM serves the domain as xenpv (no ioreq server)" grep -q 'serving the PV disks of domain' $DMLOG
+tb_check "channel: the guest read dom0's line on /dev/hvc1" tb_guest_says "$domid" "channel: got 'DOM0-CHANNEL-REPLY to d$domid'"
 tb_check "guest's boot disk is xvda (blkback)" tb_guest_says "$domid" 'found the boot disk \(xvda\)'
 tb_check "guest O_DIRECT write + read-back md5 match on xvdb (GUEST: RESULT PASS)" tb_guest_says "$domid" 'RESULT PASS'
 tb_check "no disk errors on the guest console" tb_console_lacks 'I/O error'
