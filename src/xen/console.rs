@@ -19,6 +19,7 @@
 
 use super::evtchn::EventChannels;
 use super::gntdev::GrantDevice;
+use super::xenbus::{read_u32, Node};
 use super::xenstore::{XenStore, XenstoreRead};
 use crate::pvconsole::host::{PtyEnd, SocketEnd};
 use crate::pvconsole::{ConsolePump, ConsoleRing, HostEnd};
@@ -155,11 +156,16 @@ impl ConsoleService {
                 Host::Socket(s) => s.path().display().to_string(),
             };
             log::info!("PV console {devid} ({name}) of domain {domid}: served on {where_to}");
-            let dev = Console { xs: xs.clone(), gntdev, evtchn, be, fe, domid, label: format!("{devid} ({name})"), host };
+            let node = Node { xs: xs.clone(), be, fe, label: format!("PV console {devid} ({name})") };
+            let dev = Console { node, gntdev, evtchn, domid, host };
             let stop = stop.clone();
             match std::thread::Builder::new().name(format!("console-{devid}")).spawn(move || {
                 crate::sandbox::enter_or_exit(crate::sandbox::ThreadKind::ConsoleDevice);
-                dev.run(&stop)
+                let mut dev = dev;
+                super::xenbus::run(&mut dev, &stop, POLL);
+                // Served until stop or libxl removed the device; the host
+                // end goes back to shutdown's caller.
+                dev.host
             }) {
                 Ok(t) => threads.push(t),
                 Err(e) => log::error!("PV console {devid}: cannot start its thread: {e}"),
@@ -179,13 +185,11 @@ impl ConsoleService {
 }
 
 struct Console {
-    xs: Arc<XenStore>,
+    /// Its xenstore directories; the label is "PV console <devid> (<name>)".
+    node: Node,
     gntdev: Arc<GrantDevice>,
     evtchn: EventChannels,
-    be: String,
-    fe: String,
     domid: DomId,
-    label: String,
     host: Host,
 }
 
@@ -195,87 +199,39 @@ struct Connection {
     broken_logged: bool,
 }
 
-fn read_u32(xs: &XenStore, path: &str) -> Option<u32> {
-    xs.read(path).and_then(|v| v.trim().parse().ok())
+impl Console {
 }
 
-impl Console {
-    fn set_state(&self, state: u32) {
-        if let Err(e) = self.xs.write(&format!("{}/state", self.be), &state.to_string()) {
-            log::warn!("PV console {}: {e}", self.label);
-        }
+impl super::xenbus::Backend for Console {
+    type Connection = Connection;
+    fn node(&self) -> &super::xenbus::Node {
+        &self.node
     }
-
-    /// Serve until `stop` or libxl removes the device; returns the host end.
-    fn run(mut self, stop: &AtomicBool) -> Host {
-        self.set_state(XENBUS_STATE_INIT_WAIT);
-        let mut conn: Option<Connection> = None;
-        let mut backend_state = XENBUS_STATE_INIT_WAIT;
-        while !stop.load(Ordering::SeqCst) {
-            let Some(be_state) = read_u32(&self.xs, &format!("{}/state", self.be)) else {
-                break; // libxl removed the device
-            };
-            let online = read_u32(&self.xs, &format!("{}/online", self.be)).unwrap_or(1) != 0;
-            let fe_state = read_u32(&self.xs, &format!("{}/state", self.fe)).unwrap_or(XENBUS_STATE_UNKNOWN);
-            let closing = be_state == XENBUS_STATE_CLOSING || !online;
-            if closing || matches!(fe_state, XENBUS_STATE_CLOSING | XENBUS_STATE_CLOSED) {
-                if let Some(c) = conn.take() {
-                    self.disconnect(c);
-                }
-                let target = if fe_state == XENBUS_STATE_CLOSED || closing { XENBUS_STATE_CLOSED } else { XENBUS_STATE_CLOSING };
-                if backend_state != target {
-                    self.set_state(target);
-                    backend_state = target;
-                }
-            } else if conn.is_none() && matches!(fe_state, XENBUS_STATE_INITIALISED | XENBUS_STATE_CONNECTED) {
-                match self.connect() {
-                    Ok(c) => {
-                        conn = Some(c);
-                        self.set_state(XENBUS_STATE_CONNECTED);
-                        backend_state = XENBUS_STATE_CONNECTED;
-                    }
-                    Err(e) => {
-                        log::error!("PV console {}: cannot connect to the frontend: {e}", self.label);
-                        self.set_state(XENBUS_STATE_CLOSING);
-                        backend_state = XENBUS_STATE_CLOSING;
-                    }
-                }
-            } else if conn.is_none() && fe_state == XENBUS_STATE_INITIALISING && backend_state == XENBUS_STATE_CLOSED && online {
-                // The frontend starts over (driver reload, kexec).
-                self.set_state(XENBUS_STATE_INIT_WAIT);
-                backend_state = XENBUS_STATE_INIT_WAIT;
-            }
-            match &mut conn {
-                Some(c) => self.serve_for(c, POLL),
-                None => std::thread::sleep(POLL),
-            }
-        }
-        if let Some(c) = conn.take() {
-            self.disconnect(c);
-        }
-        self.host
+    /// A console has nothing to advertise (QEMU's writes nothing either).
+    fn advertise(&self) {
+        super::xenbus::set_state(&self.node.xs, &self.node.be, &self.node.label, XENBUS_STATE_INIT_WAIT);
     }
 
     fn connect(&self) -> Result<Connection, String> {
-        let fe = &self.fe;
-        let gref = read_u32(&self.xs, &format!("{fe}/ring-ref")).ok_or(format!("{fe}/ring-ref missing"))?;
-        let remote_port = read_u32(&self.xs, &format!("{fe}/port")).ok_or(format!("{fe}/port missing"))?;
+        let fe = &self.node.fe;
+        let gref = read_u32(&self.node.xs, &format!("{fe}/ring-ref")).ok_or(format!("{fe}/ring-ref missing"))?;
+        let remote_port = read_u32(&self.node.xs, &format!("{fe}/port")).ok_or(format!("{fe}/port missing"))?;
         let mapping = self.gntdev.map(self.domid, &[gref]).map_err(|e| e.to_string())?;
         let ring = ConsoleRing::attach(Arc::new(mapping)).map_err(|e| e.to_string())?;
         let port = self.evtchn.bind_interdomain(self.domid, remote_port).map_err(|e| e.to_string())?;
-        log::info!("PV console {}: connected, event channel {remote_port} -> local {port}", self.label);
+        log::info!("{}: connected, event channel {remote_port} -> local {port}", self.node.label);
         Ok(Connection { pump: ConsolePump::new(ring), port, broken_logged: false })
     }
 
     fn disconnect(&self, c: Connection) {
         let _ = self.evtchn.unbind(c.port);
-        log::info!("PV console {}: disconnected", self.label);
+        log::info!("{}: disconnected", self.node.label);
         // Dropping the pump unmaps the page.
     }
 
     /// Move bytes for about `period`, waking on the event channel or the
     /// host end.
-    fn serve_for(&mut self, c: &mut Connection, period: Duration) {
+    fn serve(&mut self, c: &mut Connection, period: Duration) {
         let deadline = Instant::now() + period;
         loop {
             let now = Instant::now();
@@ -292,38 +248,15 @@ impl Console {
                     [PollFd::new(self.evtchn.as_fd(), PollFlags::POLLIN), PollFd::new(self.host.poll_fd(), PollFlags::POLLIN)];
                 let _ = poll(&mut fds, PollTimeout::from(ms));
             }
-            self.drain_events(c.port);
+            super::xenbus::drain_pending(&self.evtchn, c.port, &self.node.label);
             if c.pump.service(self.host.end()) {
                 if let Err(e) = self.evtchn.notify(c.port) {
-                    log::warn!("PV console {}: notify: {e}", self.label);
+                    log::warn!("{}: notify: {e}", self.node.label);
                 }
             }
             if let (Some(e), false) = (c.pump.broken(), c.broken_logged) {
                 c.broken_logged = true;
-                log::error!("PV console {}: {e}; nothing more moves on this console", self.label);
-            }
-        }
-    }
-
-    fn drain_events(&self, port: EvtchnPort) {
-        let mut ports = [0u32; 8];
-        loop {
-            match self.evtchn.pending(&mut ports) {
-                Ok(0) => break,
-                Ok(n) => {
-                    for p in &ports[..n] {
-                        let _ = self.evtchn.unmask(*p);
-                    }
-                }
-                Err(super::XenError::EvtchnOverflow) => {
-                    let _ = self.evtchn.reset();
-                    let _ = self.evtchn.unmask(port);
-                    break;
-                }
-                Err(e) => {
-                    log::warn!("PV console {}: {e}", self.label);
-                    break;
-                }
+                log::error!("{}: {e}; nothing more moves on this console", self.node.label);
             }
         }
     }

@@ -59,6 +59,7 @@ pub mod privcmd;
 pub mod qdisk;
 pub mod server;
 pub mod xenstore;
+mod xenbus;
 
 pub use dm::{DeviceModelHandle, IoRangeKind, PageMapping};
 pub use evtchn::EventChannels;

@@ -20,6 +20,7 @@
 
 use super::evtchn::EventChannels;
 use super::gntdev::{GrantDevice, XenGrantCopier, MAX_RING_PAGES};
+use super::xenbus::{read_u32, Node};
 use super::xenstore::{XenStore, XenstoreRead};
 use crate::block::engine::{share, SharedBackend};
 use crate::block::{open_image, CacheMode, ErrorPolicy, ImageSpec};
@@ -135,7 +136,9 @@ fn supervise(sup: Supervisor, first: Vec<(String, Option<Device>)>) {
             let stop = sup.stop.clone();
             match std::thread::Builder::new().name(format!("qdisk-{devid}")).spawn(move || {
                 crate::sandbox::enter_or_exit(crate::sandbox::ThreadKind::QdiskDevice);
-                dev.run(&stop);
+                let mut dev = dev;
+                super::xenbus::run(&mut dev, &stop, Duration::from_millis(u64::from(POLL_MS)));
+                dev.finish();
             }) {
                 Ok(t) => threads.push(t),
                 Err(e) => log::error!("qdisk {devid}: cannot start its thread: {e}"),
@@ -183,13 +186,12 @@ pub fn parse_params(params: &str) -> Result<(&'static str, &str), String> {
 }
 
 struct Device {
-    xs: Arc<XenStore>,
+    /// Its xenstore directories; the label is "qdisk <vdev>".
+    node: Node,
     gntdev: Arc<GrantDevice>,
     /// This disk's own event-channel descriptor (a reset after an overflow
     /// touches no other disk).
     evtchn: Arc<EventChannels>,
-    be: String,
-    fe: String,
     domid: DomId,
     vdev: String,
     backend: SharedBackend,
@@ -201,10 +203,6 @@ struct Device {
 struct Connection {
     qdisk: Qdisk,
     port: EvtchnPort,
-}
-
-fn read_u32(xs: &XenStore, path: &str) -> Option<u32> {
-    xs.read(path).and_then(|v| v.trim().parse().ok())
 }
 
 /// What a disk's thread needs, opened on the supervisor (the device thread
@@ -243,11 +241,9 @@ fn prepare_device(sup: &Supervisor, devid: &str) -> Option<Device> {
     sup.disks.lock().unwrap_or_else(|e| e.into_inner()).insert(vdev.clone(), info);
     log::info!("qdisk {vdev} (devid {devid}): {params} {} sectors{}", sectors, if read_only { " read-only" } else { "" });
     Some(Device {
-        xs: xs.clone(),
+        node: Node { xs: xs.clone(), be, fe, label: format!("qdisk {vdev}") },
         gntdev,
         evtchn,
-        be,
-        fe,
         domid,
         vdev,
         backend: share(image),
@@ -259,7 +255,7 @@ fn prepare_device(sup: &Supervisor, devid: &str) -> Option<Device> {
 
 impl Device {
     fn write(&self, leaf: &str, value: &str) {
-        if let Err(e) = self.xs.write(&format!("{}/{leaf}", self.be), value) {
+        if let Err(e) = self.node.xs.write(&format!("{}/{leaf}", self.node.be), value) {
             log::warn!("qdisk {}: {e}", self.vdev);
         }
     }
@@ -268,7 +264,7 @@ impl Device {
         self.write("state", &state.to_string());
     }
 
-    fn advertise(&self) {
+    fn write_features(&self) {
         self.write("sector-size", "512");
         self.write("sectors", &self.limits.sectors.to_string());
         self.write("info", &(if self.limits.read_only { VDISK_READONLY } else { 0 }).to_string());
@@ -282,74 +278,66 @@ impl Device {
         self.set_state(XENBUS_STATE_INIT_WAIT);
     }
 
-    fn run(self, stop: &AtomicBool) {
-        self.advertise();
-        let mut conn: Option<Connection> = None;
-        let mut backend_state = XENBUS_STATE_INIT_WAIT;
-        while !stop.load(Ordering::SeqCst) {
-            let Some(be_state) = read_u32(&self.xs, &format!("{}/state", self.be)) else {
-                // libxl removed the device.
-                break;
-            };
-            let online = read_u32(&self.xs, &format!("{}/online", self.be)).unwrap_or(1) != 0;
-            let fe_state = read_u32(&self.xs, &format!("{}/state", self.fe)).unwrap_or(XENBUS_STATE_UNKNOWN);
-            let closing = be_state == XENBUS_STATE_CLOSING || !online;
-            if closing || matches!(fe_state, XENBUS_STATE_CLOSING | XENBUS_STATE_CLOSED) {
-                if let Some(c) = conn.take() {
-                    self.disconnect(c);
-                }
-                let target = if fe_state == XENBUS_STATE_CLOSED || closing { XENBUS_STATE_CLOSED } else { XENBUS_STATE_CLOSING };
-                if backend_state != target {
-                    self.set_state(target);
-                    backend_state = target;
-                }
-            } else if conn.is_none() && matches!(fe_state, XENBUS_STATE_INITIALISED | XENBUS_STATE_CONNECTED) {
-                match self.connect() {
-                    Ok(c) => {
-                        conn = Some(c);
-                        self.set_state(XENBUS_STATE_CONNECTED);
-                        backend_state = XENBUS_STATE_CONNECTED;
-                    }
-                    Err(e) => {
-                        log::error!("qdisk {}: cannot connect to the frontend: {e}", self.vdev);
-                        self.set_state(XENBUS_STATE_CLOSING);
-                        backend_state = XENBUS_STATE_CLOSING;
-                    }
-                }
-            } else if conn.is_none() && fe_state == XENBUS_STATE_INITIALISING && backend_state == XENBUS_STATE_CLOSED && online {
-                // The frontend starts over (guest driver reload, kexec).
-                self.advertise();
-                backend_state = XENBUS_STATE_INIT_WAIT;
-            }
-            match &conn {
-                Some(c) => self.serve_for(c, Duration::from_millis(u64::from(POLL_MS))),
-                None => std::thread::sleep(Duration::from_millis(u64::from(POLL_MS))),
-            }
-        }
-        if let Some(c) = conn.take() {
-            self.disconnect(c);
-        }
+    /// After the state machine ends: the image flushed, the disk out of
+    /// the QMP table.
+    fn finish(&self) {
         if let Err(e) = self.backend.lock().unwrap_or_else(|e| e.into_inner()).flush() {
             log::error!("qdisk {}: flushing the image at exit: {e}", self.vdev);
         }
         self.disks.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.vdev);
     }
 
+    /// The connection's counters into the QMP table; `ended`: they join
+    /// the disk's earlier ones.
+    fn record_stats(&self, qdisk: &Qdisk, ended: bool) {
+        if let Some(disk) = self.disks.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&self.vdev) {
+            disk.current = qdisk.stats();
+            if ended {
+                disk.end_connection();
+            }
+        }
+    }
+
+    /// Wait up to `wait` for the event channel, then serve the ring once.
+    fn serve_events(&self, c: &Connection, wait: Duration) {
+        let mut fds = [PollFd::new(self.evtchn.as_fd(), PollFlags::POLLIN)];
+        // At least 1 ms, so that a sub-millisecond remainder does not spin.
+        let ms = wait.as_millis().clamp(1, u128::from(u16::MAX)) as u16;
+        let _ = poll(&mut fds, PollTimeout::from(ms));
+        super::xenbus::drain_pending(&self.evtchn, c.port, &self.node.label);
+        if c.qdisk.retry_due() {
+            c.qdisk.retry_held();
+        }
+        c.qdisk.process();
+        self.record_stats(&c.qdisk, false);
+    }
+
+}
+
+impl super::xenbus::Backend for Device {
+    type Connection = Connection;
+    fn node(&self) -> &super::xenbus::Node {
+        &self.node
+    }
+    fn advertise(&self) {
+        self.write_features();
+    }
+
     fn connect(&self) -> Result<Connection, String> {
-        let fe = &self.fe;
-        let order = read_u32(&self.xs, &format!("{fe}/ring-page-order")).unwrap_or(0);
+        let fe = &self.node.fe;
+        let order = read_u32(&self.node.xs, &format!("{fe}/ring-page-order")).unwrap_or(0);
         if order > MAX_RING_PAGES.trailing_zeros() {
             return Err(format!("ring-page-order {order} is over our max-ring-page-order"));
         }
-        let refs: Vec<u32> = if self.xs.read(&format!("{fe}/ring-page-order")).is_some() {
+        let refs: Vec<u32> = if self.node.xs.read(&format!("{fe}/ring-page-order")).is_some() {
             (0..1u32 << order)
-                .map(|i| read_u32(&self.xs, &format!("{fe}/ring-ref{i}")).ok_or(format!("{fe}/ring-ref{i} missing")))
+                .map(|i| read_u32(&self.node.xs, &format!("{fe}/ring-ref{i}")).ok_or(format!("{fe}/ring-ref{i} missing")))
                 .collect::<Result<_, _>>()?
         } else {
-            vec![read_u32(&self.xs, &format!("{fe}/ring-ref")).ok_or(format!("{fe}/ring-ref missing"))?]
+            vec![read_u32(&self.node.xs, &format!("{fe}/ring-ref")).ok_or(format!("{fe}/ring-ref missing"))?]
         };
-        let remote_port = read_u32(&self.xs, &format!("{fe}/event-channel")).ok_or(format!("{fe}/event-channel missing"))?;
-        let layout = match self.xs.read(&format!("{fe}/protocol")).as_deref().map(str::trim) {
+        let remote_port = read_u32(&self.node.xs, &format!("{fe}/event-channel")).ok_or(format!("{fe}/event-channel missing"))?;
+        let layout = match self.node.xs.read(&format!("{fe}/protocol")).as_deref().map(str::trim) {
             None | Some("x86_64-abi") => BLKIF_X86_64,
             Some("x86_32-abi") => BLKIF_X86_32,
             Some(other) => return Err(format!("protocol {other:?} is not served")),
@@ -385,66 +373,6 @@ impl Device {
         Ok(Connection { qdisk, port })
     }
 
-    /// The connection's counters into the QMP table; `ended`: they join
-    /// the disk's earlier ones.
-    fn record_stats(&self, qdisk: &Qdisk, ended: bool) {
-        if let Some(disk) = self.disks.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&self.vdev) {
-            disk.current = qdisk.stats();
-            if ended {
-                disk.end_connection();
-            }
-        }
-    }
-
-    /// Serve requests for about `period`, waking on the event channel.
-    /// Every event is served as it comes, but the caller's xenstore reads
-    /// happen once per `period`, not once per event: at three reads per
-    /// kick, a busy ring made xenstored (and dom0's one vCPU) the
-    /// bottleneck.
-    fn serve_for(&self, c: &Connection, period: Duration) {
-        let deadline = std::time::Instant::now() + period;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            self.serve_events(c, left);
-        }
-    }
-
-    /// Wait up to `wait` for the event channel, then serve the ring once.
-    fn serve_events(&self, c: &Connection, wait: Duration) {
-        let mut fds = [PollFd::new(self.evtchn.as_fd(), PollFlags::POLLIN)];
-        // At least 1 ms, so that a sub-millisecond remainder does not spin.
-        let ms = wait.as_millis().clamp(1, u128::from(u16::MAX)) as u16;
-        let _ = poll(&mut fds, PollTimeout::from(ms));
-        let mut ports = [0u32; 8];
-        loop {
-            match self.evtchn.pending(&mut ports) {
-                Ok(0) => break,
-                Ok(n) => {
-                    for p in &ports[..n] {
-                        let _ = self.evtchn.unmask(*p);
-                    }
-                }
-                Err(super::XenError::EvtchnOverflow) => {
-                    let _ = self.evtchn.reset();
-                    let _ = self.evtchn.unmask(c.port);
-                    break;
-                }
-                Err(e) => {
-                    log::warn!("qdisk {}: {e}", self.vdev);
-                    break;
-                }
-            }
-        }
-        if c.qdisk.retry_due() {
-            c.qdisk.retry_held();
-        }
-        c.qdisk.process();
-        self.record_stats(&c.qdisk, false);
-    }
-
     fn disconnect(&self, c: Connection) {
         if !c.qdisk.wait_idle(Duration::from_secs(30)) {
             log::error!("qdisk {}: requests still on the host after 30 s at disconnect", self.vdev);
@@ -459,6 +387,22 @@ impl Device {
         self.record_stats(&c.qdisk, true);
         log::info!("qdisk {}: disconnected", self.vdev);
         // Dropping the Qdisk joins its worker and unmaps the ring.
+    }
+
+    /// Serve requests for about `period`, waking on the event channel.
+    /// Every event is served as it comes, but the caller's xenstore reads
+    /// happen once per `period`, not once per event: at three reads per
+    /// kick, a busy ring made xenstored (and dom0's one vCPU) the
+    /// bottleneck.
+    fn serve(&mut self, c: &mut Connection, period: Duration) {
+        let deadline = std::time::Instant::now() + period;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            self.serve_events(c, left);
+        }
     }
 }
 
