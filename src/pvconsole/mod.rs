@@ -160,6 +160,15 @@ impl ConsolePump {
         self.pending.len()
     }
 
+    /// Whether host input can go anywhere now: the guest has room for it
+    /// and the ring works. While not, the caller must not wake on the host
+    /// end being readable (it would stay readable: a spin a guest that
+    /// never reads its console could cause); the guest's notification
+    /// after it reads is the wake-up.
+    pub fn wants_input(&mut self) -> bool {
+        self.ring.input_space() > 0
+    }
+
     /// Returns whether the frontend should be notified (we consumed its
     /// output, so it may write more, or we gave it input).
     pub fn service(&mut self, host: &mut dyn HostEnd) -> bool {

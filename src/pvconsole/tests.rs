@@ -132,7 +132,9 @@ fn input_is_never_more_than_the_guest_has_room_for() {
     assert_eq!(fe.load(XENCONS_IN_PROD), XENCONS_IN_SIZE as u32, "one ring's worth");
     assert_eq!(host.typed.len(), 5000 - XENCONS_IN_SIZE, "the rest stays with the host");
     assert!(!pump.service(&mut host), "nothing moves while the guest reads nothing");
+    assert!(!pump.wants_input(), "no wake-ups for host input the guest has no room for");
     assert_eq!(fe.read().len(), XENCONS_IN_SIZE);
+    assert!(pump.wants_input());
     pump.service(&mut host);
     assert_eq!(fe.load(XENCONS_IN_PROD), 2 * XENCONS_IN_SIZE as u32);
 }
@@ -164,6 +166,7 @@ fn a_hostile_in_cons_breaks_the_ring_instead_of_overwriting_unread_input() {
     host.typed = b"more".to_vec();
     assert!(!pump.service(&mut host));
     assert!(matches!(pump.broken(), Some(ConsoleRingError::InputOverrun { in_cons: 1000, in_prod: 5 })));
+    assert!(!pump.wants_input(), "a broken console waits on nothing of the host's");
     assert_eq!(fe.load(XENCONS_IN_PROD), 5);
 }
 

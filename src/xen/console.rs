@@ -244,8 +244,10 @@ impl super::xenbus::Backend for Console {
             }
             let ms = wait.as_millis().clamp(1, u128::from(u16::MAX)) as u16;
             {
-                let mut fds =
-                    [PollFd::new(self.evtchn.as_fd(), PollFlags::POLLIN), PollFd::new(self.host.poll_fd(), PollFlags::POLLIN)];
+                // The host end is waited on only while its input can go
+                // somewhere (see ConsolePump::wants_input).
+                let host = if c.pump.wants_input() { PollFlags::POLLIN } else { PollFlags::empty() };
+                let mut fds = [PollFd::new(self.evtchn.as_fd(), PollFlags::POLLIN), PollFd::new(self.host.poll_fd(), host)];
                 let _ = poll(&mut fds, PollTimeout::from(ms));
             }
             super::xenbus::drain_pending(&self.evtchn, c.port, &self.node.label);
