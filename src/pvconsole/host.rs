@@ -3,7 +3,7 @@
 //! `xl channel-list` shows) or a unix socket we listen on (`output` =
 //! "chardev:libxl-channelN", the `-chardev socket,...,server=on` libxl
 //! passes for a channel with `connection=socket`). Everything is
-//! non-blocking: the console thread polls [`HostEnd::poll_fds`] beside its
+//! non-blocking: the console thread polls each end's `poll_fd` beside its
 //! event channel.
 
 use super::HostEnd;

@@ -140,8 +140,7 @@ impl ConsoleService {
                 Ok(v) => v,
                 Err(e) => {
                     log::error!("PV console {devid} ({name}) of domain {domid}: {e}; not served");
-                    let _ = xs.write(&format!("{be}/hotplug-error"), &e);
-                    let _ = xs.write(&format!("{be}/state"), &XENBUS_STATE_CLOSED.to_string());
+                    super::xenbus::refuse(&xs, &be, &e);
                     continue;
                 }
             };
@@ -197,9 +196,6 @@ struct Connection {
     pump: ConsolePump,
     port: EvtchnPort,
     broken_logged: bool,
-}
-
-impl Console {
 }
 
 impl super::xenbus::Backend for Console {

@@ -230,8 +230,7 @@ fn prepare_device(sup: &Supervisor, devid: &str) -> Option<Device> {
         Ok(v) => v,
         Err(e) => {
             log::error!("qdisk {vdev}: {e}");
-            let _ = xs.write(&format!("{be}/hotplug-error"), &e);
-            let _ = xs.write(&format!("{be}/state"), &XENBUS_STATE_CLOSED.to_string());
+            super::xenbus::refuse(xs, &be, &e);
             return None;
         }
     };
@@ -260,10 +259,6 @@ impl Device {
         }
     }
 
-    fn set_state(&self, state: u32) {
-        self.write("state", &state.to_string());
-    }
-
     fn write_features(&self) {
         self.write("sector-size", "512");
         self.write("sectors", &self.limits.sectors.to_string());
@@ -275,7 +270,7 @@ impl Device {
             self.write("discard-alignment", "0");
         }
         self.write("max-ring-page-order", &MAX_RING_PAGES.trailing_zeros().to_string());
-        self.set_state(XENBUS_STATE_INIT_WAIT);
+        super::xenbus::set_state(&self.node.xs, &self.node.be, &self.node.label, XENBUS_STATE_INIT_WAIT);
     }
 
     /// After the state machine ends: the image flushed, the disk out of

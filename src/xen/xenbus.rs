@@ -45,6 +45,13 @@ pub(super) fn set_state(xs: &XenStore, be: &str, label: &str, state: u32) {
     }
 }
 
+/// A device that cannot be served: why, in `hotplug-error` (where libxl
+/// looks), and the backend Closed, so the frontend does not wait for it.
+pub(super) fn refuse(xs: &XenStore, be: &str, why: &str) {
+    let _ = xs.write(&format!("{be}/hotplug-error"), why);
+    let _ = xs.write(&format!("{be}/state"), &XENBUS_STATE_CLOSED.to_string());
+}
+
 /// Run `dev` until `stop`, or until libxl removes its backend directory:
 /// InitWait after `advertise`; Connected once the frontend is Initialised
 /// (or Connected) and `connect` worked, Closing if it did not; a frontend
