@@ -428,3 +428,23 @@ tb_channel_answer() {
     tb_say "channel on $tty: read $(wc -c < "$out") bytes, first line '$(head -n 1 "$out" | tr -d '\r')'"
     return $ok
 }
+
+# tb_xl_bounded SECONDS LOG XL-ARGS...: `xl -vvv XL-ARGS` with its output in
+# LOG, killed after SECONDS; its exit status (137 when killed). A hung save,
+# restore or migrate would otherwise keep the whole nested host silent until
+# the outer timeout; killed, it leaves the scenario a failed check and the
+# state it hung in: the domains, the processes, the device-model xenstore
+# nodes and the end of every DM log.
+tb_xl_bounded() {
+    secs=$1 log=$2; shift 2
+    timeout -s KILL "$secs" xl -vvv "$@" > "$log" 2>&1
+    rc=$?
+    if [ $rc = 137 ]; then
+        tb_say "xl $* did not finish within $secs s: killed; the state it left follows"
+        { echo "== xl list"; xl list; echo "== ps"; ps
+          echo "== xenstore device-model"; xenstore-ls -f /local/domain/0/device-model
+          for f in /var/log/xen/qemu-dm-*.log; do echo "== $f"; tail -20 "$f"; done
+          echo "== xl log"; tail -30 "$log"; } 2>&1 | sed 's/^/  hung: /'
+    fi
+    return $rc
+}

@@ -14,10 +14,19 @@ collector=$!
 
 tb_say "scenario $SCENARIO, device model $(cat /testbed/dm-path) ($DM_KIND), timeout ${SCENARIO_TIMEOUT}s"
 cd /testbed/scenario || exit 1
-( timeout -s KILL "$SCENARIO_TIMEOUT" sh -c '. /testbed/lib.sh
-    tb_check "dom0 syslog receives /dev/log messages" tb_syslog_has "testbed: dom0 syslog up"
-    . ./dom0.sh'
-  echo $? > "$TB_OUT/rc" ) 2>&1 | tee "$TB_OUT/dom0-script.log"
+# The scenario is a process group of its own (setsid: this subshell is no
+# group leader, so setsid execs in place and its pid is the group's id).
+# When the timeout kills the scenario's shell, what it started in the
+# background (samplers, a hung xl) still holds tee's input open, and tee
+# would wait for them forever, with the report never sent: the group goes
+# with it.
+( setsid sh -c 'echo $$ > /tmp/scenario.pgid
+    exec timeout -s KILL "$1" sh -c ". /testbed/lib.sh
+    tb_check \"dom0 syslog receives /dev/log messages\" tb_syslog_has \"testbed: dom0 syslog up\"
+    . ./dom0.sh"' scenario "$SCENARIO_TIMEOUT"
+  rc=$?
+  [ $rc = 137 ] && kill -KILL -- "-$(cat /tmp/scenario.pgid)" 2>/dev/null
+  echo $rc > "$TB_OUT/rc" ) 2>&1 | tee "$TB_OUT/dom0-script.log"
 rc=$(cat "$TB_OUT/rc" 2>/dev/null || echo 99)
 [ "$rc" = 137 ] && tb_say "scenario KILLED after ${SCENARIO_TIMEOUT}s"
 

@@ -114,11 +114,74 @@ xen_cmd() {
 }
 LINUX_CMD="console=hvc0 earlyprintk=xen"
 
+# watch_silence LOGDIR WORK SECONDS: the nested host's serial console is
+# watched for silence (a scenario prints at least every few seconds:
+# dom0's checks, the guest's progress, Xen's own lines).
+#
+# Silence for KICK_AFTER (60 s): a stalled nested CPU, kicked by a serial
+# interrupt. Seen in save-migrate with 2 guest vCPUs (2026-12-02, CI of
+# 2026-12-07, and here on 2026-12-08): the one TCG CPU stays in the HVM
+# guest at one RIP (a guest spin-wait, IF=1, HLT=0, the same registers in
+# three HMP reads a second apart) and no host timer interrupt brings Xen
+# back; Xen later says "Platform timer appears to have unexpectedly wrapped
+# 10 or more times" and dom0 "soft lockup - CPU#0 stuck for 578s" in its
+# idle loop. Bytes typed on the serial port raised an interrupt and the
+# host went on at once. A kick is three Ctrl-A pairs (Xen takes them to
+# switch its input to Xen and back, nothing reaches dom0); every kick is
+# logged in kicks.log and counted on the verdict line.
+#
+# Silence for SECONDS (not counting the kicks' own echo): hung for good.
+# It records the nested CPU's registers (three reads a second apart) and
+# Xen's state through its debug keys q, r, d, then ends the run.
+watch_silence() {
+    local ldir=$1 work=$2 limit=$3 size last=-1 quiet=0 step=15 kick_after=60 since_kick=0
+    while sleep $step; do
+        size=$(stat -c %s "$ldir/console.log" 2>/dev/null || echo 0)
+        if [ "$size" != "$last" ]; then last=$size quiet=0 since_kick=0; continue; fi
+        quiet=$((quiet + step)) since_kick=$((since_kick + step))
+        if [ $quiet -lt "$limit" ]; then
+            [ $since_kick -ge $kick_after ] || continue
+            since_kick=0
+            echo "$(date -Is) kick after $quiet s of silence (console at $size bytes)" >> "$ldir/kicks.log"
+            printf '\001\001\001\001\001\001' > "$work/serial-in"
+            # Xen's two "Serial input to ..." lines are no sign of life.
+            sleep 3
+            last=$(stat -c %s "$ldir/console.log" 2>/dev/null || echo 0)
+            continue
+        fi
+        {
+            echo "== $(date -Is): the serial console has been silent for $quiet s"
+            echo "== HMP (nested CPU):"
+            hmp_ask "$work/hmp.sock" "info status" "info cpus" "info registers" \
+                "info registers" "info registers" || echo "(no HMP answer)"
+            echo "== Xen debug keys q (domains, vCPUs), r (run queues), d (registers) typed on the serial port; the answer is in console.log after this size: $size"
+        } > "$ldir/watchdog.log" 2>&1
+        # Ctrl-A three times switches the serial input to Xen, and back.
+        printf '\001\001\001' > "$work/serial-in"; sleep 1
+        for key in q r d; do printf %s "$key" > "$work/serial-in"; sleep 5; done
+        printf '\001\001\001' > "$work/serial-in"; sleep 5
+        echo "== console grew by $(( $(stat -c %s "$ldir/console.log") - size )) bytes after the keys; killing the nested host" >> "$ldir/watchdog.log"
+        hmp_ask "$work/hmp.sock" quit > /dev/null 2>&1 || true
+        sleep 5
+        [ -s "$work/qemu.pid" ] && kill -9 "$(cat "$work/qemu.pid")" 2>/dev/null
+        return 0
+    done
+}
+# hmp_ask SOCKET COMMAND...: QEMU's human monitor, one command per second.
+hmp_ask() {
+    perl -MIO::Socket::UNIX -e '
+        my $s = IO::Socket::UNIX->new(Peer => shift @ARGV) or exit 1;
+        $s->blocking(0);
+        for my $c (@ARGV) { print $s "$c\n"; sleep 1; my $b; while (sysread($s, $b, 65536)) { print $b } }
+        sleep 1; my $b; while (sysread($s, $b, 65536)) { print $b }' "$@" \
+      | sed 's/\x1b\[[0-9;]*[A-Za-z]//g; s/\r//g' | grep -vE '^(\(qemu\)|XMM|FPR|FCW|DR[0-9])'
+}
+
 run_one() {
     # The work folder is this run's own: two run.sh at once (ours and
     # --dm qemu, tools/bench/testbed-save.sh) may run the same scenario.
     local name=$1 sdir="$SCEN_DIR/$1" ldir="$LOGS/$1" work="$OUT/run$XEN_TAG/$1.$BASHPID"
-    local TIMEOUT=300 NEEDS_GUEST=0 NEEDS_KERNEL=0 NEEDS_FS=0 QEMU_RECORD=0 XFAIL_CHECKS="" DOM0_MEM=768 HOST_MEM=2048
+    local TIMEOUT=300 NEEDS_GUEST=0 NEEDS_KERNEL=0 NEEDS_FS=0 QEMU_RECORD=0 XFAIL_CHECKS="" DOM0_MEM=768 HOST_MEM=2048 SILENCE=${TESTBED_SILENCE:-600}
     # shellcheck disable=SC1090
     . "$sdir/scenario.conf"
     rm -rf "$ldir" "$work"
@@ -151,19 +214,32 @@ run_one() {
     # per-run files land on top of the cached dom0 base.
     cat "$HOST/dom0-base.cpio.gz" "$work/overlay.cpio.gz" > "$work/initrd.gz"
 
-    local start end rc=0
+    local start end rc=0 serial_in="$work/serial-in" serial_fd watcher
     start=$(date +%s)
+    # The serial port's input is a FIFO held open here, so that the silence
+    # watchdog can type Xen debug keys; the HMP monitor on a socket lets it
+    # read the nested CPU's registers.
+    mkfifo "$serial_in"
+    exec {serial_fd}<>"$serial_in"
+    : > "$ldir/console.log"
+    watch_silence "$ldir" "$work" "$SILENCE" &
+    watcher=$!
     # dom0 kills its scenario at TIMEOUT and still reports; the outer limit
-    # only catches a hung Xen or dom0.
+    # and the silence watchdog only catch a hung Xen or dom0.
     timeout --foreground -k 10 $((TIMEOUT + 180)) \
         qemu-system-x86_64 -accel tcg -cpu "$CPU" -m "$HOST_MEM" -smp "${TESTBED_SMP:-1}" \
-        -display none -serial stdio -monitor none -no-reboot -nodefaults \
+        -display none -serial stdio -no-reboot -nodefaults \
+        -chardev socket,id=hmp,path="$work/hmp.sock",server=on,wait=off -mon chardev=hmp,mode=readline \
+        -pidfile "$work/qemu.pid" \
         -kernel "$HOST/xen" -append "$(xen_cmd "$DOM0_MEM")" \
-        -initrd "$HOST/vmlinuz $LINUX_CMD,$work/initrd.gz" < /dev/null 2>&1 \
+        -initrd "$HOST/vmlinuz $LINUX_CMD,$work/initrd.gz" <&"$serial_fd" 2>&1 \
       | perl -MTime::HiRes=time -ne 'BEGIN{$|=1;$t0=time} s/\r//g; printf "[%7.2f] %s", time-$t0, $_' \
-      | if [ $VERBOSE = 1 ]; then tee "$ldir/console.log"; else cat > "$ldir/console.log"; fi \
+      | if [ $VERBOSE = 1 ]; then tee -a "$ldir/console.log"; else cat >> "$ldir/console.log"; fi \
       || rc=$?
     end=$(date +%s)
+    kill "$watcher" 2>/dev/null || true
+    wait "$watcher" 2>/dev/null || true
+    exec {serial_fd}>&-
     rm -rf "$work"
 
     # rebuild dom0's files from the "@@TB@@ <file> <line>" dump
@@ -176,6 +252,8 @@ run_one() {
         verdict=PASS
     elif grep -q "TESTBED-RESULT scenario=$name" "$ldir/console.log"; then
         why="(scenario rc=$(sed -n "s/.*TESTBED-RESULT scenario=$name rc=//p" "$ldir/console.log" | tail -1))"
+    elif [ -s "$ldir/watchdog.log" ]; then
+        why="(the nested host printed nothing for ${SILENCE} s: killed; Xen's and the CPU's state in watchdog.log and console.log)"
     else
         why="(no result from dom0: boot failure or outer timeout, qemu rc=$rc)"
     fi
@@ -194,6 +272,7 @@ run_one() {
     if [ "$DM_KIND" = qemu ] && [ "$QEMU_RECORD" = 1 ] && [ $verdict = FAIL ]; then
         verdict=RECORD why="(for the record: Debian's QEMU fails this scenario's checks $why)"
     fi
+    [ -s "$ldir/kicks.log" ] && why="$why (stalled nested CPU kicked $(wc -l < "$ldir/kicks.log") time(s), kicks.log)"
     printf '%-5s %-18s %4ds %s\n' "$verdict" "$name" $((end - start)) "$why" | tee -a "$LOGS/summary.txt"
     [ $verdict != FAIL ]
 }

@@ -23,6 +23,10 @@ tb_devstate_sampler /tmp/devstate.txt &
 dsampler=$!
 tb_say "guest writing; free memory: $(free -m | awk 'NR==2{print $4}') MiB; xl info free: $(xl info | awk '/free_memory/{print $3}') MiB"
 
+# end_hung: an xl command hung and was killed (tb_xl_bounded): stop here,
+# with the samplers, whose open stdout would keep dom0's report waiting.
+end_hung() { kill $sampler $dsampler 2>/dev/null; tb_finish; }
+
 alive_after() { # alive_after WHAT: the domain exists and the guest goes on
     tb_check "$1: domain $NAME exists" [ -n "$(tb_domid $NAME)" ]
     tb_check "$1: the guest goes on writing (4 more files within 300 s)" tb_wait_progress 4 300
@@ -33,17 +37,19 @@ while [ $i -le $SAVE_ROUNDS ] && [ -n "$(tb_domid $NAME)" ]; do
     d=$(tb_domid $NAME)
     : > /tmp/devstate.txt
     t0=$(tb_now)
-    xl -vvv save $NAME $SAVE/g.save > /tmp/xl-save.log 2>&1; rc=$?
+    tb_xl_bounded 600 /tmp/xl-save.log save $NAME $SAVE/g.save; rc=$?
     t1=$(tb_now)
     size=$(stat -c %s $SAVE/g.save 2>/dev/null)
     tb_check "save $i: xl save rc=0 (rc $rc)" [ $rc -eq 0 ]
     tb_check "save $i: domain gone after the save" tb_wait_domain_gone $NAME 20
-    xl -vvv restore $SAVE/g.save > /tmp/xl-restore.log 2>&1; rc2=$?
+    tb_xl_bounded 600 /tmp/xl-restore.log restore $SAVE/g.save; rc2=$?
     t2=$(tb_now)
     tb_check "save $i: xl restore rc=0 (rc $rc2)" [ $rc2 -eq 0 ]
     [ $i = 1 ] && { tail -300 /tmp/xl-save.log > $TB_OUT/xl-save-1.log; tail -300 /tmp/xl-restore.log > $TB_OUT/xl-restore-1.log; }
     [ $rc -ne 0 ] && { tail -40 /tmp/xl-save.log; cp /tmp/xl-save.log $TB_OUT/xl-save-$i.log; }
     [ $rc2 -ne 0 ] && { tail -40 /tmp/xl-restore.log; cp /tmp/xl-restore.log $TB_OUT/xl-restore-$i.log; }
+    # hung: its check failed and its state is logged; what follows would hang too
+    [ $rc = 137 ] || [ $rc2 = 137 ] && end_hung
     alive_after "save $i"
     echo "BENCH save $i: xl save $(awk "BEGIN{print $t1-$t0}") s, xl restore $(awk "BEGIN{print $t2-$t1}") s, guest downtime $(tb_gap /tmp/progress.txt "$t0" "$t2") s, save file $size bytes, device state (qemu-save.$d) $(tb_devstate_size /tmp/devstate.txt qemu-save) bytes, qemu-resume $(tb_devstate_size /tmp/devstate.txt qemu-resume) bytes"
     rm -f $SAVE/g.save
@@ -55,7 +61,7 @@ while [ $i -le $MIGRATE_ROUNDS ] && [ -n "$(tb_domid $NAME)" ]; do
     d=$(tb_domid $NAME)
     : > /tmp/devstate.txt
     t0=$(tb_now)
-    xl -vvv migrate -s /tmp/tb-ssh $NAME localhost > /tmp/xl-migrate.log 2>&1; rc=$?
+    tb_xl_bounded 600 /tmp/xl-migrate.log migrate -s /tmp/tb-ssh $NAME localhost; rc=$?
     t1=$(tb_now)
     tb_check "migrate $i: xl migrate to localhost rc=0 (rc $rc)" [ $rc -eq 0 ]
     d2=$(tb_domid $NAME)
@@ -63,6 +69,7 @@ while [ $i -le $MIGRATE_ROUNDS ] && [ -n "$(tb_domid $NAME)" ]; do
     tb_check "migrate $i: the guest runs in a new domain (domid $d -> $d2)" [ $? -eq 0 ]
     [ $i = 1 ] && tail -300 /tmp/xl-migrate.log > $TB_OUT/xl-migrate-1.log
     [ $rc -ne 0 ] && { tail -40 /tmp/xl-migrate.log; cp /tmp/xl-migrate.log $TB_OUT/xl-migrate-$i.log; }
+    [ $rc = 137 ] && end_hung
     alive_after "migrate $i"
     echo "BENCH migrate $i: xl migrate $(awk "BEGIN{print $t1-$t0}") s, guest downtime $(tb_gap /tmp/progress.txt "$t0" "$t1") s, device state (qemu-save.$d) $(tb_devstate_size /tmp/devstate.txt qemu-save) bytes"
     i=$((i + 1))
@@ -71,7 +78,7 @@ done
 # checkpoint: the guest keeps running in the same domain
 d=$(tb_domid $NAME)
 t0=$(tb_now)
-xl -vvv save -c $NAME $SAVE/ckpt.save > /tmp/xl-ckpt.log 2>&1; rc=$?
+tb_xl_bounded 600 /tmp/xl-ckpt.log save -c $NAME $SAVE/ckpt.save; rc=$?
 t1=$(tb_now)
 [ $rc -ne 0 ] && { tail -40 /tmp/xl-ckpt.log; cp /tmp/xl-ckpt.log $TB_OUT/xl-ckpt.log; }
 tb_check "checkpoint: xl save -c rc=0 (rc $rc)" [ $rc -eq 0 ]
@@ -84,7 +91,7 @@ rm -f $SAVE/ckpt.save
 # a save that fails: the target filesystem is full after 16 MiB
 tb_small_fs /tmp/full 16
 t0=$(tb_now)
-xl -vvv save $NAME /tmp/full/g.save > /tmp/xl-failsave.log 2>&1; rc=$?
+tb_xl_bounded 600 /tmp/xl-failsave.log save $NAME /tmp/full/g.save; rc=$?
 t1=$(tb_now)
 grep -E 'rror|resum|Failed' /tmp/xl-failsave.log | tail -8 | sed 's/^/  xl: /'
 cp /tmp/xl-failsave.log $TB_OUT/xl-failed-save.log
