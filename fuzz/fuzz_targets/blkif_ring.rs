@@ -14,7 +14,7 @@ use std::time::Duration;
 use xen_ioemu::block::engine::share;
 use xen_ioemu::block::mem::MemBackend;
 use xen_ioemu::block::ErrorPolicy;
-use xen_ioemu::pvblock::request::DiskLimits;
+use xen_ioemu::pvblock::request::{DiskLimits, MAX_INDIRECT_SEGMENTS};
 use xen_ioemu::pvblock::*;
 use xen_sys::blkif::*;
 
@@ -38,8 +38,13 @@ impl SharedRing for Ring {
     }
 }
 
-/// Grant refs below 8 exist; others fail like a bad grant.
+/// Grant refs below 8 exist; others fail like a bad grant. Page 7 reads
+/// as indirect descriptors (grefs 0-6, whole pages), so that an indirect
+/// request naming it reaches the data path; other pages read as their
+/// gref's byte, which as descriptors name grants that do not exist.
 struct Grants;
+
+const DESCRIPTOR_PAGE: u32 = 7;
 
 impl GrantCopier for Grants {
     fn copy_from_grants(&self, segments: &[Segment], dst: &mut [u8]) -> Result<(), GrantError> {
@@ -48,7 +53,18 @@ impl GrantCopier for Grants {
             if s.gref >= 8 || usize::from(s.offset) + usize::from(s.len) > 4096 {
                 return Err(GrantError { gref: s.gref, status: -4 });
             }
-            dst[at..at + usize::from(s.len)].fill(s.gref as u8);
+            let part = &mut dst[at..at + usize::from(s.len)];
+            if s.gref == DESCRIPTOR_PAGE {
+                for (i, d) in part.chunks_mut(SEGMENT_SIZE).enumerate() {
+                    d.fill(0);
+                    d[SEGMENT_GREF] = (i % 7) as u8;
+                    if let Some(last) = d.get_mut(SEGMENT_LAST_SECT) {
+                        *last = 7;
+                    }
+                }
+            } else {
+                part.fill(s.gref as u8);
+            }
             at += usize::from(s.len);
         }
         assert_eq!(at, dst.len());
@@ -86,7 +102,7 @@ fuzz_target!(|input: Input| {
     let mem = Arc::new(Ring(Mutex::new(page)));
     let ring = BackRing::attach(mem.clone(), layout).unwrap();
     let entries = ring.entries();
-    let limits = DiskLimits { sectors: 128, read_only: input.read_only, discard: true };
+    let limits = DiskLimits { sectors: 128, read_only: input.read_only, discard: true, max_indirect_segments: MAX_INDIRECT_SEGMENTS };
     let opts = QdiskOptions {
         drive: "xvdf".into(),
         werror: ErrorPolicy::Report,

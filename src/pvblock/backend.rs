@@ -2,8 +2,9 @@
 //!
 //! Every request taken from the ring is checked ([`super::request`]),
 //! then submitted to the drive's [`BlockQueue`] (requests in flight: as
-//! many as the ring has slots; the worker runs them in ring order, so a
-//! flush follows the writes taken before it). Write data is copied out of
+//! many as the ring has slots and [`INFLIGHT_BUDGET`] allows; the worker
+//! runs them in ring order, so a flush follows the writes taken before
+//! it). Write data is copied out of
 //! the frontend's grants before submission (a bad grant fails the request
 //! and writes nothing); read data is copied into the grants on
 //! completion, before the response is published.
@@ -27,6 +28,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use xen_sys::blkif::*;
+
+/// Request data held in our buffers at once, per disk: requests are taken
+/// from the ring only while less is in flight, so the buffers stay under
+/// this plus one request whatever the ring size and segment counts (a
+/// 16-page ring of 1 MiB indirect requests would otherwise be 512 MiB).
+/// Linux's defaults (32 slots of at most 128 KiB) stay below it.
+pub const INFLIGHT_BUDGET: usize = 16 << 20;
 
 /// Where audit lines go: syslog through the rate limiter by default;
 /// tests collect them (the engine's worker thread writes them).
@@ -102,6 +110,8 @@ struct State {
     held_since: Option<Instant>,
     stats: QdiskStats,
     ring_error_logged: bool,
+    /// Data bytes of the requests taken and not yet answered.
+    inflight_bytes: usize,
 }
 
 struct Shared {
@@ -155,6 +165,7 @@ impl Qdisk {
                 held_since: None,
                 stats: QdiskStats::default(),
                 ring_error_logged: false,
+                inflight_bytes: 0,
             }),
             grants,
             notifier,
@@ -176,40 +187,49 @@ impl Qdisk {
 
     /// Take what the frontend has produced (at most two ring's worth per
     /// call: bounded work per notification), submit it, answer rejected
-    /// requests. Nothing is taken while a request is held. Returns the
-    /// number of requests taken.
+    /// requests. Nothing is taken while a request is held, or while
+    /// [`INFLIGHT_BUDGET`] bytes are in flight (see [`Self::backlogged`]).
+    /// Returns the number of requests taken.
     pub fn process(&self) -> usize {
         let mut st = self.shared.lock();
         let mut taken = 0;
-        let mut raw: Vec<RawRequest> = Vec::new();
-        for _ in 0..2 {
-            if !st.held.is_empty() {
+        let most = 2 * st.ring.entries() as usize;
+        let mut raw: Vec<RawRequest> = Vec::with_capacity(1);
+        while taken < most && st.held.is_empty() && st.inflight_bytes < INFLIGHT_BUDGET {
+            raw.clear();
+            if let Err(e) = st.ring.take_requests(1, &mut raw) {
+                self.shared.ring_broken(&mut st, &e);
                 break;
             }
-            raw.clear();
-            let max = st.ring.entries() as usize;
-            match st.ring.take_requests(max, &mut raw) {
-                Ok(_) => {}
-                Err(e) => {
-                    self.shared.ring_broken(&mut st, &e);
-                    break;
+            match raw.first() {
+                Some(r) => {
+                    taken += 1;
+                    self.start(&mut st, r);
+                }
+                None => {
+                    self.shared.publish(&mut st);
+                    if !st.ring.final_check_for_requests() {
+                        break;
+                    }
                 }
             }
-            taken += raw.len();
-            for r in &raw {
-                self.start(&mut st, r);
-            }
-            self.shared.publish(&mut st);
-            if !st.ring.final_check_for_requests() {
-                break;
-            }
         }
+        self.shared.publish(&mut st);
         taken
+    }
+
+    /// Requests wait in the ring that `process` left for lack of budget or
+    /// work bound: the owner should call it again soon rather than wait for
+    /// the frontend's next notification, which may never come (the
+    /// frontend notifies only past `req_event`).
+    pub fn backlogged(&self) -> bool {
+        let st = self.shared.lock();
+        st.held.is_empty() && st.ring.has_unconsumed()
     }
 
     fn start(&self, st: &mut State, raw: &RawRequest) {
         let layout = *st.ring.layout();
-        let req = match request::parse(raw, &layout, &self.limits) {
+        let req = match request::parse(raw, &layout, &self.limits, &*self.shared.grants) {
             Ok(req) => req,
             Err(rejection) => {
                 let (id, op) = request::id_and_operation(raw, &layout);
@@ -239,6 +259,7 @@ impl Qdisk {
         }
         let key = st.next_key;
         st.next_key += 1;
+        st.inflight_bytes += req.data_len();
         let pending = Pending { req, data, parts_left: 0, failure: None, started: Instant::now() };
         self.submit(st, key, pending);
     }
@@ -418,6 +439,7 @@ impl Shared {
                 return;
             }
         }
+        st.inflight_bytes = st.inflight_bytes.saturating_sub(p.req.data_len());
         let ok = p.failure.as_ref().is_none_or(|f| f.action == ErrorAction::Ignore);
         let ns = p.started.elapsed().as_nanos() as u64;
         let s = &mut st.stats;

@@ -3,13 +3,29 @@
 //! each segment's sector span inside its page, and the sector range
 //! against the image size (no overflow). Grant references are checked by
 //! the hypervisor when the data is copied.
+//!
+//! An indirect request (`BLKIF_OP_INDIRECT`, offered through
+//! `feature-max-indirect-segments`) keeps its segment list in pages the
+//! frontend grants: they are copied once into our buffer and parsed from
+//! that copy, with the same checks as a direct request's segments.
 
 use super::ring::RawRequest;
+use super::{GrantCopier, GrantError};
 use xen_sys::blkif::*;
 
 /// Sectors of 512 bytes per 4 KiB page.
 const SECTORS_PER_PAGE: u8 = 8;
 const SECTOR: u64 = 1 << BLKIF_SECTOR_SHIFT;
+const PAGE_BYTES: usize = 4096;
+/// Segment descriptors in one indirect page.
+pub const SEGMENTS_PER_INDIRECT_PAGE: usize = PAGE_BYTES / SEGMENT_SIZE;
+/// What we advertise in `feature-max-indirect-segments`: Linux blkback's
+/// MAX_INDIRECT_SEGMENTS (one descriptor page, 1 MiB per request). Linux
+/// blkfront uses at most 32 unless its max_indirect_segments is raised.
+pub const MAX_INDIRECT_SEGMENTS: u16 = 256;
+const _: () = assert!(MAX_INDIRECT_SEGMENTS as usize <= BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST * SEGMENTS_PER_INDIRECT_PAGE);
+/// The most data one request can carry, direct or indirect.
+pub const MAX_REQUEST_BYTES: usize = MAX_INDIRECT_SEGMENTS as usize * PAGE_BYTES;
 
 /// A piece of a granted page: `len` bytes at `offset`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,14 +79,21 @@ pub struct DiskLimits {
     pub sectors: u64,
     pub read_only: bool,
     pub discard: bool,
+    /// Segments an indirect request may carry (0: indirect is not offered,
+    /// and BLKIF_OP_INDIRECT is an unsupported operation).
+    pub max_indirect_segments: u16,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
     #[error("operation {0} is not supported")]
     Unsupported(u8),
-    #[error("{0} segments (1 to {BLKIF_MAX_SEGMENTS_PER_REQUEST} allowed)")]
-    SegmentCount(u8),
+    #[error("{count} segments (1 to {max} allowed)")]
+    SegmentCount { count: u16, max: u16 },
+    #[error("indirect operation {0} is not supported (read and write are)")]
+    IndirectOperation(u8),
+    #[error("indirect descriptor page: {0}")]
+    IndirectGrant(GrantError),
     #[error("segment {index}: sectors {first}-{last} are not inside one page")]
     SegmentSpan { index: usize, first: u8, last: u8 },
     #[error("sectors {sector}+{count} are past the end of the {size}-sector disk")]
@@ -83,7 +106,7 @@ impl Rejection {
     /// The status the frontend gets.
     pub fn status(&self) -> i16 {
         match self {
-            Rejection::Unsupported(_) => BLKIF_RSP_EOPNOTSUPP,
+            Rejection::Unsupported(_) | Rejection::IndirectOperation(_) => BLKIF_RSP_EOPNOTSUPP,
             _ => BLKIF_RSP_ERROR,
         }
     }
@@ -101,9 +124,35 @@ fn u32_at(raw: &RawRequest, at: usize) -> u32 {
     u32::from_le_bytes(b)
 }
 
-/// The id and operation of any request, for answering one we reject.
+fn u16_at(raw: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([raw[at], raw[at + 1]])
+}
+
+/// The id and operation of any request, for answering one we reject. An
+/// indirect request is answered with its `indirect_op`, as Linux blkback
+/// does and blkfront checks (the id sits where a direct request's does).
 pub fn id_and_operation(raw: &RawRequest, layout: &BlkifLayout) -> (u64, u8) {
-    (u64_at(raw, layout.req_id), raw[layout.req_operation])
+    let op = match raw[layout.req_operation] {
+        BLKIF_OP_INDIRECT => raw[layout.indirect_op],
+        op => op,
+    };
+    (u64_at(raw, layout.req_id), op)
+}
+
+/// One segment descriptor (`struct blkif_request_segment`) at `at`.
+fn segment_at(bytes: &[u8], at: usize, index: usize) -> Result<Segment, Rejection> {
+    let g = at + SEGMENT_GREF;
+    let gref = u32::from_le_bytes([bytes[g], bytes[g + 1], bytes[g + 2], bytes[g + 3]]);
+    let (first, last) = (bytes[at + SEGMENT_FIRST_SECT], bytes[at + SEGMENT_LAST_SECT]);
+    if first > last || last >= SECTORS_PER_PAGE {
+        return Err(Rejection::SegmentSpan { index, first, last });
+    }
+    let count = u16::from(last - first) + 1;
+    Ok(Segment { gref, offset: u16::from(first) * SECTOR as u16, len: count * SECTOR as u16 })
+}
+
+fn sectors_of(segments: &[Segment]) -> u64 {
+    segments.iter().map(|s| u64::from(s.len) >> BLKIF_SECTOR_SHIFT).sum()
 }
 
 fn check_range(sector: u64, count: u64, disk: &DiskLimits) -> Result<(), Rejection> {
@@ -113,10 +162,14 @@ fn check_range(sector: u64, count: u64, disk: &DiskLimits) -> Result<(), Rejecti
     }
 }
 
-/// Parse and check one request. On rejection the caller answers with
+/// Parse and check one request; an indirect one's descriptor pages are
+/// copied through `grants`. On rejection the caller answers with
 /// `id_and_operation` and [`Rejection::status`].
-pub fn parse(raw: &RawRequest, layout: &BlkifLayout, disk: &DiskLimits) -> Result<BlkRequest, Rejection> {
-    let (id, operation) = id_and_operation(raw, layout);
+pub fn parse(raw: &RawRequest, layout: &BlkifLayout, disk: &DiskLimits, grants: &dyn GrantCopier) -> Result<BlkRequest, Rejection> {
+    if raw[layout.req_operation] == BLKIF_OP_INDIRECT && disk.max_indirect_segments > 0 {
+        return parse_indirect(raw, layout, disk, grants);
+    }
+    let (id, operation) = (u64_at(raw, layout.req_id), raw[layout.req_operation]);
     let kind = match operation {
         BLKIF_OP_READ => RequestKind::Read,
         BLKIF_OP_WRITE => RequestKind::Write,
@@ -137,24 +190,48 @@ pub fn parse(raw: &RawRequest, layout: &BlkifLayout, disk: &DiskLimits) -> Resul
     let nr = raw[layout.req_nr_segments];
     let flush_only = matches!(kind, RequestKind::Flush | RequestKind::Barrier) && nr == 0;
     if !flush_only && (nr == 0 || usize::from(nr) > BLKIF_MAX_SEGMENTS_PER_REQUEST) {
-        return Err(Rejection::SegmentCount(nr));
+        return Err(Rejection::SegmentCount { count: u16::from(nr), max: BLKIF_MAX_SEGMENTS_PER_REQUEST as u16 });
     }
     let sector = if flush_only { 0 } else { u64_at(raw, layout.req_sector_number) };
-    let mut segments = Vec::with_capacity(usize::from(nr));
-    let mut sectors = 0u64;
-    for index in 0..usize::from(nr) {
-        let at = layout.req_seg + index * SEGMENT_SIZE;
-        let gref = u32_at(raw, at + SEGMENT_GREF);
-        let (first, last) = (raw[at + SEGMENT_FIRST_SECT], raw[at + SEGMENT_LAST_SECT]);
-        if first > last || last >= SECTORS_PER_PAGE {
-            return Err(Rejection::SegmentSpan { index, first, last });
-        }
-        let count = u16::from(last - first) + 1;
-        segments.push(Segment { gref, offset: u16::from(first) * SECTOR as u16, len: count * SECTOR as u16 });
-        sectors += u64::from(count);
-    }
+    let segments = (0..usize::from(nr))
+        .map(|index| segment_at(raw, layout.req_seg + index * SEGMENT_SIZE, index))
+        .collect::<Result<Vec<_>, _>>()?;
+    let sectors = sectors_of(&segments);
     if !flush_only {
         check_range(sector, sectors, disk)?;
     }
+    Ok(BlkRequest { id, operation, kind, sector, sectors, segments })
+}
+
+/// An indirect READ or WRITE: up to `max_indirect_segments` segments, in
+/// ceil(n / 512) descriptor pages whose grant references are in the slot.
+fn parse_indirect(raw: &RawRequest, layout: &BlkifLayout, disk: &DiskLimits, grants: &dyn GrantCopier) -> Result<BlkRequest, Rejection> {
+    let (id, operation) = id_and_operation(raw, layout);
+    let kind = match operation {
+        BLKIF_OP_READ => RequestKind::Read,
+        BLKIF_OP_WRITE => RequestKind::Write,
+        other => return Err(Rejection::IndirectOperation(other)),
+    };
+    if kind == RequestKind::Write && disk.read_only {
+        return Err(Rejection::ReadOnly);
+    }
+    let nr = u16_at(raw, layout.indirect_nr_segments);
+    // Never past what the slot's eight descriptor references can hold.
+    let max = disk.max_indirect_segments.min(MAX_INDIRECT_SEGMENTS);
+    if nr == 0 || nr > max {
+        return Err(Rejection::SegmentCount { count: nr, max });
+    }
+    let pages = usize::from(nr).div_ceil(SEGMENTS_PER_INDIRECT_PAGE);
+    let descriptor_pages: Vec<Segment> = (0..pages)
+        .map(|i| Segment { gref: u32_at(raw, layout.indirect_grefs + 4 * i), offset: 0, len: PAGE_BYTES as u16 })
+        .collect();
+    let mut descriptors = vec![0u8; pages * PAGE_BYTES];
+    grants.copy_from_grants(&descriptor_pages, &mut descriptors).map_err(Rejection::IndirectGrant)?;
+    let segments = (0..usize::from(nr))
+        .map(|index| segment_at(&descriptors, index * SEGMENT_SIZE, index))
+        .collect::<Result<Vec<_>, _>>()?;
+    let sector = u64_at(raw, layout.indirect_sector_number);
+    let sectors = sectors_of(&segments);
+    check_range(sector, sectors, disk)?;
     Ok(BlkRequest { id, operation, kind, sector, sectors, segments })
 }

@@ -91,6 +91,12 @@ impl BackRing {
         produced.min(free)
     }
 
+    /// Whether the frontend has produced requests we have not taken (a
+    /// plain look: nothing is checked or recorded).
+    pub fn has_unconsumed(&self) -> bool {
+        self.broken.is_none() && self.mem.load_u32(SRING_REQ_PROD) != self.req_cons
+    }
+
     /// Copy out at most `max` requests. Bounded work: a frontend that keeps
     /// producing cannot keep us here longer than `max` slots.
     pub fn take_requests(&mut self, max: usize, out: &mut Vec<RawRequest>) -> Result<usize, RingError> {

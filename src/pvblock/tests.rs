@@ -2,7 +2,7 @@
 //! byte-array ring in either ABI, a fake grant table, and a RAM image
 //! with injected host errors.
 
-use super::request::DiskLimits;
+use super::request::{DiskLimits, MAX_INDIRECT_SEGMENTS};
 use super::*;
 use crate::block::engine::share;
 use crate::block::mem::{InjectedFault, MemBackend};
@@ -178,7 +178,7 @@ fn rig_with(layout: BlkifLayout, mem: MemBackend, werror: ErrorPolicy, read_only
     let notes = Arc::new(CountingNotifier::default());
     let ring = BackRing::attach(front.mem.clone(), layout).unwrap();
     let backend = share(Box::new(mem));
-    let limits = DiskLimits { sectors: (DISK_BYTES / 512) as u64, read_only, discard: true };
+    let limits = DiskLimits { sectors: (DISK_BYTES / 512) as u64, read_only, discard: true, max_indirect_segments: MAX_INDIRECT_SEGMENTS };
     let opts = QdiskOptions { drive: "xvdb".into(), werror, rerror: ErrorPolicy::Report, retry_interval: Duration::from_millis(10), audit: Some(audit_sink.clone()) };
     let disk = Qdisk::new(ring, backend.clone(), limits, grants.clone(), notes.clone(), opts).unwrap();
     Rig { front, grants, notes, disk, backend, audited }
@@ -210,6 +210,9 @@ impl Rig {
 }
 
 const BOTH: [BlkifLayout; 2] = [BLKIF_X86_64, BLKIF_X86_32];
+
+#[path = "tests_indirect.rs"]
+mod indirect;
 
 #[test]
 fn ring_geometry_matches_ring_h() {
@@ -271,6 +274,8 @@ fn hostile_requests_are_refused_without_touching_the_image() {
         b[l.req_id..l.req_id + 8].copy_from_slice(&7u64.to_le_bytes());
         r.front.put_raw(&b);
         r.front.rw(BLKIF_OP_WRITE, 8, 0, &[(999, 0, 7)]); // unknown grant
+        // Indirect, with indirect_op 1 (WRITE, the byte after the operation)
+        // and a descriptor page (gref 0) the frontend never granted.
         r.front.rw(BLKIF_OP_INDIRECT, 9, 0, &[(1, 0, 7)]);
         r.front.rw(42, 10, 0, &[]);
         r.front.discard(11, last, 1);
@@ -288,7 +293,7 @@ fn hostile_requests_are_refused_without_touching_the_image() {
                 (6, BLKIF_OP_WRITE, BLKIF_RSP_OKAY), // 11 segments is the maximum: served
                 (7, BLKIF_OP_WRITE, e),
                 (8, BLKIF_OP_WRITE, e),
-                (9, BLKIF_OP_INDIRECT, BLKIF_RSP_EOPNOTSUPP),
+                (9, BLKIF_OP_WRITE, e),
                 (10, 42, BLKIF_RSP_EOPNOTSUPP),
                 (11, BLKIF_OP_DISCARD, e),
             ],
@@ -330,7 +335,7 @@ fn a_wrapped_req_prod_near_u32_max_is_handled() {
     r.front.rsp_cons = start;
     r.front.mem.store_u32(SRING_RSP_EVENT, start.wrapping_add(1));
     let ring = BackRing::attach(r.front.mem.clone(), BLKIF_X86_64).unwrap();
-    let limits = DiskLimits { sectors: (DISK_BYTES / 512) as u64, read_only: false, discard: true };
+    let limits = DiskLimits { sectors: (DISK_BYTES / 512) as u64, read_only: false, discard: true, max_indirect_segments: MAX_INDIRECT_SEGMENTS };
     let opts = QdiskOptions { drive: "xvdb".into(), werror: ErrorPolicy::Report, rerror: ErrorPolicy::Report, retry_interval: Duration::ZERO, audit: None };
     r.disk = Qdisk::new(ring, r.backend.clone(), limits, r.grants.clone(), r.notes.clone(), opts).unwrap();
     for i in 0..8u64 {
@@ -470,7 +475,7 @@ fn the_ring_is_released_on_the_thread_that_drops_the_disk_not_on_the_worker() {
     let dropped_on = Arc::new(Mutex::new(None));
     let ring = WitnessRing { inner: r.front.mem.clone(), dropped_on: dropped_on.clone() };
     let ring = BackRing::attach(Arc::new(ring), BLKIF_X86_64).unwrap();
-    let limits = DiskLimits { sectors: (DISK_BYTES / 512) as u64, read_only: false, discard: true };
+    let limits = DiskLimits { sectors: (DISK_BYTES / 512) as u64, read_only: false, discard: true, max_indirect_segments: MAX_INDIRECT_SEGMENTS };
     let opts = QdiskOptions { drive: "xvdb".into(), werror: ErrorPolicy::Report, rerror: ErrorPolicy::Report, retry_interval: Duration::ZERO, audit: None };
     r.disk = Qdisk::new(ring, r.backend.clone(), limits, r.grants.clone(), r.notes.clone(), opts).unwrap();
     r.front.rw(BLKIF_OP_READ, 7, 0, &[(3, 0, 7)]);

@@ -8,7 +8,8 @@
 //! `aio` for raw or `qcow2`, `mode`, `dev`, `frontend`, `state` = 1) before
 //! it starts the device model and does not wait for a qdisk backend to
 //! connect. We then advertise the disk (`sectors`, `sector-size`, `info`,
-//! `feature-flush-cache`, `feature-discard`, `max-ring-page-order`) and go
+//! `feature-flush-cache`, `feature-discard`, `max-ring-page-order`,
+//! `feature-max-indirect-segments`) and go
 //! to InitWait; when the frontend is Initialised (its `ring-ref`s,
 //! `event-channel` and `protocol` written) we map the ring and go to
 //! Connected. A frontend going to Closing/Closed, or libxl setting the
@@ -24,7 +25,7 @@ use super::xenbus::{read_u32, Node};
 use super::xenstore::{XenStore, XenstoreRead};
 use crate::block::engine::{share, SharedBackend};
 use crate::block::{open_image, CacheMode, ErrorPolicy, ImageSpec};
-use crate::pvblock::request::DiskLimits;
+use crate::pvblock::request::{DiskLimits, MAX_INDIRECT_SEGMENTS};
 use crate::pvblock::{BackRing, Notifier, PvDiskInfo, PvDiskTable, Qdisk, QdiskOptions};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::collections::HashSet;
@@ -246,7 +247,7 @@ fn prepare_device(sup: &Supervisor, devid: &str) -> Option<Device> {
         domid,
         vdev,
         backend: share(image),
-        limits: DiskLimits { sectors, read_only, discard: !read_only },
+        limits: DiskLimits { sectors, read_only, discard: !read_only, max_indirect_segments: MAX_INDIRECT_SEGMENTS },
         policy: sup.policy,
         disks: sup.disks.clone(),
     })
@@ -270,6 +271,7 @@ impl Device {
             self.write("discard-alignment", "0");
         }
         self.write("max-ring-page-order", &MAX_RING_PAGES.trailing_zeros().to_string());
+        self.write("feature-max-indirect-segments", &self.limits.max_indirect_segments.to_string());
         super::xenbus::set_state(&self.node.xs, &self.node.be, &self.node.label, XENBUS_STATE_INIT_WAIT);
     }
 
@@ -396,7 +398,10 @@ impl super::xenbus::Backend for Device {
             if left.is_zero() {
                 break;
             }
-            self.serve_events(c, left);
+            // Requests left in the ring for lack of budget are taken as
+            // soon as completions free it, not at the next notification.
+            let wait = if c.qdisk.backlogged() { left.min(Duration::from_millis(1)) } else { left };
+            self.serve_events(c, wait);
         }
     }
 }

@@ -24,6 +24,9 @@ pub const BLKIF_SECTOR_SHIFT: u32 = 9;
 /// `BLKIF_DISCARD_SECURE` in a discard request's flag byte.
 pub const BLKIF_DISCARD_SECURE: u8 = 1;
 
+/// Grant references of descriptor pages in one indirect request.
+pub const BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST: usize = 8;
+
 /// `struct blkif_request_segment`: gref u32, first_sect u8, last_sect u8.
 pub const SEGMENT_SIZE: usize = 8;
 pub const SEGMENT_GREF: usize = 0;
@@ -48,6 +51,13 @@ pub struct BlkifLayout {
     pub discard_id: usize,
     pub discard_sector_number: usize,
     pub discard_nr_sectors: usize,
+    /// `struct blkif_request_indirect`: `indirect_op` shares the byte of
+    /// `nr_segments`, whose own u16 follows.
+    pub indirect_op: usize,
+    pub indirect_nr_segments: usize,
+    pub indirect_id: usize,
+    pub indirect_sector_number: usize,
+    pub indirect_grefs: usize,
     pub rsp_id: usize,
     pub rsp_operation: usize,
     pub rsp_status: usize,
@@ -78,6 +88,11 @@ pub const BLKIF_X86_64: BlkifLayout = BlkifLayout {
     discard_id: 8,
     discard_sector_number: 16,
     discard_nr_sectors: 24,
+    indirect_op: 1,
+    indirect_nr_segments: 2,
+    indirect_id: 8,
+    indirect_sector_number: 16,
+    indirect_grefs: 28,
     rsp_id: 0,
     rsp_operation: 8,
     rsp_status: 10,
@@ -97,6 +112,11 @@ pub const BLKIF_X86_32: BlkifLayout = BlkifLayout {
     discard_id: 4,
     discard_sector_number: 12,
     discard_nr_sectors: 20,
+    indirect_op: 1,
+    indirect_nr_segments: 2,
+    indirect_id: 4,
+    indirect_sector_number: 12,
+    indirect_grefs: 24,
     rsp_id: 0,
     rsp_operation: 8,
     rsp_status: 10,

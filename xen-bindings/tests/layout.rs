@@ -324,6 +324,7 @@ fn expectations() -> Vec<(String, u64, String)> {
         constant!(BLKIF_RSP_OKAY, "BLKIF_RSP_OKAY");
         constant!(BLKIF_MAX_SEGMENTS_PER_REQUEST, "BLKIF_MAX_SEGMENTS_PER_REQUEST");
         constant!(BLKIF_DISCARD_SECURE, "BLKIF_DISCARD_SECURE");
+        constant!(BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST, "BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST");
         constant!(SEGMENT_SIZE, "sizeof(struct blkif_request_segment)");
         constant!(SEGMENT_GREF, "offsetof(struct blkif_request_segment, gref)");
         constant!(SEGMENT_FIRST_SECT, "offsetof(struct blkif_request_segment, first_sect)");
@@ -353,6 +354,11 @@ fn expectations() -> Vec<(String, u64, String)> {
             c(l.discard_id, format!("offsetof(struct blkif{p}_request_discard, id)"));
             c(l.discard_sector_number, format!("offsetof(struct blkif{p}_request_discard, sector_number)"));
             c(l.discard_nr_sectors, format!("offsetof(struct blkif{p}_request_discard, nr_sectors)"));
+            c(l.indirect_op, format!("offsetof(struct blkif{p}_request_indirect, indirect_op)"));
+            c(l.indirect_nr_segments, format!("offsetof(struct blkif{p}_request_indirect, nr_segments)"));
+            c(l.indirect_id, format!("offsetof(struct blkif{p}_request_indirect, id)"));
+            c(l.indirect_sector_number, format!("offsetof(struct blkif{p}_request_indirect, sector_number)"));
+            c(l.indirect_grefs, format!("offsetof(struct blkif{p}_request_indirect, indirect_grefs)"));
             c(l.rsp_id, format!("offsetof(struct blkif{p}_response, id)"));
             c(l.rsp_operation, format!("offsetof(struct blkif{p}_response, operation)"));
             c(l.rsp_status, format!("offsetof(struct blkif{p}_response, status)"));
