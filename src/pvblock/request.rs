@@ -112,20 +112,21 @@ impl Rejection {
     }
 }
 
-fn u64_at(raw: &RawRequest, at: usize) -> u64 {
+// Little-endian fields of a request slot or a descriptor page.
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
     let mut b = [0u8; 8];
-    b.copy_from_slice(&raw[at..at + 8]);
+    b.copy_from_slice(&bytes[at..at + 8]);
     u64::from_le_bytes(b)
 }
 
-fn u32_at(raw: &RawRequest, at: usize) -> u32 {
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
     let mut b = [0u8; 4];
-    b.copy_from_slice(&raw[at..at + 4]);
+    b.copy_from_slice(&bytes[at..at + 4]);
     u32::from_le_bytes(b)
 }
 
-fn u16_at(raw: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([raw[at], raw[at + 1]])
+fn u16_at(bytes: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([bytes[at], bytes[at + 1]])
 }
 
 /// The id and operation of any request, for answering one we reject. An
@@ -141,8 +142,7 @@ pub fn id_and_operation(raw: &RawRequest, layout: &BlkifLayout) -> (u64, u8) {
 
 /// One segment descriptor (`struct blkif_request_segment`) at `at`.
 fn segment_at(bytes: &[u8], at: usize, index: usize) -> Result<Segment, Rejection> {
-    let g = at + SEGMENT_GREF;
-    let gref = u32::from_le_bytes([bytes[g], bytes[g + 1], bytes[g + 2], bytes[g + 3]]);
+    let gref = u32_at(bytes, at + SEGMENT_GREF);
     let (first, last) = (bytes[at + SEGMENT_FIRST_SECT], bytes[at + SEGMENT_LAST_SECT]);
     if first > last || last >= SECTORS_PER_PAGE {
         return Err(Rejection::SegmentSpan { index, first, last });

@@ -78,6 +78,14 @@ impl Notifier for CountingNotifier {
     }
 }
 
+/// One `struct blkif_request_segment` (gref, first, last sector) at `at`:
+/// in a request slot, or in an indirect descriptor page.
+fn put_segment(buf: &mut [u8], at: usize, (gref, first, last): (u32, u8, u8)) {
+    buf[at + SEGMENT_GREF..at + SEGMENT_GREF + 4].copy_from_slice(&gref.to_le_bytes());
+    buf[at + SEGMENT_FIRST_SECT] = first;
+    buf[at + SEGMENT_LAST_SECT] = last;
+}
+
 /// The frontend's side of the ring.
 struct Front {
     mem: Arc<FakeRing>,
@@ -114,11 +122,8 @@ impl Front {
         b[l.req_nr_segments] = segs.len() as u8;
         b[l.req_id..l.req_id + 8].copy_from_slice(&id.to_le_bytes());
         b[l.req_sector_number..l.req_sector_number + 8].copy_from_slice(&sector.to_le_bytes());
-        for (i, (gref, first, last)) in segs.iter().enumerate() {
-            let at = l.req_seg + i * SEGMENT_SIZE;
-            b[at..at + 4].copy_from_slice(&gref.to_le_bytes());
-            b[at + SEGMENT_FIRST_SECT] = *first;
-            b[at + SEGMENT_LAST_SECT] = *last;
+        for (i, seg) in segs.iter().enumerate() {
+            put_segment(&mut b, l.req_seg + i * SEGMENT_SIZE, *seg);
         }
         self.put_raw(&b);
     }

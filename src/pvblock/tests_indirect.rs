@@ -21,11 +21,8 @@ impl Front {
             let at = l.indirect_grefs + 4 * p;
             b[at..at + 4].copy_from_slice(&gref.to_le_bytes());
             let mut page = vec![0u8; 4096];
-            for (i, (g, first, last)) in segs.iter().enumerate().skip(p * 512).take(512) {
-                let o = (i - p * 512) * SEGMENT_SIZE;
-                page[o..o + 4].copy_from_slice(&g.to_le_bytes());
-                page[o + SEGMENT_FIRST_SECT] = *first;
-                page[o + SEGMENT_LAST_SECT] = *last;
+            for (i, seg) in segs.iter().skip(p * 512).take(512).enumerate() {
+                put_segment(&mut page, i * SEGMENT_SIZE, *seg);
             }
             grants.0.lock().unwrap().insert(gref, page);
         }
